@@ -113,7 +113,11 @@ class Message:
         meta = (
             None
             if self.snapshot_meta is None
-            else (self.snapshot_meta.index, self.snapshot_meta.term, list(self.snapshot_meta.voters))
+            else (
+                self.snapshot_meta.index,
+                self.snapshot_meta.term,
+                list(self.snapshot_meta.voters),
+            )
         )
         return msgpack.packb(  # type: ignore[no-any-return]
             (
@@ -141,8 +145,23 @@ class Message:
         """Decode a message; raises ``ValueError`` for anything malformed."""
         try:
             fields = msgpack.unpackb(raw, raw=False, use_list=True, strict_map_key=True)
-            (mtype, to, frm, term, log_term, index, entries, commit, reject, reject_hint,
-             context, meta, offset, data, done) = fields
+            (
+                mtype,
+                to,
+                frm,
+                term,
+                log_term,
+                index,
+                entries,
+                commit,
+                reject,
+                reject_hint,
+                context,
+                meta,
+                offset,
+                data,
+                done,
+            ) = fields
             msg = cls(
                 type=MsgType(mtype),
                 to=_str(to),
@@ -206,8 +225,9 @@ class Ready:
     """Everything the driver must do, in this order, before calling ``core.advance(ready)``:
 
     1. Persist, in one durable transaction: ``hard_state`` (if not None), ``snapshot`` (if not
-       None: save it, and drop every log entry it covers), then ``entries`` (if any: delete
-       every stored entry with index >= entries[0].index, then append them).
+       None: a snapshot received from the leader; save it and drop the *whole* stored log, which
+       it replaces), then ``entries`` (if any: delete every stored entry with index >=
+       entries[0].index, then append them).
     2. Send ``messages`` (they may depend on what step 1 persisted).
     3. If ``snapshot`` is not None, restore the state machine from it.
        Then apply ``committed_entries`` in order (NOOP entries are skipped by the application
