@@ -1,0 +1,1 @@
+"""The asyncio driver that runs the Raft core with storage, transport and a state machine."""

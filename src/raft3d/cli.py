@@ -1,0 +1,180 @@
+"""Command line: ``raft3d serve`` runs a node; ``raft3d status`` shows a cluster."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from raft3d.config import ConfigError, Settings, load_settings
+from raft3d.logs import configure_logging
+
+log = logging.getLogger("raft3d.cli")
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="raft3d", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run one node of a cluster")
+    serve.add_argument("--config", required=True, type=Path, help="the node's TOML file")
+    serve.add_argument("--data-dir", type=Path, help="overrides node.data_dir")
+    serve.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LEVELS,
+        help="console level (alias of --console-level)",
+    )
+    serve.add_argument("--console-level", type=str.upper, choices=LEVELS)
+    serve.add_argument("--log-file", type=Path, help="also write JSON lines to this file")
+    serve.add_argument("--file-level", type=str.upper, choices=LEVELS, default="DEBUG")
+
+    status = sub.add_parser("status", help="print a table of the cluster's nodes")
+    status.add_argument("--url", default="http://127.0.0.1:8080", help="any node's HTTP address")
+    status.add_argument("--timeout", type=float, default=2.0)
+
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    return _status(args.url, args.timeout)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    console_level = args.console_level or args.log_level
+    try:
+        settings = load_settings(args.config, data_dir=args.data_dir, log_level=console_level)
+    except ConfigError as exc:
+        print(f"raft3d: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, args.log_file, args.file_level)
+    import uvloop
+
+    uvloop.run(run_node(settings))
+    return 0
+
+
+async def run_node(settings: Settings) -> None:
+    """Run a node until SIGTERM or SIGINT; then answer in-flight requests and close cleanly."""
+    app = build_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(
+        runner,
+        settings.http.host,
+        settings.http.port,
+        shutdown_timeout=settings.http_settings.request_timeout_s,
+        reuse_address=True,
+    )
+    await site.start()
+    log.info("http listening node=%s addr=%s", settings.node_id, settings.http)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+        log.info("shutting down node=%s", settings.node_id)
+    finally:
+        await runner.cleanup()  # stops listening, waits for handlers, then stops the node
+
+
+def build_app(settings: Settings) -> web.Application:
+    """The node and its HTTP app, wired so the node outlives every request handler."""
+    from raft3d.api import create_app
+    from raft3d.domain.state import FarmStateMachine
+    from raft3d.node.driver import RaftNode
+
+    state = FarmStateMachine()
+    node = RaftNode(settings, state)
+    app = create_app(settings, node, state)
+
+    async def node_lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        await node.start()
+        yield
+        await node.stop()
+
+    app.cleanup_ctx.insert(0, node_lifecycle)
+    return app
+
+
+def _status(url: str, timeout: float) -> int:
+    base = url.rstrip("/")
+    try:
+        first = _get_json(f"{base}/cluster/status", timeout)
+    except (OSError, ValueError) as exc:
+        print(f"raft3d: cannot read {base}/cluster/status: {exc}", file=sys.stderr)
+        return 1
+    rows: list[dict[str, Any]] = [first]
+    for peer in first.get("peers", []):
+        try:
+            rows.append(_get_json(f"{peer['http_addr'].rstrip('/')}/cluster/status", timeout))
+        except (OSError, ValueError):
+            rows.append({"node_id": peer["node_id"], "http": peer["http_addr"], "down": True})
+    reach = {p["node_id"]: p.get("reachable") for p in first.get("peers", [])}
+    http_of = {p["node_id"]: p["http_addr"] for p in first.get("peers", [])}
+    http_of[str(first.get("node_id"))] = base
+    header = (
+        "NODE",
+        "HTTP",
+        "ROLE",
+        "TERM",
+        "LEADER",
+        "COMMIT",
+        "APPLIED",
+        "LAST",
+        "SNAP",
+        "REACHABLE",
+    )
+    table = [header]
+    for r in sorted(rows, key=lambda r: str(r.get("node_id"))):
+        node_id = str(r.get("node_id"))
+        if r.get("down"):
+            table.append((node_id, r["http"], "unreachable", "-", "-", "-", "-", "-", "-", "no"))
+            continue
+        reachable = "self" if node_id == first.get("node_id") else _yes_no(reach.get(node_id))
+        table.append(
+            (
+                node_id,
+                str(http_of.get(node_id, "-")),
+                str(r.get("role")),
+                str(r.get("term")),
+                str(r.get("leader_id") or "-"),
+                str(r.get("commit_index")),
+                str(r.get("applied_index")),
+                str(r.get("last_log_index")),
+                str(r.get("snapshot_index")),
+                reachable,
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _yes_no(value: object) -> str:
+    return "yes" if value is True else "no" if value is False else "?"
+
+
+def _get_json(url: str, timeout: float) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        body = json.loads(resp.read())
+    if not isinstance(body, dict):
+        raise ValueError("expected a JSON object")
+    return body
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,503 @@
+"""The asyncio driver: runs one Raft core against durable storage, the peer transport and a
+state machine.
+
+The core is pure; this module owns time (a tick timer), I/O (storage, transport) and the
+mapping from log indexes back to the callers waiting on them. One Ready is handled at a time
+and without yielding to the event loop, in the order the Ready contract prescribes
+(``raft3d.consensus.types.Ready``): persist, send, apply, release reads, advance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from raft3d.config import Settings
+from raft3d.consensus.core import CoreConfig, RaftCore
+from raft3d.consensus.types import (
+    Entry,
+    EntryType,
+    Message,
+    NotLeaderError,
+    Ready,
+    Role,
+    Snapshot,
+)
+from raft3d.node.errors import NodeStoppedError, NoLeaderError, OutcomeUnknownError
+from raft3d.node.status import NodeStatus, PeerInfo
+from raft3d.storage import DurableStorage
+from raft3d.transport import Transport
+
+log = logging.getLogger("raft3d.node")
+
+# Outstanding ReadIndex requests are re-issued after this long without an answer (the request
+# or its answer may have been lost, or the leader changed).
+READ_RETRY_S = 0.1
+
+
+class StateMachine(Protocol):
+    """What the driver needs of an application. ``apply`` must be deterministic."""
+
+    def apply(self, index: int, data: bytes) -> object: ...
+
+    def snapshot(self) -> bytes: ...
+
+    def restore(self, data: bytes) -> None: ...
+
+
+@dataclass(slots=True)
+class NodeCounters:
+    """Plain counters the metrics layer reads at scrape time."""
+
+    elections: int = 0
+    snapshots: int = 0
+    proposals: dict[str, int] = field(
+        default_factory=lambda: {"committed": 0, "outcome_unknown": 0, "not_leader": 0}
+    )
+    apply_seconds_total: float = 0.0
+    applied_entries: int = 0
+
+
+@dataclass(slots=True)
+class _Pending:
+    term: int
+    future: asyncio.Future[object]
+
+
+@dataclass(slots=True)
+class _ReadBatch:
+    waiters: list[asyncio.Future[None]]
+    issued_at: float
+
+
+class RaftNode:
+    def __init__(
+        self,
+        settings: Settings,
+        state_machine: StateMachine,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self._sm = state_machine
+        self._rng = rng or random.Random()
+        rs = settings.raft_settings
+        self._core_config = CoreConfig(
+            node_id=settings.node_id,
+            voters=tuple(m.node_id for m in settings.members),
+            election_ticks=rs.election_ticks,
+            heartbeat_ticks=rs.heartbeat_ticks,
+            pre_vote=rs.pre_vote,
+            check_quorum=rs.check_quorum,
+            max_msg_bytes=rs.max_msg_bytes,
+            max_inflight_msgs=rs.max_inflight_msgs,
+            max_entry_bytes=rs.max_entry_bytes,
+            snapshot_chunk_bytes=rs.snapshot_chunk_bytes,
+        )
+        self.storage = DurableStorage(settings.data_dir, snapshots_keep=rs.snapshots_keep)
+        self._core: RaftCore | None = None
+        self.transport = Transport(
+            settings.node_id,
+            (settings.raft.host, settings.raft.port),
+            {m.node_id: (m.raft.host, m.raft.port) for m in settings.peers},
+            settings.cluster_secret,
+            self._on_message,
+            on_peer_change=self._on_peer_change,
+        )
+        self.counters = NodeCounters()
+        self._pending: dict[int, _Pending] = {}
+        self._reads_unissued: list[asyncio.Future[None]] = []
+        self._reads_issued: dict[bytes, _ReadBatch] = {}
+        self._reads_waiting_apply: deque[tuple[int, list[asyncio.Future[None]]]] = deque()
+        self._read_ids = itertools.count(1)
+        self._applied = 0
+        self._snapshot_index = 0
+        # Outcomes of the entries still held in the log (index > snapshot index). They are
+        # derived data, so they live in memory only: a restart replays those same entries from
+        # the snapshot and records them again.
+        self._outcomes: dict[int, object] = {}
+        self._wakeup = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._stopping = False
+        self.halted: BaseException | None = None
+        self._last_role = Role.FOLLOWER
+        self._last_leader: str | None = None
+        self._last_term = 0
+        self.role_listeners: list[Callable[[Role, int, str | None], None]] = []
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        state = self.storage.load()
+        if state.snapshot is not None:
+            self._sm.restore(state.snapshot.data)
+            self._applied = state.snapshot.meta.index
+            self._snapshot_index = state.snapshot.meta.index
+        self._core = RaftCore(self._core_config, state, self._rng)
+        self._last_term = self._core.term
+        log.info(
+            "node starting node=%s term=%d snapshot_index=%d last_index=%d commit=%d",
+            self.node_id,
+            self._core.term,
+            self._snapshot_index,
+            self._core.last_index,
+            state.hard_state.commit,
+        )
+        await self.transport.start()
+        loop = asyncio.get_running_loop()
+        self._tick_interval = self.settings.raft_settings.tick_ms / 1000
+        self._next_tick = loop.time() + self._tick_interval
+        self._tick_handle = loop.call_at(self._next_tick, self._on_tick)
+        self._loop_task = asyncio.create_task(self._run(), name=f"raft-{self.node_id}")
+
+    async def stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        if self._loop_task is not None:
+            self._wakeup.set()
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        await self.transport.stop()
+        self._fail_all(NodeStoppedError("node is stopping"))
+        self.storage.close()
+        log.info("node stopped node=%s", self.node_id)
+
+    # -- public interface ----------------------------------------------------------------
+
+    @property
+    def node_id(self) -> str:
+        return self.settings.node_id
+
+    @property
+    def applied_index(self) -> int:
+        return self._applied
+
+    @property
+    def core(self) -> RaftCore:
+        if self._core is None:
+            raise NodeStoppedError("node is not started")
+        return self._core
+
+    @property
+    def is_leader(self) -> bool:
+        return self._core is not None and self._core.role is Role.LEADER
+
+    @property
+    def leader_id(self) -> str | None:
+        return None if self._core is None else self._core.leader_id
+
+    async def propose(self, data: bytes, timeout: float | None = None) -> object:
+        """Replicate ``data``; return the state machine's result once it is applied here.
+
+        Raises NotLeaderError (naming the leader when known), EntryTooLargeError up front,
+        OutcomeUnknownError when the term ends (or the deadline passes) before the entry is
+        seen to commit.
+        """
+        self._check_running()
+        try:
+            index, term = self.core.propose(data)
+        except NotLeaderError:
+            self.counters.proposals["not_leader"] += 1
+            raise
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._pending[index] = _Pending(term, future)
+        self._wakeup.set()
+        if timeout is None:
+            timeout = self.settings.http_settings.request_timeout_s
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            if self._pending.get(index, None) is not None and self._pending[index].future is future:
+                del self._pending[index]
+            self.counters.proposals["outcome_unknown"] += 1
+            raise OutcomeUnknownError(index, term) from None
+
+    async def read_barrier(self, timeout: float | None = None) -> None:
+        """Return once this node has applied everything committed before the call (ReadIndex)."""
+        self._check_running()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reads_unissued.append(future)
+        self._wakeup.set()
+        if timeout is None:
+            timeout = self.settings.http_settings.request_timeout_s
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            future.cancel()
+            raise NoLeaderError("no leader confirmed a read index in time") from None
+
+    def take_snapshot(self) -> int:
+        """Snapshot the state machine now (at the applied index); returns that index."""
+        self._check_running()
+        if self._applied > self._snapshot_index:
+            self._snapshot()
+        return self._snapshot_index
+
+    def status(self) -> NodeStatus:
+        core = self.core
+        cs = core.status()
+        match = {p.node_id: p.match_index for p in cs.peers}
+        leader = cs.leader_id
+        leader_member = self.settings.member(leader) if leader else None
+        role = {Role.LEADER: "leader", Role.FOLLOWER: "follower"}.get(cs.role, "candidate")
+        peers = tuple(
+            PeerInfo(
+                node_id=m.node_id,
+                raft_addr=str(m.raft),
+                http_addr=m.http_url,
+                reachable=self.transport.reachable(m.node_id),
+                match_index=match.get(m.node_id) if cs.role is Role.LEADER else None,
+            )
+            for m in self.settings.peers
+        )
+        return NodeStatus(
+            node_id=self.node_id,
+            role=role,
+            term=cs.term,
+            leader_id=leader,
+            leader_http=leader_member.http_url if leader_member else None,
+            commit_index=cs.commit_index,
+            applied_index=self._applied,
+            last_log_index=cs.last_log_index,
+            snapshot_index=self._snapshot_index,
+            peers=peers,
+        )
+
+    # -- inputs --------------------------------------------------------------------------
+
+    def _on_message(self, msg: Message) -> None:
+        if self._core is None or self.halted is not None:
+            return
+        self._core.step(msg)
+        self._wakeup.set()
+
+    def _on_peer_change(self, peer: str, up: bool) -> None:
+        log.info(
+            "peer %s node=%s peer=%s", "connected" if up else "disconnected", self.node_id, peer
+        )
+        if not up and self._core is not None:
+            self._core.report_unreachable(peer)
+
+    def _on_tick(self) -> None:
+        if self._stopping:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        # Catch up on missed ticks after a stall, but never run more than a few at once.
+        ticks = 0
+        while self._next_tick <= now and ticks < 5:
+            if self._core is not None and self.halted is None:
+                self._core.tick()
+            self._next_tick += self._tick_interval
+            ticks += 1
+        if self._next_tick <= now:
+            self._next_tick = now + self._tick_interval
+        self._tick_handle = loop.call_at(self._next_tick, self._on_tick)
+        self._wakeup.set()
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        core = self.core
+        while not self._stopping:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            try:
+                self._issue_reads()
+                while core.has_ready():
+                    self._handle_ready(core.ready())
+                self._observe_role()
+            except Exception as exc:  # a failed disk or an undecodable entry: stop, never diverge
+                self._halt(exc)
+                return
+
+    def _handle_ready(self, rd: Ready) -> None:
+        core = self.core
+        if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
+            self.storage.persist(rd.hard_state, rd.entries, rd.snapshot)
+        send = self.transport.send
+        for msg in rd.messages:
+            send(msg)
+        if rd.snapshot is not None:
+            self._install_snapshot(rd.snapshot)
+        if rd.committed_entries:
+            self._apply(rd.committed_entries)
+        for rs in rd.read_states:
+            batch = self._reads_issued.pop(rs.context, None)
+            if batch is not None:
+                self._reads_waiting_apply.append((rs.index, batch.waiters))
+        self._release_reads()
+        core.advance(rd)
+        threshold = self.settings.raft_settings.snapshot_threshold
+        if threshold > 0 and self._applied - self._snapshot_index >= threshold:
+            self._snapshot()
+
+    def outcome(self, index: int) -> object:
+        """The recorded outcome of the entry at ``index``, if still held (see ``_outcomes``)."""
+        return self._outcomes.get(index)
+
+    def _apply(self, entries: list[Entry]) -> None:
+        outcomes = self._outcomes
+        started = time.perf_counter()
+        pending = self._pending
+        for entry in entries:
+            if entry.index <= self._applied:
+                continue  # covered by a snapshot already restored
+            result: object = None
+            if entry.type is EntryType.NORMAL:
+                result = self._sm.apply(entry.index, entry.data)
+                outcomes[entry.index] = result
+            self._applied = entry.index
+            waiter = pending.pop(entry.index, None)
+            if waiter is not None and not waiter.future.done():
+                if waiter.term == entry.term:
+                    waiter.future.set_result(result)
+                    self.counters.proposals["committed"] += 1
+                else:  # our entry was replaced by another leader's
+                    waiter.future.set_exception(OutcomeUnknownError(entry.index, waiter.term))
+                    self.counters.proposals["outcome_unknown"] += 1
+        self.counters.apply_seconds_total += time.perf_counter() - started
+        self.counters.applied_entries += len(entries)
+
+    def _install_snapshot(self, snapshot: Snapshot) -> None:
+        self._sm.restore(snapshot.data)
+        self._outcomes.clear()
+        self._applied = snapshot.meta.index
+        self._snapshot_index = snapshot.meta.index
+        log.info(
+            "snapshot installed node=%s term=%d index=%d size=%d",
+            self.node_id,
+            self.core.term,
+            snapshot.meta.index,
+            len(snapshot.data),
+        )
+
+    def _snapshot(self) -> None:
+        index = self._applied
+        started = time.perf_counter()
+        snapshot = self.core.compact(index, self._sm.snapshot())
+        self.storage.save_local_snapshot(snapshot)
+        self._snapshot_index = index
+        for held in [i for i in self._outcomes if i <= index]:
+            del self._outcomes[held]
+        self.counters.snapshots += 1
+        log.info(
+            "snapshot taken and log compacted node=%s term=%d index=%d size=%d ms=%.1f",
+            self.node_id,
+            self.core.term,
+            index,
+            len(snapshot.data),
+            (time.perf_counter() - started) * 1000,
+        )
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def _issue_reads(self) -> None:
+        # Every tick wakes the loop, so lost read requests are retried from here.
+        now = time.monotonic()
+        for ctx, batch in list(self._reads_issued.items()):
+            live = [f for f in batch.waiters if not f.done()]
+            if not live:
+                del self._reads_issued[ctx]
+            elif now - batch.issued_at > READ_RETRY_S:
+                del self._reads_issued[ctx]
+                self._reads_unissued.extend(live)
+        waiters = [f for f in self._reads_unissued if not f.done()]
+        self._reads_unissued = []
+        if not waiters:
+            return
+        ctx = next(self._read_ids).to_bytes(8, "big")
+        self._reads_issued[ctx] = _ReadBatch(waiters, now)
+        self.core.read_index(ctx)
+
+    def _release_reads(self) -> None:
+        queue = self._reads_waiting_apply
+        kept: deque[tuple[int, list[asyncio.Future[None]]]] = deque()
+        while queue:
+            index, waiters = queue.popleft()
+            if index <= self._applied:
+                for f in waiters:
+                    if not f.done():
+                        f.set_result(None)
+            else:
+                kept.append((index, waiters))
+        self._reads_waiting_apply = kept
+
+    # -- role changes --------------------------------------------------------------------
+
+    def _observe_role(self) -> None:
+        core = self.core
+        role, term, leader = core.role, core.term, core.leader_id
+        if role is self._last_role and term == self._last_term and leader == self._last_leader:
+            return
+        if role is Role.CANDIDATE and (
+            self._last_role is not Role.CANDIDATE or term != self._last_term
+        ):
+            self.counters.elections += 1
+            log.info(
+                "election started node=%s term=%d index=%d", self.node_id, term, core.last_index
+            )
+        if role is not self._last_role:
+            log.info(
+                "role changed node=%s term=%d from=%s to=%s leader=%s commit=%d",
+                self.node_id,
+                term,
+                self._last_role.value,
+                role.value,
+                leader,
+                core.commit_index,
+            )
+        elif leader != self._last_leader:
+            log.info("leader changed node=%s term=%d leader=%s", self.node_id, term, leader)
+        if self._last_role is Role.LEADER and (role is not Role.LEADER or term != self._last_term):
+            self._fail_pending()
+        self._last_role, self._last_term, self._last_leader = role, term, leader
+        for listener in self.role_listeners:
+            listener(role, term, leader)
+
+    def _fail_pending(self) -> None:
+        pending, self._pending = self._pending, {}
+        for index, p in pending.items():
+            if not p.future.done():
+                p.future.set_exception(OutcomeUnknownError(index, p.term))
+                self.counters.proposals["outcome_unknown"] += 1
+
+    def _fail_all(self, exc: Exception) -> None:
+        pending, self._pending = self._pending, {}
+        for p in pending.values():
+            if not p.future.done():
+                p.future.set_exception(exc)
+        waiters = list(self._reads_unissued)
+        for batch in self._reads_issued.values():
+            waiters.extend(batch.waiters)
+        for _, ws in self._reads_waiting_apply:
+            waiters.extend(ws)
+        for f in waiters:
+            if not f.done():
+                f.set_exception(exc)
+        self._reads_unissued, self._reads_issued = [], {}
+        self._reads_waiting_apply = deque()
+
+    def _halt(self, exc: BaseException) -> None:
+        self.halted = exc
+        log.critical("node halted node=%s: %r", self.node_id, exc, exc_info=exc)
+        self._fail_all(NodeStoppedError(f"node halted: {exc!r}"))
+
+    def _check_running(self) -> None:
+        if self._stopping:
+            raise NodeStoppedError("node is stopping")
+        if self.halted is not None:
+            raise NodeStoppedError(f"node halted: {self.halted!r}")
