@@ -1,0 +1,7 @@
+"""Durable storage of one node: Raft log and hard state in SQLite, snapshots as files."""
+
+from raft3d.storage.durable import DurableStorage
+from raft3d.storage.errors import StorageCorruptError, StorageError
+from raft3d.storage.snapshot_file import SnapshotInfo
+
+__all__ = ["DurableStorage", "SnapshotInfo", "StorageCorruptError", "StorageError"]

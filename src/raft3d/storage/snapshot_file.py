@@ -1,0 +1,158 @@
+"""The on-disk format of one snapshot file, and reading/writing a single file.
+
+Layout (format version 1, integers little-endian)::
+
+    magic        8 bytes   b"R3DSNAP\\0"
+    version      u16       1
+    header_len   u32       length of the JSON header that follows
+    header       JSON      {"index", "term", "voters", "created_at", "data_len"} (UTF-8)
+    checksum     32 bytes  SHA-256 over every byte before it (magic..header) and the data
+    data         data_len bytes, the state machine's opaque snapshot
+
+A file is valid only if every field parses, its size is exactly what the header announces and
+the checksum matches. Anything else (a flipped byte, a truncated file) raises
+``InvalidSnapshotFile``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from raft3d.consensus.types import Snapshot, SnapshotMeta
+
+MAGIC = b"R3DSNAP\x00"
+FORMAT_VERSION = 1
+_PREFIX = struct.Struct("<8sHI")  # magic, version, header length
+_CHECKSUM_LEN = hashlib.sha256().digest_size
+_MAX_HEADER_LEN = 1 << 20  # a header is a few hundred bytes; anything huge is garbage
+_READ_CHUNK = 1 << 20
+
+
+class InvalidSnapshotFile(Exception):
+    """The file is not a complete, intact snapshot file."""
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    """What a listing shows about one valid snapshot file."""
+
+    index: int
+    term: int
+    size: int  # bytes on disk, header included
+    created_at: float  # unix seconds
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    meta: SnapshotMeta
+    created_at: float
+    data_len: int
+
+
+def write_snapshot_file(f: BinaryIO, snapshot: Snapshot, created_at: float) -> int:
+    """Write ``snapshot`` in the file format to ``f``; returns the number of bytes written.
+
+    The caller owns durability (fsync, rename).
+    """
+    header = json.dumps(
+        {
+            "index": snapshot.meta.index,
+            "term": snapshot.meta.term,
+            "voters": list(snapshot.meta.voters),
+            "created_at": created_at,
+            "data_len": len(snapshot.data),
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    ).encode()
+    prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header
+    checksum = hashlib.sha256(prefix)
+    checksum.update(snapshot.data)
+    f.write(prefix)
+    f.write(checksum.digest())
+    f.write(snapshot.data)
+    return len(prefix) + _CHECKSUM_LEN + len(snapshot.data)
+
+
+def read_snapshot_file(path: Path) -> tuple[SnapshotInfo, Snapshot]:
+    """Read and verify a whole snapshot file."""
+    with _open(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        header, expected, prefix = _read_header(f, size)
+        data = f.read(header.data_len)
+        checksum = hashlib.sha256(prefix)
+        checksum.update(data)
+        _check(len(data) == header.data_len and checksum.digest() == expected, "checksum mismatch")
+    info = SnapshotInfo(header.meta.index, header.meta.term, size, header.created_at, path)
+    return info, Snapshot(header.meta, data)
+
+
+def verify_snapshot_file(path: Path) -> SnapshotInfo:
+    """Verify a snapshot file without keeping its data in memory."""
+    with _open(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        header, expected, prefix = _read_header(f, size)
+        checksum = hashlib.sha256(prefix)
+        while chunk := f.read(_READ_CHUNK):
+            checksum.update(chunk)
+        _check(checksum.digest() == expected, "checksum mismatch")
+    return SnapshotInfo(header.meta.index, header.meta.term, size, header.created_at, path)
+
+
+def _open(path: Path) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise InvalidSnapshotFile(f"{path}: cannot open: {exc}") from exc
+
+
+def _read_header(f: BinaryIO, size: int) -> tuple[_Header, bytes, bytes]:
+    """Parse the header; returns it, the stored checksum and the bytes the checksum covers."""
+    raw_prefix = f.read(_PREFIX.size)
+    _check(len(raw_prefix) == _PREFIX.size, "truncated prefix")
+    magic, version, header_len = _PREFIX.unpack(raw_prefix)
+    _check(magic == MAGIC, "not a snapshot file (bad magic)")
+    _check(version == FORMAT_VERSION, f"unsupported format version {version}")
+    _check(header_len <= _MAX_HEADER_LEN, "header length out of range")
+    raw_header = f.read(header_len)
+    _check(len(raw_header) == header_len, "truncated header")
+    try:
+        fields: Any = json.loads(raw_header)
+    except ValueError as exc:
+        raise InvalidSnapshotFile(f"header is not JSON: {exc}") from exc
+    _check(isinstance(fields, dict), "header is not an object")
+    index = _non_negative_int(fields.get("index"), "index")
+    term = _non_negative_int(fields.get("term"), "term")
+    data_len = _non_negative_int(fields.get("data_len"), "data_len")
+    voters = fields.get("voters")
+    _check(isinstance(voters, list) and all(isinstance(v, str) for v in voters), "voters malformed")
+    created_at = fields.get("created_at")
+    _check(type(created_at) in (int, float) and math.isfinite(created_at), "created_at malformed")
+    expected = f.read(_CHECKSUM_LEN)
+    _check(len(expected) == _CHECKSUM_LEN, "truncated checksum")
+    data_offset = _PREFIX.size + header_len + _CHECKSUM_LEN
+    _check(
+        size == data_offset + data_len,
+        f"file is {size} bytes, header says {data_offset + data_len}",
+    )
+    header = _Header(SnapshotMeta(index, term, tuple(voters)), float(created_at), data_len)
+    return header, expected, raw_prefix + raw_header
+
+
+def _non_negative_int(value: object, name: str) -> int:
+    if type(value) is not int or value < 0:
+        raise InvalidSnapshotFile(f"header field {name} malformed")
+    return value
+
+
+def _check(condition: bool, reason: str) -> None:
+    if not condition:
+        raise InvalidSnapshotFile(reason)

@@ -1,0 +1,652 @@
+"""Unit tests of ``raft3d.storage.DurableStorage``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+import struct
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from raft3d.consensus.types import Entry, EntryType, HardState, Snapshot, SnapshotMeta
+from raft3d.storage import DurableStorage, SnapshotInfo, StorageCorruptError, StorageError
+from raft3d.storage.snapshot_file import InvalidSnapshotFile, read_snapshot_file
+from raft3d.storage.snapshot_store import SnapshotStore
+from tests.storage_model import StorageModel
+
+VOTERS = ("n1", "n2", "n3")
+
+
+def make_entries(first: int, last: int, term: int, tag: bytes = b"") -> list[Entry]:
+    return [Entry(i, term, b"%s-%d-%d\x00\xff" % (tag, i, term)) for i in range(first, last + 1)]
+
+
+def make_snapshot(index: int, term: int, data: bytes | None = None) -> Snapshot:
+    payload = b"state@%d" % index if data is None else data
+    return Snapshot(SnapshotMeta(index, term, VOTERS), payload)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "node1"
+
+
+@pytest.fixture
+def storage(data_dir: Path) -> Iterator[DurableStorage]:
+    with DurableStorage(data_dir) as opened:
+        yield opened
+
+
+def reopen_and_load(data_dir: Path) -> StorageModel:
+    with DurableStorage(data_dir) as reopened:
+        return StorageModel.read_from(reopened)
+
+
+def snapshot_files(data_dir: Path) -> list[str]:
+    return sorted(p.name for p in (data_dir / "snapshots").iterdir())
+
+
+def query(data_dir: Path, sql: str) -> tuple[object, ...] | None:
+    """Run one statement directly against the log database (autocommit)."""
+    with closing(sqlite3.connect(data_dir / "raft.db", isolation_level=None)) as db:
+        row: tuple[object, ...] | None = db.execute(sql).fetchone()
+        return row
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+# Round trips -----------------------------------------------------------------------------
+
+
+def test_a_fresh_directory_loads_an_empty_state(data_dir: Path) -> None:
+    with DurableStorage(data_dir) as storage:
+        state = storage.load()
+        assert state.hard_state == HardState()
+        assert state.snapshot is None
+        assert state.entries == []
+        assert (storage.first_index(), storage.last_index()) == (1, 0)
+        assert storage.list_snapshots() == []
+        assert storage.latest_snapshot() is None
+        assert storage.read_events(0, 10) == []
+    assert (data_dir / "raft.db").is_file()
+    assert (data_dir / "snapshots").is_dir()
+
+
+def test_entries_and_hard_state_survive_a_reopen(storage: DurableStorage, data_dir: Path) -> None:
+    written = [
+        Entry(1, 1, b"", EntryType.NOOP),
+        Entry(2, 1, b"\x00binary\n\xff"),
+        Entry(3, 2, b"x" * 70_000),
+    ]
+    storage.persist(HardState(2, "n2", 2), written)
+    storage.close()
+
+    with DurableStorage(data_dir) as reopened:
+        state = reopened.load()
+        assert state.entries == written
+        assert state.entries[0].type is EntryType.NOOP
+        assert state.hard_state == HardState(2, "n2", 2)
+        assert (reopened.first_index(), reopened.last_index()) == (1, 3)
+
+
+def test_appends_across_calls_form_one_log(storage: DurableStorage, data_dir: Path) -> None:
+    storage.persist(None, make_entries(1, 5, 1))
+    storage.persist(None, make_entries(6, 6, 1))
+    storage.persist(None, make_entries(7, 70, 2))
+    storage.close()
+    assert reopen_and_load(data_dir).entries == make_entries(1, 6, 1) + make_entries(7, 70, 2)
+
+
+def test_hard_state_is_replaced_only_when_given(storage: DurableStorage, data_dir: Path) -> None:
+    storage.persist(HardState(1, "n1", 0), [])
+    storage.persist(None, make_entries(1, 2, 1))
+    assert storage.load().hard_state == HardState(1, "n1", 0)
+    storage.persist(HardState(3, None, 2), [])
+    storage.close()
+    assert reopen_and_load(data_dir).hard_state == HardState(3, None, 2)
+
+
+def test_an_empty_persist_writes_nothing(storage: DurableStorage) -> None:
+    storage.persist(None, [])
+    assert storage.load().hard_state == HardState()
+    assert storage.last_index() == 0
+
+
+# Suffix truncation -----------------------------------------------------------------------
+
+
+def test_entries_replace_the_conflicting_suffix(storage: DurableStorage, data_dir: Path) -> None:
+    storage.persist(HardState(1, "n1", 3), make_entries(1, 10, 1))
+    storage.persist(None, [], outcomes=[(3, b"ok3"), (7, b"ok7")])
+    storage.persist(HardState(2, "n2", 3), make_entries(6, 7, 2, b"new"))
+
+    assert storage.last_index() == 7
+    expected = make_entries(1, 5, 1) + make_entries(6, 7, 2, b"new")
+    assert storage.load().entries == expected
+    # The outcome of the replaced entry 7 went with it; entry 3's stays.
+    assert [(e.index, o) for e, o in storage.read_events(2, 2)] == [(3, b"ok3"), (4, None)]
+    assert storage.read_events(6, 5)[0] == (expected[6], None)
+    storage.close()
+    assert reopen_and_load(data_dir).entries == expected
+
+
+def test_rewriting_the_whole_log_from_index_one(storage: DurableStorage) -> None:
+    storage.persist(None, make_entries(1, 4, 1))
+    storage.persist(None, make_entries(1, 2, 5))
+    assert storage.load().entries == make_entries(1, 2, 5)
+    assert storage.last_index() == 2
+
+
+@pytest.mark.parametrize(
+    ("batch", "reason"),
+    [
+        (make_entries(7, 8, 1), "gap"),
+        ([Entry(4, 1), Entry(6, 1)], "not contiguous"),
+        ([Entry(4, 1), Entry(4, 1)], "not contiguous"),
+    ],
+)
+def test_entries_that_would_break_the_log_are_refused(
+    storage: DurableStorage, batch: list[Entry], reason: str
+) -> None:
+    storage.persist(HardState(1, None, 0), make_entries(1, 5, 1))
+    with pytest.raises(ValueError, match=reason):
+        storage.persist(HardState(9, None, 0), batch)
+    state = storage.load()
+    assert state.entries == make_entries(1, 5, 1)
+    assert state.hard_state == HardState(1, None, 0)  # nothing of the refused call was written
+
+
+# Local snapshots and prefix deletion -----------------------------------------------------
+
+
+def test_local_snapshot_compacts_the_log(storage: DurableStorage, data_dir: Path) -> None:
+    storage.persist(HardState(2, "n1", 8), make_entries(1, 5, 1) + make_entries(6, 10, 2))
+    storage.persist(None, [], outcomes=[(i, b"out%d" % i) for i in range(1, 9)])
+    storage.save_local_snapshot(make_snapshot(6, 2))
+
+    assert (storage.first_index(), storage.last_index()) == (7, 10)
+    events = storage.read_events(0, 100)
+    assert [e.index for e, _ in events] == [7, 8, 9, 10]
+    assert [o for _, o in events] == [b"out7", b"out8", None, None]
+    assert storage.latest_snapshot() == make_snapshot(6, 2)
+    storage.close()
+
+    recovered = reopen_and_load(data_dir)
+    assert recovered.snapshot == make_snapshot(6, 2)
+    assert recovered.entries == make_entries(7, 10, 2)
+    assert recovered.hard_state == HardState(2, "n1", 8)
+    # Outcomes at or below the snapshot index are gone from the database too.
+    assert query(data_dir, "SELECT MIN(idx) FROM apply_outcomes") == (7,)
+    assert query(data_dir, "SELECT MIN(idx) FROM log_entries") == (7,)
+
+
+def test_local_snapshot_of_the_whole_log(storage: DurableStorage, data_dir: Path) -> None:
+    storage.persist(None, make_entries(1, 4, 1))
+    storage.save_local_snapshot(make_snapshot(4, 1))
+    assert (storage.first_index(), storage.last_index()) == (5, 4)
+    storage.persist(None, make_entries(5, 6, 1))
+    storage.close()
+    recovered = reopen_and_load(data_dir)
+    assert recovered.base_index == 4
+    assert recovered.entries == make_entries(5, 6, 1)
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "reason"),
+    [
+        (make_snapshot(11, 1), "beyond the last log index"),
+        (make_snapshot(5, 2), "differs from the log's term"),
+        (make_snapshot(0, 0), "at least one entry"),
+    ],
+)
+def test_invalid_local_snapshots_are_refused(
+    storage: DurableStorage, data_dir: Path, snapshot: Snapshot, reason: str
+) -> None:
+    storage.persist(None, make_entries(1, 10, 1))
+    with pytest.raises(ValueError, match=reason):
+        storage.save_local_snapshot(snapshot)
+    assert storage.list_snapshots() == []
+    assert snapshot_files(data_dir) == []
+    assert storage.load().entries == make_entries(1, 10, 1)
+
+
+def test_entries_at_or_below_the_snapshot_are_refused(storage: DurableStorage) -> None:
+    storage.persist(None, make_entries(1, 10, 1))
+    storage.save_local_snapshot(make_snapshot(8, 1))
+    with pytest.raises(ValueError, match="at or below the snapshot index"):
+        storage.persist(None, make_entries(8, 12, 2))
+    with pytest.raises(ValueError, match="older than the stored snapshot"):
+        storage.save_local_snapshot(make_snapshot(5, 1))
+    assert storage.load().entries == make_entries(9, 10, 1)
+
+
+def test_snapshots_keep_prunes_old_files(data_dir: Path) -> None:
+    with DurableStorage(data_dir, snapshots_keep=2) as storage:
+        storage.persist(None, make_entries(1, 40, 1))
+        before = time.time()
+        for index in (10, 20, 30, 40):
+            storage.save_local_snapshot(make_snapshot(index, 1, b"s" * index))
+        after = time.time()
+
+        listed = storage.list_snapshots()
+        assert [(s.index, s.term) for s in listed] == [(40, 1), (30, 1)]
+        assert [s.path.name for s in listed] == sorted(snapshot_files(data_dir), reverse=True)
+        for info in listed:
+            assert info.size == info.path.stat().st_size
+            assert before <= info.created_at <= after
+        assert listed[0].created_at >= listed[1].created_at
+
+    with DurableStorage(data_dir, snapshots_keep=1) as reopened:
+        assert [s.index for s in reopened.list_snapshots()] == [40]
+        assert len(snapshot_files(data_dir)) == 1
+        assert reopened.load().snapshot == make_snapshot(40, 1, b"s" * 40)
+
+
+def test_snapshots_keep_must_be_positive(data_dir: Path) -> None:
+    with pytest.raises(ValueError):
+        DurableStorage(data_dir, snapshots_keep=0)
+
+
+# Snapshots received from a leader --------------------------------------------------------
+
+
+def test_received_snapshot_replaces_the_whole_log(storage: DurableStorage, data_dir: Path) -> None:
+    storage.persist(HardState(1, "n1", 5), make_entries(1, 10, 1))
+    storage.persist(None, [], outcomes=[(2, b"two")])
+    received = make_snapshot(20, 3)
+    storage.persist(HardState(3, None, 20), make_entries(21, 22, 3), snapshot=received)
+
+    assert (storage.first_index(), storage.last_index()) == (21, 22)
+    assert storage.latest_snapshot() == received
+    storage.close()
+    recovered = reopen_and_load(data_dir)
+    assert recovered.snapshot == received
+    assert recovered.entries == make_entries(21, 22, 3)
+    assert recovered.hard_state == HardState(3, None, 20)
+    assert query(data_dir, "SELECT COUNT(*) FROM apply_outcomes") == (0,)
+
+
+def test_received_snapshot_inside_the_log_still_drops_all_of_it(
+    storage: DurableStorage, data_dir: Path
+) -> None:
+    storage.persist(None, make_entries(1, 10, 1))
+    storage.persist(HardState(2, None, 5), [], snapshot=make_snapshot(5, 1))
+    assert (storage.first_index(), storage.last_index()) == (6, 5)
+    storage.close()
+    recovered = reopen_and_load(data_dir)
+    assert (recovered.base_index, recovered.entries) == (5, [])
+
+
+def test_received_snapshot_must_be_followed_without_gap(storage: DurableStorage) -> None:
+    storage.persist(None, make_entries(1, 3, 1))
+    with pytest.raises(ValueError, match="gap"):
+        storage.persist(None, make_entries(22, 23, 3), snapshot=make_snapshot(20, 3))
+    assert storage.latest_snapshot() is None
+    assert storage.list_snapshots() == []
+
+
+def test_received_snapshot_older_than_the_stored_one_is_refused(storage: DurableStorage) -> None:
+    storage.persist(None, make_entries(1, 10, 1))
+    storage.save_local_snapshot(make_snapshot(8, 1))
+    with pytest.raises(ValueError, match="older than the stored snapshot"):
+        storage.persist(None, [], snapshot=make_snapshot(7, 1))
+    with pytest.raises(ValueError, match="has term"):
+        storage.persist(None, [], snapshot=make_snapshot(8, 4))
+    assert storage.latest_snapshot() == make_snapshot(8, 1)
+
+
+# Snapshot files: format, validity, crash leftovers ---------------------------------------
+
+
+def test_snapshot_file_header_carries_its_metadata(storage: DurableStorage) -> None:
+    storage.persist(None, make_entries(1, 3, 2))
+    storage.save_local_snapshot(make_snapshot(3, 2, b"payload"))
+    path = storage.list_snapshots()[0].path
+    raw = path.read_bytes()
+
+    magic, version, header_len = struct.unpack_from("<8sHI", raw)
+    assert (magic, version) == (b"R3DSNAP\x00", 1)
+    header = json.loads(raw[14 : 14 + header_len])
+    assert header["index"] == 3
+    assert header["term"] == 2
+    assert header["voters"] == list(VOTERS)
+    assert header["data_len"] == len(b"payload")
+    assert isinstance(header["created_at"], float)
+    checksum = raw[14 + header_len : 14 + header_len + 32]
+    data = raw[14 + header_len + 32 :]
+    assert data == b"payload"
+    assert hashlib.sha256(raw[: 14 + header_len] + data).digest() == checksum
+
+
+def test_any_damaged_byte_or_truncation_invalidates_a_snapshot_file(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path / "snaps")
+    info = store.write(make_snapshot(9, 4, bytes(range(256)) * 4), 1_700_000_000.5)
+    intact = info.path.read_bytes()
+    assert read_snapshot_file(info.path) == (info, make_snapshot(9, 4, bytes(range(256)) * 4))
+
+    for offset in range(0, len(intact), 7):
+        flip_byte(info.path, offset)
+        with pytest.raises(InvalidSnapshotFile):
+            read_snapshot_file(info.path)
+        info.path.write_bytes(intact)
+    for length in (0, 5, 20, len(intact) - 1):
+        info.path.write_bytes(intact[:length])
+        with pytest.raises(InvalidSnapshotFile):
+            read_snapshot_file(info.path)
+    info.path.write_bytes(intact + b"\x00")
+    with pytest.raises(InvalidSnapshotFile, match="bytes"):
+        read_snapshot_file(info.path)
+
+
+def test_a_temp_file_left_by_a_crash_is_ignored_and_removed(
+    storage: DurableStorage, data_dir: Path
+) -> None:
+    storage.persist(None, make_entries(1, 30, 1))
+    storage.save_local_snapshot(make_snapshot(10, 1))
+    storage.close()
+    # A complete, valid, newer snapshot that never got its final name.
+    leftover = SnapshotStore(data_dir / "snapshots").write(make_snapshot(25, 1), time.time())
+    temp = leftover.path.with_name(f".{leftover.path.name}.4242.deadbeef.tmp")
+    leftover.path.rename(temp)
+    partial = data_dir / "snapshots" / ".snapshot-x.99.cafe.tmp"
+    partial.write_bytes(b"R3DSNAP\x00\x01")
+
+    recovered = reopen_and_load(data_dir)
+    assert recovered.snapshot == make_snapshot(10, 1)
+    assert recovered.entries == make_entries(11, 30, 1)
+    assert not temp.exists()
+    assert not partial.exists()
+
+
+def test_a_newer_snapshot_file_never_committed_is_ignored(
+    storage: DurableStorage, data_dir: Path
+) -> None:
+    """A crash between writing the snapshot file and the transaction that compacts the log."""
+    storage.persist(None, make_entries(1, 30, 1))
+    storage.save_local_snapshot(make_snapshot(10, 1))
+    storage.close()
+    orphan = SnapshotStore(data_dir / "snapshots").write(make_snapshot(20, 1), time.time())
+
+    with DurableStorage(data_dir) as reopened:
+        recovered = StorageModel.read_from(reopened)
+        assert recovered.snapshot == make_snapshot(10, 1)
+        assert recovered.entries == make_entries(11, 30, 1)
+        assert [s.index for s in reopened.list_snapshots()] == [10]
+    assert not orphan.path.exists()
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_a_damaged_older_snapshot_is_skipped(
+    storage: DurableStorage, data_dir: Path, damage: str
+) -> None:
+    storage.persist(None, make_entries(1, 30, 1))
+    storage.save_local_snapshot(make_snapshot(10, 1))
+    storage.save_local_snapshot(make_snapshot(20, 1))
+    older = storage.list_snapshots()[1]
+    storage.close()
+    _damage(older, damage)
+
+    with DurableStorage(data_dir) as reopened:
+        assert [s.index for s in reopened.list_snapshots()] == [20]
+        assert reopened.load().snapshot == make_snapshot(20, 1)
+    assert not older.path.exists()
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
+def test_a_damaged_current_snapshot_is_reported_as_corruption(
+    storage: DurableStorage, data_dir: Path, damage: str
+) -> None:
+    """The log was compacted to it: falling back to an older one would lose committed entries."""
+    storage.persist(HardState(1, None, 20), make_entries(1, 30, 1))
+    storage.save_local_snapshot(make_snapshot(10, 1))
+    storage.save_local_snapshot(make_snapshot(20, 1))
+    current = storage.list_snapshots()[0]
+    storage.close()
+    _damage(current, damage)
+    files_before = snapshot_files(data_dir)
+
+    with DurableStorage(data_dir) as reopened:
+        with pytest.raises(StorageCorruptError, match="compacted through index 20"):
+            reopened.load()
+        with pytest.raises(StorageCorruptError):
+            reopened.persist(None, make_entries(31, 31, 1))
+        assert reopened.last_index() == 30  # the read API still answers
+    assert snapshot_files(data_dir) == files_before  # evidence left in place
+
+
+def _damage(info: SnapshotInfo, how: str) -> None:
+    if how == "flip":
+        flip_byte(info.path, info.size - 1)
+    elif how == "truncate":
+        info.path.write_bytes(info.path.read_bytes()[: info.size // 2])
+    else:
+        info.path.unlink()
+
+
+def test_a_gap_in_the_stored_log_is_reported(storage: DurableStorage, data_dir: Path) -> None:
+    storage.persist(None, make_entries(1, 10, 1))
+    storage.close()
+    query(data_dir, "DELETE FROM log_entries WHERE idx = 6")
+    with (
+        DurableStorage(data_dir) as reopened,
+        pytest.raises(StorageCorruptError, match="not contiguous"),
+    ):
+        reopened.load()
+
+
+def test_a_log_that_does_not_start_after_the_snapshot_is_reported(
+    storage: DurableStorage, data_dir: Path
+) -> None:
+    storage.persist(None, make_entries(1, 10, 1))
+    storage.save_local_snapshot(make_snapshot(4, 1))
+    storage.close()
+    query(data_dir, "DELETE FROM log_entries WHERE idx = 5")
+    with DurableStorage(data_dir) as reopened, pytest.raises(StorageCorruptError, match="after"):
+        reopened.load()
+
+
+# Recovery --------------------------------------------------------------------------------
+
+
+def test_recovery_is_the_newest_snapshot_plus_the_log_after_it(data_dir: Path) -> None:
+    model = StorageModel()
+    with DurableStorage(data_dir, snapshots_keep=3) as storage:
+        for step in range(6):
+            first = model.last_index + 1
+            batch = make_entries(first, first + 9, step + 1)
+            hard = HardState(step + 1, "n1", first)
+            for target in (storage, model):
+                target.persist(hard, batch, outcomes=[(first, b"r%d" % first)])
+            if step % 2 == 1:
+                snap = make_snapshot(first + 4, step + 1)
+                storage.save_local_snapshot(snap)
+                model.save_local_snapshot(snap)
+    recovered = reopen_and_load(data_dir)
+    assert recovered.snapshot is not None and recovered.snapshot.meta.index == 55
+    assert recovered.digest() == model.digest()
+    assert recovered.events() == model.events()
+
+
+# Event log reads -------------------------------------------------------------------------
+
+
+def test_read_events_pages_through_the_log_with_outcomes(storage: DurableStorage) -> None:
+    storage.persist(None, make_entries(1, 20, 1), outcomes=[(2, b"a"), (5, b"b")])
+    storage.persist(None, [], outcomes=[(5, b"b2"), (7, b"")])
+
+    page = storage.read_events(0, 3)
+    assert [(e.index, o) for e, o in page] == [(1, None), (2, b"a"), (3, None)]
+    page = storage.read_events(3, 4)
+    assert [(e.index, o) for e, o in page] == [(4, None), (5, b"b2"), (6, None), (7, b"")]
+    assert storage.read_events(20, 10) == []
+    assert storage.read_events(18, 0) == []
+    assert [e.index for e, _ in storage.read_events(18, 100)] == [19, 20]
+    with pytest.raises(ValueError):
+        storage.read_events(0, -1)
+
+
+def test_read_events_after_compaction_starts_at_first_index(storage: DurableStorage) -> None:
+    storage.persist(None, make_entries(1, 20, 1), outcomes=[(12, b"x")])
+    storage.save_local_snapshot(make_snapshot(11, 1))
+    assert storage.first_index() == 12
+    page = storage.read_events(0, 2)
+    assert [(e.index, o) for e, o in page] == [(12, b"x"), (13, None)]
+    assert page[0][0] == make_entries(12, 12, 1)[0]
+
+
+def test_reads_from_another_thread_see_only_whole_batches(storage: DurableStorage) -> None:
+    batch_size, batches = 10, 150
+    seen_sizes: list[int] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        while True:
+            seen_sizes.append(len(storage.read_events(0, 1_000_000)))
+            if done.is_set():
+                return
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for b in range(batches):
+            storage.persist(None, make_entries(b * batch_size + 1, (b + 1) * batch_size, 1))
+    finally:
+        done.set()
+        thread.join()
+    assert seen_sizes, "the reader never ran"
+    assert all(size % batch_size == 0 for size in seen_sizes)
+    assert seen_sizes == sorted(seen_sizes)
+    assert len(storage.read_events(0, 1_000_000)) == batch_size * batches
+
+
+# Lifecycle -------------------------------------------------------------------------------
+
+
+def test_one_instance_per_data_directory(data_dir: Path) -> None:
+    with DurableStorage(data_dir), pytest.raises(StorageError, match="in use"):
+        DurableStorage(data_dir)
+    with DurableStorage(data_dir) as again:
+        assert again.load().entries == []
+
+
+def test_closed_storage_refuses_calls(data_dir: Path) -> None:
+    storage = DurableStorage(data_dir)
+    storage.close()
+    storage.close()  # idempotent
+    with pytest.raises(StorageError, match="closed"):
+        storage.persist(None, make_entries(1, 1, 1))
+    with pytest.raises(StorageError, match="closed"):
+        storage.load()
+    with pytest.raises(StorageError, match="closed"):
+        storage.read_events(0, 1)
+
+
+def test_a_failed_write_stops_further_writes(storage: DurableStorage, data_dir: Path) -> None:
+    storage.persist(None, make_entries(1, 3, 1))
+    shutil.rmtree(data_dir / "snapshots")  # the snapshot write will fail
+    with pytest.raises(StorageError, match="persist failed"):
+        storage.persist(None, [], snapshot=make_snapshot(5, 2))
+    with pytest.raises(StorageError, match="earlier failure"):
+        storage.persist(None, make_entries(4, 4, 1))
+
+
+# Model-based: random call sequences with reopens ----------------------------------------
+
+
+class StorageAgainstModel(RuleBasedStateMachine):
+    """Random valid calls applied to the storage and to the model must stay equivalent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="raft3d-storage-"))
+        self.storage = DurableStorage(self.dir / "node", snapshots_keep=2)
+        self.model = StorageModel()
+        self.term = 1
+
+    def teardown(self) -> None:
+        self.storage.close()
+        shutil.rmtree(self.dir)
+
+    @rule(count=st.integers(1, 12), data=st.binary(max_size=40))
+    def append(self, count: int, data: bytes) -> None:
+        first = self.model.last_index + 1
+        batch = [Entry(i, self.term, data) for i in range(first, first + count)]
+        self._persist(HardState(self.term, "n1", self.model.hard_state.commit), batch)
+
+    @precondition(lambda self: self.model.last_index > self.model.base_index)
+    @rule(back=st.integers(0, 20), count=st.integers(1, 5))
+    def overwrite(self, back: int, count: int) -> None:
+        self.term += 1
+        first = max(self.model.base_index + 1, self.model.last_index + 1 - back)
+        batch = [Entry(i, self.term, b"o") for i in range(first, first + count)]
+        self._persist(HardState(self.term, "n2", 0), batch)
+
+    @precondition(lambda self: self.model.last_index > self.model.base_index)
+    @rule(pick=st.integers(0, 1000), outcome=st.binary(max_size=10))
+    def record_outcome(self, pick: int, outcome: bytes) -> None:
+        span = self.model.last_index - self.model.base_index
+        self._persist(None, [], outcomes=[(self.model.base_index + 1 + pick % span, outcome)])
+
+    @precondition(lambda self: self.model.last_index > self.model.base_index)
+    @rule(pick=st.integers(0, 1000))
+    def local_snapshot(self, pick: int) -> None:
+        span = self.model.last_index - self.model.base_index
+        index = self.model.base_index + 1 + pick % span
+        snap = make_snapshot(index, self.model.term_at(index))
+        self.storage.save_local_snapshot(snap)
+        self.model.save_local_snapshot(snap)
+
+    @rule(ahead=st.integers(-5, 10), follow=st.integers(0, 3))
+    def received_snapshot(self, ahead: int, follow: int) -> None:
+        self.term += 1
+        index = max(self.model.base_index + 1, self.model.last_index + ahead)
+        batch = [Entry(i, self.term, b"f") for i in range(index + 1, index + 1 + follow)]
+        self._persist(HardState(self.term, None, index), batch, make_snapshot(index, self.term))
+
+    @rule()
+    def reopen(self) -> None:
+        self.storage.close()
+        self.storage = DurableStorage(self.dir / "node", snapshots_keep=2)
+        assert StorageModel.read_from(self.storage).digest() == self.model.digest()
+
+    @invariant()
+    def same_observable_state(self) -> None:
+        assert self.storage.first_index() == self.model.base_index + 1
+        assert self.storage.last_index() == self.model.last_index
+        assert self.storage.read_events(0, 1 << 30) == self.model.events()
+        assert self.storage.latest_snapshot() == self.model.snapshot
+        assert len(self.storage.list_snapshots()) <= 2
+
+    def _persist(
+        self,
+        hard: HardState | None,
+        batch: list[Entry],
+        snapshot: Snapshot | None = None,
+        outcomes: list[tuple[int, bytes]] | None = None,
+    ) -> None:
+        self.storage.persist(hard, batch, snapshot, outcomes or ())
+        self.model.persist(hard, batch, snapshot, outcomes or ())
+
+
+StorageAgainstModel.TestCase.settings = settings(
+    max_examples=25,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_storage_matches_the_model = StorageAgainstModel.TestCase
