@@ -1,0 +1,279 @@
+"""The dialing side: one persistent, authenticated connection to one peer, and its queue.
+
+``PeerLink.run`` loops forever: connect, handshake, then pump the queue into the socket until
+the connection is lost, then back off (capped exponential, jittered) and try again. Messages
+wait in a bounded queue while the peer is away and go out as soon as a connection is up;
+whatever was already written to a connection that then dies is lost (Raft retransmits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from raft3d.consensus.types import Message
+from raft3d.transport import stats, wire
+from raft3d.transport.sockets import tune_socket
+
+log = logging.getLogger(__name__)
+
+# One write per batch, but not unboundedly large: big messages (snapshot chunks, long
+# appends) are split over several writes so memory stays flat.
+MAX_BATCH_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSettings:
+    node_id: str
+    secret: bytes
+    max_frame_bytes: int
+    queue_limit: int
+    handshake_timeout: float
+    connect_timeout: float
+    write_stall_timeout: float  # a peer that stops reading this long is treated as gone
+    backoff_min: float
+    backoff_max: float
+
+
+class _DialerProtocol(asyncio.StreamReaderProtocol):
+    """A stream protocol that also reports the loss of the connection at once.
+
+    The acceptor never writes after the handshake, so without this an idle link would only
+    notice a dead peer on its next write.
+    """
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        on_lost: Callable[[], None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        super().__init__(reader, loop=loop)
+        self._on_lost = on_lost
+
+    def eof_received(self) -> bool:
+        super().eof_received()
+        self._on_lost()
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._on_lost()
+
+
+class _Connection:
+    __slots__ = ("lost", "reader", "sealer", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.lost = False
+        self.sealer: wire.FrameSealer | None = None  # set by a successful handshake
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):  # already broken: closed is all we need
+            await self.writer.wait_closed()
+
+
+class PeerLink:
+    def __init__(
+        self,
+        peer_id: str,
+        address: tuple[str, int],
+        settings: LinkSettings,
+        counters: stats.TransportStats,
+        on_change: Callable[[str, bool], None],
+    ) -> None:
+        self.peer_id = peer_id
+        self.address = address
+        self._settings = settings
+        self._stats = counters
+        self._on_change = on_change
+        self._queue: deque[Message] = deque()
+        self._wakeup = asyncio.Event()
+        self._redial = asyncio.Event()
+        self._random = random.Random()
+        self.connected = False
+        self._failed_handshakes = 0
+
+    # ------------------------------------------------------------ producer side
+
+    def enqueue(self, msg: Message) -> bool:
+        """Queue ``msg``; False when the queue is full (the caller counts the drop)."""
+        if len(self._queue) >= self._settings.queue_limit:
+            return False
+        self._queue.append(msg)
+        self._wakeup.set()
+        return True
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    # ------------------------------------------------------------ connection loop
+
+    async def run(self) -> None:
+        backoff = self._settings.backoff_min
+        while True:
+            conn = await self._connect()
+            if conn is not None:
+                backoff = self._settings.backoff_min
+                try:
+                    self._set_connected(True)
+                    await self._pump(conn)
+                except (OSError, TimeoutError) as exc:
+                    log.debug("connection to %s failed: %r", self.peer_id, exc)
+                finally:
+                    self._set_connected(False)
+                    await conn.close()
+            delay = backoff * (0.5 + 0.5 * self._random.random())
+            backoff = min(backoff * 2, self._settings.backoff_max)
+            await self._pause(delay)
+
+    def redial(self, address: tuple[str, int]) -> None:
+        """Use ``address`` from the next attempt on; if disconnected, attempt it now."""
+        self.address = address
+        self._redial.set()
+
+    async def _pause(self, delay: float) -> None:
+        self._redial.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._redial.wait()
+
+    async def _connect(self) -> _Connection | None:
+        """Dial and authenticate; None (after counting any protocol failure) if that fails."""
+        s = self._settings
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=wire.HANDSHAKE_MAX_FRAME * 4, loop=loop)
+        conn: _Connection | None = None
+
+        def lost() -> None:
+            if conn is not None:
+                conn.lost = True
+                self._wakeup.set()
+
+        protocol = _DialerProtocol(reader, lost, loop)
+        host, port = self.address
+        try:
+            async with asyncio.timeout(s.connect_timeout):
+                transport, _ = await loop.create_connection(lambda: protocol, host, port)
+        except (OSError, TimeoutError) as exc:
+            log.debug("cannot connect to %s at %s:%s: %r", self.peer_id, host, port, exc)
+            return None
+        conn = _Connection(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
+        tune_socket(transport)
+        try:
+            async with asyncio.timeout(s.handshake_timeout):
+                await self._handshake(conn)
+        except TimeoutError:
+            self._stats.drop(stats.HANDSHAKE_TIMEOUT)
+            self._handshake_failed("timed out")
+        except wire.ProtocolViolation as exc:
+            self._stats.drop(exc.reason)
+            self._handshake_failed(str(exc))
+        except OSError as exc:
+            log.debug("connection to %s lost during the handshake: %r", self.peer_id, exc)
+        except BaseException:  # cancelled (stop): still close cleanly
+            await conn.close()
+            raise
+        else:
+            if not conn.lost:
+                self._failed_handshakes = 0
+                return conn
+        await conn.close()
+        return None
+
+    def _handshake_failed(self, why: str) -> None:
+        # Retries come every second or so: say it loudly once, then quietly.
+        level = logging.WARNING if self._failed_handshakes == 0 else logging.DEBUG
+        self._failed_handshakes += 1
+        log.log(level, "handshake with %s at %s failed: %s", self.peer_id, self.address, why)
+
+    async def _handshake(self, conn: _Connection) -> None:
+        s = self._settings
+        nonce = os.urandom(wire.NONCE_BYTES)
+        conn.writer.write(wire.encode_hello(s.node_id, nonce))
+        challenge = await _read_handshake_frame(conn, "it closed before its challenge")
+        acceptor_id, acceptor_nonce = wire.decode_challenge(challenge)
+        if acceptor_id != self.peer_id:
+            raise wire.ProtocolViolation(
+                stats.AUTH_FAILED, f"{self.address} is {acceptor_id!r}, not {self.peer_id!r}"
+            )
+        transcript = wire.transcript(s.node_id, acceptor_id, nonce, acceptor_nonce)
+        conn.writer.write(wire.encode_proof(wire.dialer_proof(s.secret, transcript)))
+        answer = await _read_handshake_frame(
+            conn, "it rejected our proof (is the cluster secret the same on both nodes?)"
+        )
+        proof = wire.decode_proof(answer)
+        if not wire.proofs_match(proof, wire.acceptor_proof(s.secret, transcript)):
+            raise wire.ProtocolViolation(stats.AUTH_FAILED, "acceptor proof does not verify")
+        conn.sealer = wire.FrameSealer(wire.session_key(s.secret, transcript))
+
+    async def _pump(self, conn: _Connection) -> None:
+        """Write queued messages until the connection is lost (returns or raises OSError)."""
+        queue = self._queue
+        wakeup = self._wakeup
+        writer = conn.writer
+        sealer = conn.sealer
+        assert sealer is not None
+        while not conn.lost:
+            if not queue:
+                wakeup.clear()
+                await wakeup.wait()
+                continue
+            batch = self._seal_batch(sealer)
+            if not batch:
+                continue
+            writer.write(batch)
+            self._stats.writes += 1
+            async with asyncio.timeout(self._settings.write_stall_timeout):
+                await writer.drain()
+
+    def _seal_batch(self, sealer: wire.FrameSealer) -> bytes:
+        queue = self._queue
+        max_payload = self._settings.max_frame_bytes - wire.DATA_HEADER_BYTES
+        counters = self._stats
+        frames: list[bytes] = []
+        size = 0
+        while queue and size < MAX_BATCH_BYTES:
+            msg = queue.popleft()
+            try:
+                payload = msg.to_wire()
+            except Exception:
+                log.exception("cannot encode a message for %s", self.peer_id)
+                counters.drop(stats.UNENCODABLE)
+                continue
+            if len(payload) > max_payload:
+                counters.drop(stats.TOO_LARGE)
+                continue
+            sealed = sealer.seal(payload)
+            frames.append(sealed)
+            size += len(sealed)
+        counters.sent += len(frames)
+        return b"".join(frames)
+
+    def _set_connected(self, up: bool) -> None:
+        if self.connected == up:
+            return
+        self.connected = up
+        log.info("link to %s is %s", self.peer_id, "up" if up else "down")
+        self._on_change(self.peer_id, up)
+
+
+async def _read_handshake_frame(conn: _Connection, if_closed: str) -> bytes:
+    try:
+        header = await conn.reader.readexactly(wire.LENGTH_BYTES)
+        length = wire.frame_length(header)
+        if length > wire.HANDSHAKE_MAX_FRAME:
+            raise wire.ProtocolViolation(stats.OVERSIZED, f"handshake frame of {length} bytes")
+        return await conn.reader.readexactly(length)
+    except asyncio.IncompleteReadError as exc:
+        raise wire.ProtocolViolation(stats.AUTH_FAILED, if_closed) from exc

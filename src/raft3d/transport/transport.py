@@ -1,0 +1,212 @@
+"""``Transport``: Raft messages between node processes over authenticated TCP.
+
+Each node dials one persistent outbound connection per peer and sends only on it; it
+receives on the inbound connections its peers dialed. ``send`` never blocks: messages go
+into the peer's bounded queue and a per-peer task writes them out in batches.
+See ``wire`` for the protocol and ``stats`` for what is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+
+from raft3d.consensus.types import Message
+from raft3d.transport import stats
+from raft3d.transport.inbound import InboundConnection
+from raft3d.transport.outbound import LinkSettings, PeerLink
+
+log = logging.getLogger(__name__)
+
+_CLOSE_WAIT = 1.0  # aborted connections report closing on the next loop iteration
+
+
+class Transport:
+    def __init__(
+        self,
+        node_id: str,
+        listen: tuple[str, int],
+        peers: Mapping[str, tuple[str, int]],
+        secret: bytes,
+        on_message: Callable[[Message], None],
+        *,
+        max_frame_bytes: int = 8 * 1024 * 1024,
+        send_queue_limit: int = 4096,
+        on_peer_change: Callable[[str, bool], None] | None = None,
+        handshake_timeout: float = 2.0,
+        connect_timeout: float = 2.0,
+        write_stall_timeout: float = 10.0,
+        backoff_min: float = 0.02,
+        backoff_max: float = 1.0,
+    ) -> None:
+        if not node_id:
+            raise ValueError("node_id must not be empty")
+        if not secret:
+            raise ValueError("the cluster secret must not be empty")
+        if max_frame_bytes < 1024:
+            raise ValueError("max_frame_bytes must be at least 1024")
+        if send_queue_limit < 1:
+            raise ValueError("send_queue_limit must be at least 1")
+        self.node_id = node_id
+        self.secret = secret
+        self.max_frame_bytes = max_frame_bytes
+        self.handshake_timeout = handshake_timeout
+        self.stats = stats.TransportStats()
+        self.deliver = on_message
+        self._listen = listen
+        self._on_peer_change = on_peer_change
+        settings = LinkSettings(
+            node_id=node_id,
+            secret=secret,
+            max_frame_bytes=max_frame_bytes,
+            queue_limit=send_queue_limit,
+            handshake_timeout=handshake_timeout,
+            connect_timeout=connect_timeout,
+            write_stall_timeout=write_stall_timeout,
+            backoff_min=backoff_min,
+            backoff_max=backoff_max,
+        )
+        self._links = {
+            peer_id: PeerLink(peer_id, address, settings, self.stats, self._peer_changed)
+            for peer_id, address in peers.items()
+            if peer_id != node_id
+        }
+        self._server: asyncio.Server | None = None
+        self._link_tasks: list[asyncio.Task[None]] = []
+        self._inbound: set[InboundConnection] = set()
+        self._inbound_by_peer: dict[str, InboundConnection] = {}
+        self._no_inbound = asyncio.Event()
+        self._no_inbound.set()
+        self._stopping = False
+        self._port: int | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("transport already started")
+        loop = asyncio.get_running_loop()
+        host, port = self._listen
+        self._stopping = False
+        self._server = await loop.create_server(self._accept, host, port)
+        self._port = self._server.sockets[0].getsockname()[1]
+        self._link_tasks = [
+            asyncio.create_task(link.run(), name=f"raft3d-transport-{self.node_id}->{peer_id}")
+            for peer_id, link in self._links.items()
+        ]
+        log.info("transport %s listening on %s:%s", self.node_id, host, self._port)
+
+    async def stop(self) -> None:
+        """Close the listener and every connection and end every task; idempotent."""
+        self._stopping = True
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for task in self._link_tasks:
+            task.cancel()
+        await asyncio.gather(*self._link_tasks, return_exceptions=True)
+        self._link_tasks = []
+        for conn in list(self._inbound):
+            conn.close()
+        try:
+            async with asyncio.timeout(_CLOSE_WAIT):
+                await self._no_inbound.wait()
+        except TimeoutError:
+            log.warning("%d inbound connections did not report closing", len(self._inbound))
+        if server is not None:
+            await server.wait_closed()
+
+    @property
+    def port(self) -> int:
+        """The bound listening port (useful with port 0)."""
+        if self._port is None:
+            raise RuntimeError("transport not started")
+        return self._port
+
+    # ------------------------------------------------------------ sending
+
+    def send(self, msg: Message) -> None:
+        """Queue ``msg`` for ``msg.to``; never blocks, never raises. Drops are counted."""
+        link = self._links.get(msg.to)
+        if link is None:
+            self.stats.drop(stats.UNKNOWN_PEER)
+        elif not link.enqueue(msg):
+            self.stats.drop(stats.QUEUE_FULL)
+
+    def set_peer_address(self, peer: str, address: tuple[str, int]) -> None:
+        """Dial ``peer`` at ``address`` from now on (an established connection is kept).
+
+        Lets nodes that all listen on port 0 learn each other's ports after ``start``.
+        Raises ``KeyError`` for a node that is not a configured peer.
+        """
+        self._links[peer].redial(address)
+
+    def reachable(self, peer: str) -> bool:
+        """True while an authenticated outbound connection to ``peer`` is up."""
+        link = self._links.get(peer)
+        return link is not None and link.connected
+
+    def queued(self, peer: str) -> int:
+        """Messages waiting in ``peer``'s send queue."""
+        link = self._links.get(peer)
+        return 0 if link is None else link.queued
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return tuple(self._links)
+
+    # ------------------------------------------------------------ counters
+
+    @property
+    def dropped(self) -> Mapping[str, int]:
+        """Drop counts by reason; every reason in ``stats.DROP_REASONS`` is present."""
+        return self.stats.dropped
+
+    @property
+    def sent(self) -> int:
+        return self.stats.sent
+
+    @property
+    def received(self) -> int:
+        return self.stats.received
+
+    # ------------------------------------------------------------ AcceptorContext
+
+    @property
+    def accepting(self) -> bool:
+        return not self._stopping
+
+    def is_peer(self, node_id: str) -> bool:
+        return node_id in self._links
+
+    def inbound_authenticated(self, peer_id: str, conn: InboundConnection) -> None:
+        # A peer dials one connection at a time, so an older one from it is stale
+        # (say, half-open after the peer restarted): drop it.
+        previous = self._inbound_by_peer.get(peer_id)
+        self._inbound_by_peer[peer_id] = conn
+        if previous is not None and previous is not conn:
+            previous.close()
+
+    def inbound_closed(self, conn: InboundConnection) -> None:
+        self._inbound.discard(conn)
+        if conn.peer_id is not None and self._inbound_by_peer.get(conn.peer_id) is conn:
+            del self._inbound_by_peer[conn.peer_id]
+        if not self._inbound:
+            self._no_inbound.set()
+
+    # ------------------------------------------------------------ internals
+
+    def _accept(self) -> InboundConnection:
+        conn = InboundConnection(self)
+        self._inbound.add(conn)
+        self._no_inbound.clear()
+        return conn
+
+    def _peer_changed(self, peer_id: str, up: bool) -> None:
+        if self._stopping or self._on_peer_change is None:
+            return
+        try:
+            self._on_peer_change(peer_id, up)
+        except Exception:
+            log.exception("on_peer_change raised for %s", peer_id)
