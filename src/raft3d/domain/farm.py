@@ -1,0 +1,201 @@
+"""The print farm's state and SPEC §3's business rules.
+
+``Farm.execute`` is the one place state changes. It checks every rule against the current
+state and either applies the whole command or nothing. Dicts keep creation order, and each
+filament's reserved weight (the sum over its Queued/Running jobs) is kept up to date as jobs
+are created and finish, so rule 2 is an O(1) check rather than a scan of all jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import TypeVar, assert_never
+
+from raft3d.domain.commands import (
+    Command,
+    CreateFilament,
+    CreatePrinter,
+    CreatePrintJob,
+    UpdateJobStatus,
+)
+from raft3d.domain.errors import FarmInconsistentError
+from raft3d.domain.model import Filament, JobStatus, Printer, PrintJob, is_allowed_transition
+from raft3d.domain.results import Accepted, RejectionCode, Result, rejected
+
+_T = TypeVar("_T")
+
+
+class Farm:
+    def __init__(self) -> None:
+        self._printers: dict[str, Printer] = {}
+        self._filaments: dict[str, Filament] = {}
+        self._jobs: dict[str, PrintJob] = {}
+        self._reserved_grams: dict[str, int] = {}  # filament id -> weight of its active jobs
+
+    # -- queries -------------------------------------------------------------------------
+
+    def printers(self) -> list[Printer]:
+        return list(self._printers.values())
+
+    def filaments(self) -> list[Filament]:
+        return list(self._filaments.values())
+
+    def print_jobs(self, status: JobStatus | None = None) -> list[PrintJob]:
+        if status is None:
+            return list(self._jobs.values())
+        return [job for job in self._jobs.values() if job.status == status]
+
+    def print_job(self, job_id: str) -> PrintJob | None:
+        return self._jobs.get(job_id)
+
+    def reserved_grams(self, filament_id: str) -> int:
+        return self._reserved_grams.get(filament_id, 0)
+
+    # -- the state transition ------------------------------------------------------------
+
+    def execute(self, command: Command) -> Result:
+        match command:
+            case CreatePrinter():
+                return self._create_printer(command)
+            case CreateFilament():
+                return self._create_filament(command)
+            case CreatePrintJob():
+                return self._create_print_job(command)
+            case UpdateJobStatus():
+                return self._update_job_status(command)
+            case _:
+                assert_never(command)
+
+    def _create_printer(self, command: CreatePrinter) -> Result:
+        if command.id in self._printers:
+            return _duplicate("printer", command.id)
+        printer = Printer(id=command.id, company=command.company, model=command.model)
+        self._printers[printer.id] = printer
+        return Accepted(printer.to_dict())
+
+    def _create_filament(self, command: CreateFilament) -> Result:
+        if command.id in self._filaments:
+            return _duplicate("filament", command.id)
+        filament = Filament(
+            id=command.id,
+            type=command.type,
+            color=command.color,
+            total_weight_in_grams=command.total_weight_in_grams,
+            remaining_weight_in_grams=command.remaining_weight_in_grams,
+        )
+        self._filaments[filament.id] = filament
+        self._reserved_grams[filament.id] = 0
+        return Accepted(filament.to_dict())
+
+    def _create_print_job(self, command: CreatePrintJob) -> Result:
+        if command.id in self._jobs:
+            return _duplicate("print_job", command.id)
+        if command.printer_id not in self._printers:
+            return rejected(
+                RejectionCode.UNKNOWN_PRINTER,
+                f"printer {command.printer_id!r} does not exist",
+                {"printer_id": command.printer_id},
+            )
+        filament = self._filaments.get(command.filament_id)
+        if filament is None:
+            return rejected(
+                RejectionCode.UNKNOWN_FILAMENT,
+                f"filament {command.filament_id!r} does not exist",
+                {"filament_id": command.filament_id},
+            )
+        available = filament.remaining_weight_in_grams - self._reserved_grams[filament.id]
+        if command.print_weight_in_grams > available:
+            return rejected(
+                RejectionCode.INSUFFICIENT_FILAMENT,
+                f"filament {filament.id!r} has {available} g available, "
+                f"the job needs {command.print_weight_in_grams} g",
+                {
+                    "filament_id": filament.id,
+                    "requested": command.print_weight_in_grams,
+                    "available": available,
+                },
+            )
+        job = PrintJob(
+            id=command.id,
+            printer_id=command.printer_id,
+            filament_id=command.filament_id,
+            filepath=command.filepath,
+            print_weight_in_grams=command.print_weight_in_grams,
+            status=JobStatus.QUEUED,
+        )
+        self._jobs[job.id] = job
+        self._reserved_grams[filament.id] += job.print_weight_in_grams
+        return Accepted(job.to_dict())
+
+    def _update_job_status(self, command: UpdateJobStatus) -> Result:
+        job = self._jobs.get(command.job_id)
+        if job is None:
+            return rejected(
+                RejectionCode.JOB_NOT_FOUND,
+                f"print job {command.job_id!r} does not exist",
+                {"job_id": command.job_id},
+            )
+        if not is_allowed_transition(job.status, command.status):
+            return rejected(
+                RejectionCode.ILLEGAL_TRANSITION,
+                f"print job {job.id!r} cannot go from {job.status.value} to {command.status.value}",
+                {"from": job.status.value, "to": command.status.value},
+            )
+        updated = replace(job, status=command.status)
+        self._jobs[job.id] = updated
+        weight = job.print_weight_in_grams
+        if job.status.reserves_filament and not updated.status.reserves_filament:
+            self._reserved_grams[job.filament_id] -= weight
+        if updated.status is JobStatus.DONE:  # SPEC rule 4: the print used the filament
+            filament = self._filaments[job.filament_id]
+            self._filaments[filament.id] = replace(
+                filament, remaining_weight_in_grams=filament.remaining_weight_in_grams - weight
+            )
+        return Accepted(updated.to_dict())
+
+    # -- rebuilding from a snapshot ------------------------------------------------------
+
+    @classmethod
+    def from_objects(
+        cls,
+        printers: Iterable[Printer],
+        filaments: Iterable[Filament],
+        jobs: Iterable[PrintJob],
+    ) -> Farm:
+        """A farm holding these objects in this order; reservations are recomputed.
+
+        Raises FarmInconsistentError for anything apply could never have produced.
+        """
+        farm = cls()
+        for printer in printers:
+            _add_unique(farm._printers, printer.id, printer, "printer")
+        for filament in filaments:
+            if not 0 <= filament.remaining_weight_in_grams <= filament.total_weight_in_grams:
+                raise FarmInconsistentError(f"filament {filament.id!r}: remaining out of range")
+            _add_unique(farm._filaments, filament.id, filament, "filament")
+            farm._reserved_grams[filament.id] = 0
+        for job in jobs:
+            if job.printer_id not in farm._printers or job.filament_id not in farm._filaments:
+                raise FarmInconsistentError(f"print job {job.id!r} refers to a missing object")
+            _add_unique(farm._jobs, job.id, job, "print job")
+            if job.status.reserves_filament:
+                farm._reserved_grams[job.filament_id] += job.print_weight_in_grams
+        for filament in farm._filaments.values():
+            if farm._reserved_grams[filament.id] > filament.remaining_weight_in_grams:
+                raise FarmInconsistentError(f"filament {filament.id!r} is over-reserved")
+        return farm
+
+
+def _duplicate(kind: str, object_id: str) -> Result:
+    return rejected(
+        RejectionCode.DUPLICATE_ID,
+        f"a {kind.replace('_', ' ')} with id {object_id!r} already exists",
+        {"kind": kind, "id": object_id},
+    )
+
+
+def _add_unique(objects: dict[str, _T], object_id: str, obj: _T, kind: str) -> None:
+    if object_id in objects:
+        raise FarmInconsistentError(f"{kind} id {object_id!r} appears twice")
+    objects[object_id] = obj

@@ -1,0 +1,50 @@
+"""Results remembered under clients' idempotency keys, bounded, oldest evicted first.
+
+The table is part of the replicated state: every replica inserts the same keys in log order
+and evicts the same ones, and snapshots carry it, so a retry gets the same answer from any node.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from raft3d.domain.results import Result, detached
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    fingerprint: str
+    result: Result  # as first returned, never marked replayed
+
+
+class IdempotencyTable:
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"idempotency capacity must be positive, got {capacity}")
+        self._capacity = capacity
+        # OrderedDict: popping the oldest is O(1), unlike repeated deletes from a dict's front.
+        self._records: OrderedDict[str, IdempotencyRecord] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def get(self, key: str) -> IdempotencyRecord | None:
+        return self._records.get(key)
+
+    def remember(self, key: str, fingerprint: str, result: Result) -> None:
+        """Record a first answer for ``key``, evicting the oldest keys beyond capacity.
+
+        A key is remembered once: a lookup hit (replay or reuse) must not re-insert it, so
+        eviction order stays the order in which keys first entered the log.
+        """
+        if key in self._records:
+            raise ValueError(f"idempotency key {key!r} is already recorded")
+        self._records[key] = IdempotencyRecord(fingerprint, detached(result))
+        while len(self._records) > self._capacity:
+            self._records.popitem(last=False)
+
+    def records(self) -> Iterator[tuple[str, IdempotencyRecord]]:
+        """All records, oldest first."""
+        return iter(self._records.items())

@@ -1,0 +1,111 @@
+"""The replicated state machine: what every replica applies to each committed log entry.
+
+``FarmStateMachine`` adds to the farm's business rules (``raft3d.domain.farm``) what
+replication needs: decoding log entries, the applied index, idempotent retries, snapshots and
+a digest for comparing replicas. It is deterministic: the same entries in the same order give
+the same results and the same state on every replica. It does no I/O and is not thread-safe;
+the node driver calls it from one task.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from raft3d.domain.commands import Command, decode_command
+from raft3d.domain.farm import Farm
+from raft3d.domain.idempotency import IdempotencyTable
+from raft3d.domain.model import Filament, JobStatus, Printer, PrintJob
+from raft3d.domain.results import RejectionCode, Result, detached, rejected
+from raft3d.domain.snapshot import decode_snapshot, encode_snapshot, state_digest
+
+
+class FarmStateMachine:
+    # Read when the machine is built or restored; every replica must use the same value.
+    IDEMPOTENCY_CAPACITY: ClassVar[int] = 100_000
+
+    def __init__(self) -> None:
+        self._farm = Farm()
+        self._idempotency = IdempotencyTable(self.IDEMPOTENCY_CAPACITY)
+        self._last_applied_index = 0
+
+    @property
+    def last_applied_index(self) -> int:
+        """Index of the last entry passed to ``apply`` (or restored with a snapshot)."""
+        return self._last_applied_index
+
+    def apply(self, index: int, data: bytes) -> Result:
+        """Apply the committed entry at ``index``; the only method that changes state.
+
+        Indexes must increase (gaps, such as a leader's no-op entries, are fine). Raises
+        CommandDecodeError, changing nothing, for an entry this version cannot decode: the
+        caller must stop rather than skip it.
+        """
+        if index <= self._last_applied_index:
+            raise ValueError(
+                f"entry {index} is not after the last applied entry {self._last_applied_index}"
+            )
+        command = decode_command(data)
+        result = self._apply_command(command)
+        self._last_applied_index = index
+        return result
+
+    def _apply_command(self, command: Command) -> Result:
+        tag = command.idempotency
+        if tag is None:
+            return self._farm.execute(command)
+        record = self._idempotency.get(tag.key)
+        if record is None:
+            result = self._farm.execute(command)
+            self._idempotency.remember(tag.key, tag.fingerprint, result)
+            return result
+        if record.fingerprint == tag.fingerprint:
+            # A retry: answer as the first time, even if the object has changed since.
+            return detached(record.result, replayed=True)
+        # Not recorded under the key: the key keeps answering for its original request.
+        return rejected(
+            RejectionCode.IDEMPOTENCY_KEY_REUSED,
+            f"idempotency key {tag.key!r} was already used for a different request",
+            {"key": tag.key},
+        )
+
+    # -- snapshots ----------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """The whole state (objects, idempotency table, applied index) as msgpack bytes."""
+        return encode_snapshot(self._last_applied_index, self._farm, self._idempotency)
+
+    def restore(self, data: bytes) -> None:
+        """Replace all state with a snapshot's; on SnapshotDecodeError nothing changes."""
+        restored = decode_snapshot(data, self.IDEMPOTENCY_CAPACITY)
+        self._farm = restored.farm
+        self._idempotency = restored.idempotency
+        self._last_applied_index = restored.last_applied_index
+
+    def digest(self) -> str:
+        """Hex SHA-256 of the objects and the idempotency table, in order.
+
+        Equal on two replicas exactly when their states are equal. The applied index is not
+        included (an empty no-op entry changes no state); compare it separately.
+        """
+        return state_digest(self._farm, self._idempotency)
+
+    # -- queries ------------------------------------------------------------------------
+
+    def printers(self) -> list[Printer]:
+        """All printers in creation order."""
+        return self._farm.printers()
+
+    def filaments(self) -> list[Filament]:
+        """All filament rolls in creation order."""
+        return self._farm.filaments()
+
+    def print_jobs(self, status: JobStatus | None = None) -> list[PrintJob]:
+        """Print jobs in creation order, optionally only those with ``status``."""
+        return self._farm.print_jobs(status)
+
+    def print_job(self, job_id: str) -> PrintJob | None:
+        return self._farm.print_job(job_id)
+
+    def reserved_grams(self, filament_id: str) -> int:
+        """Total print weight of the Queued and Running jobs on a filament (0 if unknown)."""
+        return self._farm.reserved_grams(filament_id)
