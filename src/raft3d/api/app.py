@@ -1,0 +1,79 @@
+"""The application factory: routes, middlewares, shared state and the forwarding session."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+
+import aiohttp
+from aiohttp import web
+from prometheus_client.registry import Collector
+
+from raft3d.api import cluster, farm
+from raft3d.api.forwarding import LeaderForwarder
+from raft3d.api.metrics import create_metrics
+from raft3d.api.middleware import add_node_headers, error_middleware, metrics_middleware
+from raft3d.api.ports import NodePort
+from raft3d.api.typedefs import FORWARDER_KEY, METRICS_KEY, NODE_KEY, SETTINGS_KEY, STATE_KEY
+from raft3d.config import Settings
+from raft3d.domain.state import FarmStateMachine
+
+API = "/api/v1"
+
+
+def create_app(
+    settings: Settings,
+    node: NodePort,
+    state: FarmStateMachine,
+    *,
+    collectors: Iterable[Collector] = (),
+) -> web.Application:
+    """Build the HTTP app for one node.
+
+    The node's lifecycle belongs to the caller (start it in a cleanup context of its own);
+    the app only reads ``state`` and talks to ``node``. ``collectors`` are added to the app's
+    metrics registry (the node's own metrics); more can be added later with
+    ``register_collectors``.
+    """
+    app = web.Application(
+        client_max_size=settings.http_settings.max_body_bytes,
+        # Outermost first: metrics see the status the error middleware rendered.
+        middlewares=[metrics_middleware, error_middleware],
+    )
+    app[SETTINGS_KEY] = settings
+    app[NODE_KEY] = node
+    app[STATE_KEY] = state
+    app[METRICS_KEY] = create_metrics(node, collectors)
+    app.on_response_prepare.append(add_node_headers)
+    app.cleanup_ctx.append(_forwarding_session)
+    _add_routes(app.router)
+    return app
+
+
+def register_collectors(app: web.Application, *collectors: Collector) -> None:
+    """Add metric collectors (e.g. the node's counters) to the app's registry."""
+    for collector in collectors:
+        app[METRICS_KEY].registry.register(collector)
+
+
+async def _forwarding_session(app: web.Application) -> AsyncIterator[None]:
+    # A fresh connection per forwarded request: a pooled connection the leader has closed
+    # would fail in a way that cannot be told apart from a lost answer.
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        app[FORWARDER_KEY] = LeaderForwarder(app[SETTINGS_KEY].node_id, session)
+        yield
+
+
+def _add_routes(router: web.UrlDispatcher) -> None:
+    router.add_post(f"{API}/printers", farm.create_printer)
+    router.add_get(f"{API}/printers", farm.list_printers)
+    router.add_post(f"{API}/filaments", farm.create_filament)
+    router.add_get(f"{API}/filaments", farm.list_filaments)
+    router.add_post(f"{API}/print_jobs", farm.create_print_job)
+    router.add_get(f"{API}/print_jobs", farm.list_print_jobs)
+    router.add_post(f"{API}/print_jobs/{{id}}/status", farm.change_job_status)
+    router.add_put(f"{API}/print_jobs/{{id}}/status", farm.change_job_status)
+    router.add_get("/cluster/status", cluster.cluster_status)
+    router.add_get("/healthz", cluster.healthz)
+    router.add_get("/readyz", cluster.readyz)
+    router.add_get("/metrics", cluster.metrics)

@@ -1,0 +1,45 @@
+"""Handlers for the operational endpoints: cluster status, health, readiness, metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from aiohttp import web
+from prometheus_client.exposition import choose_encoder
+
+from raft3d.api.errors import ServiceUnavailable
+from raft3d.api.typedefs import METRICS_KEY, NODE_KEY
+
+
+async def cluster_status(request: web.Request) -> web.Response:
+    return web.json_response(dataclasses.asdict(request.app[NODE_KEY].status()))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process is up and serving HTTP; says nothing about the cluster."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready to serve: a leader is known and everything known committed has been applied."""
+    status = request.app[NODE_KEY].status()
+    facts = {
+        "leader_id": status.leader_id,
+        "commit_index": status.commit_index,
+        "applied_index": status.applied_index,
+    }
+    if status.leader_id is None:
+        raise ServiceUnavailable("not_ready", "no leader is known", facts)
+    if status.applied_index < status.commit_index:
+        raise ServiceUnavailable(
+            "not_ready",
+            f"applied index {status.applied_index} is behind commit index {status.commit_index}",
+            facts,
+        )
+    return web.json_response({"status": "ready", **facts})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    body = encode(request.app[METRICS_KEY].registry)
+    return web.Response(body=body, headers={"Content-Type": content_type})

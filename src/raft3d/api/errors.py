@@ -1,0 +1,80 @@
+"""The API's own errors: each knows its HTTP status, code and JSON rendering.
+
+Handlers raise these; the error middleware renders them. Node and aiohttp errors are mapped to
+them explicitly in ``middleware.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from raft3d.api import headers
+
+# Seconds a client should wait before retrying a 503 (an election takes well under a second).
+RETRY_AFTER_S = 1
+
+
+def error_body(code: str, message: str, details: Mapping[str, object] | None = None) -> object:
+    return {"error": {"code": code, "message": message, "details": dict(details or {})}}
+
+
+class ApiError(Exception):
+    status: int = 400
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        details: Mapping[str, object] | None = None,
+        *,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = dict(details or {})
+        self.extra_headers = dict(extra_headers or {})
+
+    def to_response(self) -> web.Response:
+        return web.json_response(
+            error_body(self.code, self.message, self.details),
+            status=self.status,
+            headers=self.extra_headers,
+        )
+
+
+class BadRequest(ApiError):
+    """Malformed input: bad JSON, wrong types, unknown fields, out-of-range values."""
+
+    status = 400
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+
+
+class ServiceUnavailable(ApiError):
+    """Transient: no leader, no quorum, node stopping. Always carries ``Retry-After``."""
+
+    status = 503
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        details: Mapping[str, object] | None = None,
+        *,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        merged = {headers.RETRY_AFTER: str(RETRY_AFTER_S), **(extra_headers or {})}
+        super().__init__(code, message, details, extra_headers=merged)

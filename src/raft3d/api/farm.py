@@ -1,0 +1,188 @@
+"""Handlers for the print-farm endpoints of SPEC §4 (printers, filaments, print jobs)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from aiohttp import web
+from marshmallow import Schema, ValidationError
+
+from raft3d.api import headers
+from raft3d.api.errors import BadRequest, NotFound
+from raft3d.api.idempotency import tag_for
+from raft3d.api.inputs import query_params, read_json_object
+from raft3d.api.reads import consistent_read
+from raft3d.api.schemas import (
+    MAX_ID_CHARS,
+    FilamentSchema,
+    PrinterSchema,
+    PrintJobSchema,
+    StatusChangeSchema,
+    job_status_field,
+)
+from raft3d.api.typedefs import NODE_KEY, STATE_KEY
+from raft3d.api.writes import submit
+from raft3d.domain.commands import (
+    CreateFilament,
+    CreatePrinter,
+    CreatePrintJob,
+    UpdateJobStatus,
+)
+from raft3d.domain.model import JobStatus
+
+STATUS_PARAM = "status"
+
+_printer_schema = PrinterSchema()
+_filament_schema = FilamentSchema()
+_print_job_schema = PrintJobSchema()
+_status_change_schema = StatusChangeSchema()
+_status_field = job_status_field()
+
+
+class _Serialisable(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def _new_id() -> str:
+    # Chosen here, before proposing, so every replica applies the same id.
+    return uuid.uuid4().hex
+
+
+async def _validated_body(request: web.Request, schema: Schema) -> dict[str, Any]:
+    query_params(request, ())  # creation takes no query parameters
+    body = await read_json_object(request, required=True)
+    assert body is not None  # required=True
+    try:
+        loaded: dict[str, Any] = schema.load(body)
+    except ValidationError as exc:
+        raise BadRequest("invalid_body", "the body is not valid", _messages(exc)) from None
+    return loaded
+
+
+def _messages(exc: ValidationError) -> Mapping[str, object]:
+    messages = exc.messages
+    return messages if isinstance(messages, dict) else {"_body": messages}
+
+
+def _listing(request: web.Request, items: Iterable[_Serialisable]) -> web.Response:
+    # The index the data was read at: taken with the data, with no await in between.
+    applied = request.app[NODE_KEY].applied_index
+    return web.json_response(
+        [item.to_dict() for item in items],
+        headers={headers.APPLIED_INDEX: str(applied)},
+    )
+
+
+async def create_printer(request: web.Request) -> web.StreamResponse:
+    fields = await _validated_body(request, _printer_schema)
+    tag = tag_for(request, fields)
+    command = CreatePrinter(
+        id=fields.get("id") or _new_id(),
+        company=fields["company"],
+        model=fields["model"],
+        idempotency=tag,
+    )
+    return await submit(request, command, success_status=201)
+
+
+async def list_printers(request: web.Request) -> web.StreamResponse:
+    await consistent_read(request)
+    return _listing(request, request.app[STATE_KEY].printers())
+
+
+async def create_filament(request: web.Request) -> web.StreamResponse:
+    fields = await _validated_body(request, _filament_schema)
+    # Defaulted before fingerprinting: omitting it or giving the total asks for the same roll.
+    fields.setdefault("remaining_weight_in_grams", fields["total_weight_in_grams"])
+    tag = tag_for(request, fields)
+    command = CreateFilament(
+        id=fields.get("id") or _new_id(),
+        type=fields["type"],
+        color=fields["color"],
+        total_weight_in_grams=fields["total_weight_in_grams"],
+        remaining_weight_in_grams=fields["remaining_weight_in_grams"],
+        idempotency=tag,
+    )
+    return await submit(request, command, success_status=201)
+
+
+async def list_filaments(request: web.Request) -> web.StreamResponse:
+    await consistent_read(request)
+    return _listing(request, request.app[STATE_KEY].filaments())
+
+
+async def create_print_job(request: web.Request) -> web.StreamResponse:
+    fields = await _validated_body(request, _print_job_schema)
+    fields.pop("status", None)  # only ever Queued: it does not change what is asked
+    tag = tag_for(request, fields)
+    command = CreatePrintJob(
+        id=fields.get("id") or _new_id(),
+        printer_id=fields["printer_id"],
+        filament_id=fields["filament_id"],
+        filepath=fields["filepath"],
+        print_weight_in_grams=fields["print_weight_in_grams"],
+        idempotency=tag,
+    )
+    return await submit(request, command, success_status=201)
+
+
+def _status_param(value: str) -> JobStatus:
+    try:
+        status: JobStatus = _status_field.deserialize(value)
+    except ValidationError as exc:
+        raise BadRequest(
+            "invalid_query", "the query string is not valid", {STATUS_PARAM: exc.messages}
+        ) from None
+    return status
+
+
+async def list_print_jobs(request: web.Request) -> web.StreamResponse:
+    params = await consistent_read(request, extra_params=(STATUS_PARAM,))
+    wanted = _status_param(params[STATUS_PARAM]) if STATUS_PARAM in params else None
+    return _listing(request, request.app[STATE_KEY].print_jobs(status=wanted))
+
+
+def _job_id_from_path(request: web.Request) -> str:
+    job_id = request.match_info["id"]
+    try:
+        job_id.encode("utf-8")
+    except UnicodeEncodeError:
+        job_id = ""
+    if not 1 <= len(job_id) <= MAX_ID_CHARS:
+        # No job can have this id: nothing to ask the cluster.
+        raise NotFound(
+            "job_not_found", f"no print job has id {request.match_info['id']!r}", {"id": job_id}
+        )
+    return job_id
+
+
+async def change_job_status(request: web.Request) -> web.StreamResponse:
+    """Endpoint 7: the target status comes from ``?status=`` or a ``{"status": ...}`` body."""
+    params = query_params(request, (STATUS_PARAM,))
+    from_query = _status_param(params[STATUS_PARAM]) if STATUS_PARAM in params else None
+    body = await read_json_object(request, required=False)
+    from_body: JobStatus | None = None
+    if body is not None:
+        try:
+            from_body = _status_change_schema.load(body).get("status")
+        except ValidationError as exc:
+            raise BadRequest("invalid_body", "the body is not valid", _messages(exc)) from None
+    if from_query is not None and from_body is not None and from_query != from_body:
+        raise BadRequest(
+            "conflicting_status",
+            "the query string and the body ask for different statuses",
+            {"query": from_query.value, "body": from_body.value},
+        )
+    target = from_query or from_body
+    if target is None:
+        raise BadRequest(
+            "invalid_body",
+            'the target status is missing: give ?status=... or a body {"status": ...}',
+            {STATUS_PARAM: ["Missing data for required field."]},
+        )
+    job_id = _job_id_from_path(request)
+    tag = tag_for(request, {"id": job_id, "status": target})
+    command = UpdateJobStatus(job_id=job_id, status=target, idempotency=tag)
+    return await submit(request, command, success_status=200)

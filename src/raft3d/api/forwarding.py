@@ -1,0 +1,108 @@
+"""Forwarding a write that reached a follower to the leader, and relaying the leader's answer.
+
+What matters is knowing whether the leader may have seen the request: if the connection was
+never made, trying again elsewhere is safe; if the request may have arrived and only the
+answer was lost, re-sending a write without an idempotency key could apply it twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import hdrs, web
+from multidict import CIMultiDict
+from yarl import URL
+
+from raft3d.api import headers
+
+log = logging.getLogger(__name__)
+
+# Extra time the forwarding node waits beyond the budget it grants the leader, so that the
+# leader's own answer (e.g. its 503) arrives before we give up on it.
+ANSWER_GRACE_S = 0.5
+
+_REQUEST_HEADERS = (hdrs.CONTENT_TYPE, hdrs.ACCEPT, headers.IDEMPOTENCY_KEY)
+_RELAYED_HEADERS = frozenset(
+    h.lower()
+    for h in (hdrs.CONTENT_TYPE, hdrs.ALLOW, headers.RETRY_AFTER, headers.IDEMPOTENT_REPLAYED)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Relayed:
+    """The leader answered; this is its answer, to return unchanged."""
+
+    response: web.Response
+
+
+@dataclass(frozen=True, slots=True)
+class NotDelivered:
+    """The leader certainly did not act on the request (no connection, or it was not leader)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MaybeDelivered:
+    """The request may have reached the leader, but no answer came back."""
+
+    reason: str
+
+
+ForwardResult = Relayed | NotDelivered | MaybeDelivered
+
+
+class LeaderForwarder:
+    def __init__(self, node_id: str, session: aiohttp.ClientSession) -> None:
+        self._node_id = node_id
+        self._session = session
+
+    async def forward(
+        self, request: web.Request, body: bytes, leader_url: str, budget_s: float
+    ) -> ForwardResult:
+        """Send ``request`` (with its raw ``body``) to the leader at ``leader_url``."""
+        try:
+            url = URL(leader_url.rstrip("/") + request.raw_path, encoded=True)
+        except ValueError as exc:
+            return NotDelivered(f"bad leader URL {leader_url!r}: {exc}")
+        out: dict[str, str] = {
+            headers.FORWARDED_BY: self._node_id,
+            headers.BUDGET_MS: str(max(1, int(budget_s * 1000))),
+        }
+        for name in _REQUEST_HEADERS:
+            if name in request.headers:
+                out[name] = request.headers[name]
+        try:
+            async with self._session.request(
+                request.method,
+                url,
+                data=body,
+                headers=out,
+                # The leader must see the client's Content-Type or none, not a default.
+                skip_auto_headers=() if hdrs.CONTENT_TYPE in out else (hdrs.CONTENT_TYPE,),
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=budget_s + ANSWER_GRACE_S),
+            ) as answer:
+                payload = await answer.read()
+                if answer.status == 503 and headers.NOT_LEADER in answer.headers:
+                    return NotDelivered(f"{leader_url} is no longer the leader")
+                return Relayed(_relay(answer, payload))
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            log.info("forwarding to %s failed before sending: %s", leader_url, exc)
+            return NotDelivered(f"could not connect to the leader at {leader_url}: {exc}")
+        except aiohttp.InvalidURL as exc:
+            return NotDelivered(f"bad leader URL {leader_url!r}: {exc}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("forwarded request to %s got no answer: %r", leader_url, exc)
+            return MaybeDelivered(f"the leader at {leader_url} did not answer: {exc!r}")
+
+
+def _relay(answer: aiohttp.ClientResponse, payload: bytes) -> web.Response:
+    relayed: CIMultiDict[str] = CIMultiDict()
+    for name, value in answer.headers.items():
+        lower = name.lower()
+        if lower.startswith(headers.RAFT3D_PREFIX) or lower in _RELAYED_HEADERS:
+            relayed.add(name, value)
+    return web.Response(status=answer.status, body=payload, headers=relayed)
