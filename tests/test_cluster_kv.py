@@ -27,11 +27,8 @@ KV_COMMAND = [sys.executable, "-m", "tests.support.kvnode"]
 def cluster(tmp_path: Path) -> Iterator[ProcessCluster]:
     with ProcessCluster(tmp_path, 3, KV_COMMAND, raft={"snapshot_threshold": 300}) as c:
         c.start()
-        try:
-            yield c
-        except BaseException:
-            print(c.logs())
-            raise
+        yield c
+        print(c.logs())  # pytest shows captured output only when the test failed
 
 
 def propose(node: NodeProcess, key: str, value: str, timeout: float = 5.0) -> tuple[int, Any]:
@@ -55,10 +52,14 @@ def wait_for_same_digest(nodes: list[NodeProcess], timeout: float = 20.0) -> str
         values = set(d.values())
         return next(iter(values))[0] if len(values) == 1 else None
 
-    return wait_until(same, timeout, "identical state digests on " + ", ".join(n.node_id for n in nodes))
+    return wait_until(
+        same, timeout, "identical state digests on " + ", ".join(n.node_id for n in nodes)
+    )
 
 
-async def concurrent_proposals(url: str, total: int, callers: int, prefix: str) -> list[dict[str, Any]]:
+async def concurrent_proposals(
+    url: str, total: int, callers: int, prefix: str
+) -> list[dict[str, Any]]:
     counter = itertools.count()
     results: list[dict[str, Any]] = []
     async with aiohttp.ClientSession() as session:

@@ -129,7 +129,11 @@ def make_app(node: RaftNode, sm: KeyValueStateMachine) -> web.Application:
         latencies.sort()
 
         def pct(p: float) -> float:
-            return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else 0.0
+            return (
+                latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
+                if latencies
+                else 0.0
+            )
 
         return web.json_response(
             {

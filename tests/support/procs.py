@@ -55,7 +55,9 @@ def wait_until(
         except (OSError, ValueError, KeyError) as exc:
             last_exc = exc
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last_exc!r}")
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what}; last: {last_exc!r}"
+            )
         time.sleep(interval)  # polling interval, not synchronisation
 
 
@@ -179,8 +181,14 @@ class ProcessCluster:
                 f'[cluster]\nsecret = "{SECRET}"\n{members}\n[raft]\n{raft_table}'
             )
             self.nodes[nid] = NodeProcess(
-                nid, ports[2 * i], ports[2 * i + 1], conf, data_dir, root / f"{nid}.log",
-                command, env=dict(env or {}),
+                nid,
+                ports[2 * i],
+                ports[2 * i + 1],
+                conf,
+                data_dir,
+                root / f"{nid}.log",
+                command,
+                env=dict(env or {}),
             )
 
     def __enter__(self) -> ProcessCluster:
@@ -201,7 +209,9 @@ class ProcessCluster:
     def alive(self) -> list[NodeProcess]:
         return [n for n in self.nodes.values() if n.alive]
 
-    def wait_for_leader(self, timeout: float = 10.0, among: Sequence[NodeProcess] | None = None) -> NodeProcess:
+    def wait_for_leader(
+        self, timeout: float = 10.0, among: Sequence[NodeProcess] | None = None
+    ) -> NodeProcess:
         """A node that says it leads, agreed on by every live node polled."""
 
         def leader() -> NodeProcess | None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from raft3d.config import Settings
-from raft3d.consensus.core import CoreConfig, RaftCore
+from raft3d.consensus import CoreConfig, RaftCore
 from raft3d.consensus.types import (
     Entry,
     EntryType,
