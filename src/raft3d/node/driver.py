@@ -33,7 +33,7 @@ from raft3d.consensus.types import (
 )
 from raft3d.node.errors import NodeStoppedError, NoLeaderError, OutcomeUnknownError
 from raft3d.node.status import NodeStatus, PeerInfo
-from raft3d.storage import DurableStorage
+from raft3d.storage import DurableStorage, SnapshotInfo
 from raft3d.transport import Transport
 
 log = logging.getLogger("raft3d.node")
@@ -64,6 +64,24 @@ class NodeCounters:
     )
     apply_seconds_total: float = 0.0
     applied_entries: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedEvent:
+    """One committed log entry with what applying it returned (None for a leader's no-op)."""
+
+    index: int
+    term: int
+    is_noop: bool
+    data: bytes
+    outcome: object
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    first_index: int  # oldest index still held in the log (older ones were compacted)
+    last_index: int  # newest index applied on this node
+    events: list[CommittedEvent]
 
 
 @dataclass(slots=True)
@@ -245,6 +263,30 @@ class RaftNode:
         if self._applied > self._snapshot_index:
             self._snapshot()
         return self._snapshot_index
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        """This node's snapshot files, newest first."""
+        return self.storage.list_snapshots()
+
+    def latest_snapshot(self) -> Snapshot | None:
+        return self.storage.latest_snapshot()
+
+    def events(self, after: int, limit: int) -> EventPage:
+        """Committed entries with index > ``after`` (at most ``limit``), applied on this node."""
+        self._check_running()
+        applied = self._applied
+        events = [
+            CommittedEvent(
+                index=entry.index,
+                term=entry.term,
+                is_noop=entry.type is EntryType.NOOP,
+                data=entry.data,
+                outcome=self._outcomes.get(entry.index),
+            )
+            for entry, _ in self.storage.read_events(after, limit)
+            if entry.index <= applied
+        ]
+        return EventPage(self.storage.first_index(), applied, events)
 
     def status(self) -> NodeStatus:
         core = self.core
