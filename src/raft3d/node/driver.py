@@ -25,7 +25,9 @@ from raft3d.consensus import CoreConfig, RaftCore
 from raft3d.consensus.types import (
     Entry,
     EntryType,
+    HardState,
     Message,
+    MsgType,
     NotLeaderError,
     Ready,
     Role,
@@ -41,6 +43,9 @@ log = logging.getLogger("raft3d.node")
 # Outstanding ReadIndex requests are re-issued after this long without an answer (the request
 # or its answer may have been lost, or the leader changed).
 READ_RETRY_S = 0.1
+
+
+_LEADER_TRAFFIC = frozenset({MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP})
 
 
 class StateMachine(Protocol):
@@ -161,6 +166,7 @@ class RaftNode:
             self._applied = state.snapshot.meta.index
             self._snapshot_index = state.snapshot.meta.index
         self._core = RaftCore(self._core_config, state, self._rng)
+        self._latest_hard_state = self._synced_hard_state = state.hard_state
         self._last_term = self._core.term
         log.info(
             "node starting node=%s term=%d snapshot_index=%d last_index=%d commit=%d",
@@ -184,12 +190,19 @@ class RaftNode:
         if self._tick_handle is not None:
             self._tick_handle.cancel()
         if self._loop_task is not None:
+            # Let the loop finish the Ready in hand (a write may be on a worker thread) rather
+            # than cancelling it halfway; storage closes only after that.
             self._wakeup.set()
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            try:
+                await asyncio.wait_for(asyncio.shield(self._loop_task), 10.0)
+            except TimeoutError:
+                self._loop_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._loop_task
         await self.transport.stop()
         self._fail_all(NodeStoppedError("node is stopping"))
+        if self.halted is None and self._latest_hard_state != self._synced_hard_state:
+            self.storage.persist(self._latest_hard_state, ())  # keep the commit index we know
         self.storage.close()
         log.info("node stopped node=%s", self.node_id)
 
@@ -359,19 +372,33 @@ class RaftNode:
             self._wakeup.clear()
             try:
                 self._issue_reads()
-                while core.has_ready():
-                    self._handle_ready(core.ready())
+                while core.has_ready() and not self._stopping:
+                    await self._handle_ready(core.ready())
                 self._observe_role()
             except Exception as exc:  # a failed disk or an undecodable entry: stop, never diverge
                 self._halt(exc)
                 return
 
-    def _handle_ready(self, rd: Ready) -> None:
+    async def _handle_ready(self, rd: Ready) -> None:
         core = self.core
-        if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
-            self.storage.persist(rd.hard_state, rd.entries, rd.snapshot)
         send = self.transport.send
+        # A leader's replication traffic does not depend on its own disk: the core counts the
+        # leader's copy only once advance() says it is durable (Raft thesis 10.2.1), so these
+        # go out first and the followers' fsyncs overlap the leader's.
+        replies = []
         for msg in rd.messages:
+            if msg.type in _LEADER_TRAFFIC:
+                send(msg)
+            else:
+                replies.append(msg)
+        hard_state = self._hard_state_to_sync(rd)
+        if hard_state is not None or rd.entries or rd.snapshot is not None:
+            # Off the event loop: meanwhile requests are accepted and messages stepped, which
+            # makes the next batch bigger (group commit) instead of stalling the node.
+            await asyncio.to_thread(self.storage.persist, hard_state, rd.entries, rd.snapshot)
+            if hard_state is not None:
+                self._synced_hard_state = hard_state
+        for msg in replies:  # votes and acks: only now that what they promise is durable
             send(msg)
         if rd.snapshot is not None:
             self._install_snapshot(rd.snapshot)
@@ -386,6 +413,30 @@ class RaftNode:
         threshold = self.settings.raft_settings.snapshot_threshold
         if threshold > 0 and self._applied - self._snapshot_index >= threshold:
             self._snapshot()
+
+    def _hard_state_to_sync(self, rd: Ready) -> HardState | None:
+        """The hard state to write with this Ready, or None when no write is owed.
+
+        Term and vote must be durable before any reply that depends on them. The commit
+        index need not be (Raft treats it as volatile: a restarted node relearns it), so a
+        change of commit alone does not cost an fsync; it rides along with the next write.
+        """
+        if rd.hard_state is not None:
+            self._latest_hard_state = rd.hard_state
+        latest, synced = self._latest_hard_state, self._synced_hard_state
+        if latest == synced:
+            return None
+        if (
+            rd.entries
+            or rd.snapshot is not None
+            or (latest.term, latest.vote)
+            != (
+                synced.term,
+                synced.vote,
+            )
+        ):
+            return latest
+        return None
 
     def outcome(self, index: int) -> object:
         """The recorded outcome of the entry at ``index``, if still held (see ``_outcomes``)."""
