@@ -2,23 +2,77 @@
 
 ``FakeNode`` implements ``raft3d.api.NodePort``: it applies proposed commands straight to a
 real ``FarmStateMachine`` (with its own index counter), and can be told who the leader is and
-which errors its next calls raise.
+which errors its next calls raise. It keeps an in-memory log of what it applied (the event
+log), takes snapshots of the real state machine and compacts that log like a real node, and
+has the counters ``raft3d.node.metrics.NodeCollector`` reads.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from prometheus_client.registry import Collector
 
 from raft3d.api import create_app
 from raft3d.config import Address, HttpSettings, Member, Settings
+from raft3d.consensus.types import Snapshot, SnapshotMeta
 from raft3d.domain.state import FarmStateMachine
-from raft3d.node.errors import NotLeaderError
+from raft3d.node.errors import NodeStoppedError, NotLeaderError
 from raft3d.node.status import NodeStatus, PeerInfo
+
+# Where the fake's snapshot clock starts: 2023-11-14T22:13:20Z.
+FAKE_EPOCH = 1_700_000_000.0
+
+
+@dataclass(frozen=True, slots=True)
+class FakeEntry:
+    """One applied log entry, shaped like the driver's ``CommittedEvent``."""
+
+    index: int
+    term: int
+    is_noop: bool
+    data: bytes
+    outcome: object
+
+
+@dataclass(frozen=True, slots=True)
+class FakeEventPage:
+    first_index: int
+    last_index: int
+    events: list[FakeEntry]
+
+
+@dataclass(frozen=True, slots=True)
+class FakeSnapshotFile:
+    index: int
+    term: int
+    size: int
+    created_at: float
+    data: bytes
+
+
+@dataclass(slots=True)
+class FakeCounters:
+    """The fields of the driver's ``NodeCounters``."""
+
+    elections: int = 0
+    snapshots: int = 0
+    proposals: dict[str, int] = field(
+        default_factory=lambda: {"committed": 0, "outcome_unknown": 0, "not_leader": 0}
+    )
+    apply_seconds_total: float = 0.0
+    applied_entries: int = 0
+
+
+@dataclass(slots=True)
+class FakeTransport:
+    dropped: dict[str, int] = field(default_factory=dict)
 
 
 class FakeNode:
@@ -44,6 +98,14 @@ class FakeNode:
         self._propose_errors: deque[BaseException] = deque()
         self._barrier_errors: deque[BaseException] = deque()
         self._index = 0
+        self.log: list[FakeEntry] = []  # applied entries after the newest snapshot
+        self.snapshot_files: list[FakeSnapshotFile] = []  # newest first
+        self.snapshots_keep = 2
+        self.clock = FAKE_EPOCH  # created_at of the next snapshot; each one moves it on 1.5 s
+        self.snapshot_read_error: BaseException | None = None  # raised by latest_snapshot
+        self.stopped = False  # events() and take_snapshot() then raise NodeStoppedError
+        self.counters = FakeCounters()
+        self.transport = FakeTransport()
 
     def fail_proposals(self, *errors: BaseException) -> None:
         """The next ``len(errors)`` proposals raise these, in order, and change nothing."""
@@ -66,9 +128,60 @@ class FakeNode:
         if self._propose_errors:
             raise self._propose_errors.popleft()
         if self.leader_id != self._node_id:
+            self.counters.proposals["not_leader"] += 1
             raise NotLeaderError(self.leader_id)
         self._index += 1
-        return self.state.apply(self._index, command)
+        result = self.state.apply(self._index, command)
+        self.log.append(FakeEntry(self._index, self.term, False, command, result))
+        self.counters.proposals["committed"] += 1
+        self.counters.applied_entries += 1
+        return result
+
+    def start_term(self, term: int) -> None:
+        """Become leader of ``term``: append and apply the leader's no-op entry."""
+        self.term = term
+        self.leader_id = self._node_id
+        self.counters.elections += 1
+        self._index += 1
+        self.log.append(FakeEntry(self._index, term, True, b"", None))
+        self.counters.applied_entries += 1
+
+    @property
+    def snapshot_index(self) -> int:
+        return self.snapshot_files[0].index if self.snapshot_files else 0
+
+    def events(self, after: int, limit: int) -> FakeEventPage:
+        self._check_running()
+        held = [entry for entry in self.log if entry.index > after][:limit]
+        return FakeEventPage(self.snapshot_index + 1, self._index, held)
+
+    def snapshots(self) -> list[FakeSnapshotFile]:
+        return list(self.snapshot_files)
+
+    def latest_snapshot(self) -> Snapshot | None:
+        if self.snapshot_read_error is not None:
+            raise self.snapshot_read_error
+        if not self.snapshot_files:
+            return None
+        newest = self.snapshot_files[0]
+        return Snapshot(SnapshotMeta(newest.index, newest.term, (self._node_id,)), newest.data)
+
+    def take_snapshot(self) -> int:
+        """Snapshot at the applied index and drop the log up to it, as the driver does."""
+        self._check_running()
+        if self._index > self.snapshot_index:
+            term = self.log[-1].term if self.log else self.term
+            data = self.state.snapshot()
+            taken = FakeSnapshotFile(self._index, term, len(data) + 64, self.clock, data)
+            self.clock += 1.5
+            self.snapshot_files = [taken, *self.snapshot_files][: self.snapshots_keep]
+            self.log = [entry for entry in self.log if entry.index > taken.index]
+            self.counters.snapshots += 1
+        return self.snapshot_index
+
+    def _check_running(self) -> None:
+        if self.stopped:
+            raise NodeStoppedError("node is stopping")
 
     async def read_barrier(self, timeout: float) -> None:
         await asyncio.sleep(0)
@@ -86,7 +199,7 @@ class FakeNode:
             commit_index=self._index + self.commit_index_lag,
             applied_index=self._index,
             last_log_index=self._index + self.commit_index_lag,
-            snapshot_index=0,
+            snapshot_index=self.snapshot_index,
             peers=self.peers,
         )
 
@@ -113,6 +226,23 @@ def fake_settings(
     )
 
 
-def make_app(node: FakeNode, **settings: Any) -> web.Application:
-    """The real app over ``node``; keyword arguments go to ``fake_settings``."""
-    return create_app(fake_settings(node.node_id, **settings), node, node.state)
+def single_voter_settings(data_dir: Path) -> Settings:
+    """Settings for a real one-node cluster (it elects itself) on a free loopback Raft port."""
+    own = Member("solo", Address("127.0.0.1", 0), Address("127.0.0.1", 0))
+    return Settings(
+        node_id=own.node_id,
+        http=own.http,
+        raft=own.raft,
+        data_dir=data_dir,
+        cluster_secret=b"test-secret-0123456789",
+        members=(own,),
+    )
+
+
+def make_app(
+    node: FakeNode, *, collectors: Iterable[Collector] = (), **settings: Any
+) -> web.Application:
+    """The real app over ``node``; other keyword arguments go to ``fake_settings``."""
+    return create_app(
+        fake_settings(node.node_id, **settings), node, node.state, collectors=collectors
+    )

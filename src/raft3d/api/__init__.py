@@ -6,11 +6,14 @@ Modules, one job each:
 - ``ports``: ``NodePort``, the only thing the API needs from a Raft node.
 - ``inputs``, ``schemas``: strict parsing of bodies, query strings and headers (4xx on error).
 - ``farm``, ``cluster``: request handlers.
+- ``events``: the event log (``GET /api/v1/events``), committed commands with their outcomes.
+- ``snapshots``: list, read and take this node's snapshots (``/cluster/snapshots``).
 - ``writes``, ``forwarding``: commit from any node (propose, or forward to the leader).
 - ``reads``: linearizable reads through the node's read barrier, or local reads.
 - ``idempotency``: ``Idempotency-Key`` tags carried in commands.
 - ``rendering``, ``errors``, ``middleware``: results and errors as JSON responses.
-- ``metrics``: a Prometheus registry per app.
+- ``metrics``: a Prometheus registry per app (request metrics, node status gauges); the
+  node's own counters come from ``raft3d.node.metrics.NodeCollector`` via ``collectors=``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client.registry import Collector
 
-from raft3d.api import cluster, farm
+from raft3d.api import cluster, events, farm, snapshots
 from raft3d.api.forwarding import LeaderForwarder
 from raft3d.api.metrics import create_metrics
 from raft3d.api.middleware import add_node_headers, error_middleware, metrics_middleware
@@ -73,7 +73,12 @@ def _add_routes(router: web.UrlDispatcher) -> None:
     router.add_get(f"{API}/print_jobs", farm.list_print_jobs)
     router.add_post(f"{API}/print_jobs/{{id}}/status", farm.change_job_status)
     router.add_put(f"{API}/print_jobs/{{id}}/status", farm.change_job_status)
+    router.add_get(f"{API}/events", events.list_events)
     router.add_get("/cluster/status", cluster.cluster_status)
+    # Per node: each node lists, reads and takes its own snapshots (never forwarded).
+    router.add_get("/cluster/snapshots", snapshots.list_snapshots)
+    router.add_post("/cluster/snapshots", snapshots.take_snapshot)
+    router.add_get("/cluster/snapshots/latest", snapshots.latest_snapshot)
     router.add_get("/healthz", cluster.healthz)
     router.add_get("/readyz", cluster.readyz)
     router.add_get("/metrics", cluster.metrics)

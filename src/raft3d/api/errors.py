@@ -55,12 +55,22 @@ class NotFound(ApiError):
     status = 404
 
 
+class Conflict(ApiError):
+    status = 409
+
+
 class PayloadTooLarge(ApiError):
     status = 413
 
 
 class UnsupportedMediaType(ApiError):
     status = 415
+
+
+class ServerError(ApiError):
+    """The node itself failed (e.g. an unreadable file): not the client's doing, but still JSON."""
+
+    status = 500
 
 
 class ServiceUnavailable(ApiError):

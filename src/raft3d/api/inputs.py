@@ -7,6 +7,7 @@ it as an unexpected exception.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection, Mapping
 
 from aiohttp import hdrs, web
@@ -15,6 +16,10 @@ from raft3d.api import headers
 from raft3d.api.errors import BadRequest, UnsupportedMediaType
 
 MAX_IDEMPOTENCY_KEY_CHARS = 256
+# Log indexes and counts fit a signed 64-bit integer (SQLite's); anything longer is refused
+# before it is converted, so a huge literal costs nothing.
+MAX_QUERY_INT = 2**63 - 1
+_DECIMAL = re.compile(r"[0-9]{1,19}")
 
 
 def _refuse_constant(name: str) -> object:
@@ -137,3 +142,24 @@ def idempotency_key(request: web.Request) -> str | None:
             {headers.IDEMPOTENCY_KEY: [problem]},
         )
     return key
+
+
+def int_param(
+    params: Mapping[str, str], name: str, *, default: int, minimum: int, maximum: int
+) -> int:
+    """An optional decimal integer query parameter within ``[minimum, maximum]``.
+
+    Only ASCII digits are accepted: no sign, spaces, other scripts' digits or underscores,
+    which Python's ``int()`` would all take.
+    """
+    raw = params.get(name)
+    if raw is None:
+        return default
+    value = int(raw) if _DECIMAL.fullmatch(raw) else None
+    if value is None or not minimum <= value <= min(maximum, MAX_QUERY_INT):
+        raise BadRequest(
+            "invalid_query",
+            "the query string is not valid",
+            {name: [f"Must be an integer between {minimum} and {maximum}."]},
+        )
+    return value

@@ -2,13 +2,77 @@
 
 The api package declares it (rather than importing the node driver) so that handlers can be
 tested against a small in-process fake, and so that the node is free to change its internals.
+The value shapes it returns are declared here too, as read-only protocols: the driver's frozen
+dataclasses (``SnapshotInfo``, ``EventPage``, ``CommittedEvent``) satisfy them as they are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
+from raft3d.consensus.types import Snapshot
 from raft3d.node.status import NodeStatus
+
+
+class SnapshotFileInfo(Protocol):
+    """One snapshot file a node holds."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def term(self) -> int: ...
+
+    @property
+    def size(self) -> int:
+        """Bytes on disk."""
+        ...
+
+    @property
+    def created_at(self) -> float:
+        """Unix seconds."""
+        ...
+
+
+class CommittedEntry(Protocol):
+    """One committed, applied log entry and what applying it returned."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def term(self) -> int: ...
+
+    @property
+    def is_noop(self) -> bool:
+        """A leader's empty entry at the start of its term; ``data`` is then meaningless."""
+        ...
+
+    @property
+    def data(self) -> bytes:
+        """The encoded command (``raft3d.domain.commands.encode_command``)."""
+        ...
+
+    @property
+    def outcome(self) -> object:
+        """The state machine's result (``Accepted``/``Rejected``), or None when not known."""
+        ...
+
+
+class EventPageView(Protocol):
+    @property
+    def first_index(self) -> int:
+        """Oldest index still held in the log: older entries were compacted into a snapshot."""
+        ...
+
+    @property
+    def last_index(self) -> int:
+        """Newest index applied on this node when the page was read."""
+        ...
+
+    @property
+    def events(self) -> Sequence[CommittedEntry]: ...
 
 
 class NodePort(Protocol):
@@ -36,3 +100,30 @@ class NodePort(Protocol):
         ...
 
     def status(self) -> NodeStatus: ...
+
+    def events(self, after: int, limit: int) -> EventPageView:
+        """Up to ``limit`` applied entries with index > ``after``, oldest first.
+
+        Raises ``NodeStoppedError`` when the node is stopping or halted.
+        """
+        ...
+
+    def snapshots(self) -> Sequence[SnapshotFileInfo]:
+        """This node's snapshot files, newest first."""
+        ...
+
+    def latest_snapshot(self) -> Snapshot | None:
+        """The newest snapshot, read and verified from disk; None when there is none.
+
+        Safe to call from a worker thread (it reads a file that may be large). Raises
+        ``raft3d.storage.StorageError`` when the file cannot be read or fails verification.
+        """
+        ...
+
+    def take_snapshot(self) -> int:
+        """Snapshot this node's state now, unless nothing was applied since the last one.
+
+        Returns the index of the newest snapshot (0 when there is none). Raises
+        ``NodeStoppedError`` when the node is stopping or halted.
+        """
+        ...

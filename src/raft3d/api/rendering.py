@@ -24,6 +24,21 @@ class UnexpectedResultError(TypeError):
     """The state machine returned something the API does not know how to render (a bug)."""
 
 
+def outcome_json(result: object) -> dict[str, object] | None:
+    """A result as plain JSON data, for the event log; None when it is not a known result."""
+    if isinstance(result, Accepted):
+        return {"result": "accepted", "value": result.value, "replayed": result.replayed}
+    if isinstance(result, Rejected):
+        return {
+            "result": "refused",
+            "code": result.code,
+            "message": result.message,
+            "details": result.details,
+            "replayed": result.replayed,
+        }
+    return None
+
+
 def render_result(result: object, *, success_status: int) -> web.Response:
     """One response for a result: a replay renders exactly like the original, plus a header."""
     if isinstance(result, Accepted):
