@@ -95,10 +95,11 @@ def build_app(settings: Settings) -> web.Application:
     from raft3d.api import create_app
     from raft3d.domain.state import FarmStateMachine
     from raft3d.node.driver import RaftNode
+    from raft3d.node.metrics import NodeCollector
 
     state = FarmStateMachine()
     node = RaftNode(settings, state)
-    app = create_app(settings, node, state)
+    app = create_app(settings, node, state, collectors=[NodeCollector(node)])
 
     async def node_lifecycle(_app: web.Application) -> AsyncIterator[None]:
         await node.start()

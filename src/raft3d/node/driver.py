@@ -536,9 +536,12 @@ class RaftNode:
         role, term, leader = core.role, core.term, core.leader_id
         if role is self._last_role and term == self._last_term and leader == self._last_leader:
             return
-        if role is Role.CANDIDATE and (
+        # A single voter wins before the loop ever sees it campaigning: a new term entered
+        # as leader is an election too.
+        campaigning = role is Role.CANDIDATE and (
             self._last_role is not Role.CANDIDATE or term != self._last_term
-        ):
+        )
+        if campaigning or (role is Role.LEADER and term != self._last_term):
             self.counters.elections += 1
             log.info(
                 "election started node=%s term=%d index=%d", self.node_id, term, core.last_index
