@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -270,6 +271,7 @@ async def test_cluster_status(client: Client, node: FakeNode) -> None:
                 "match_index": 3,
             }
         ],
+        "pid": os.getpid(),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
@@ -12,7 +13,9 @@ from raft3d.api.typedefs import METRICS_KEY, NODE_KEY
 
 
 async def cluster_status(request: web.Request) -> web.Response:
-    return web.json_response(dataclasses.asdict(request.app[NODE_KEY].status()))
+    # The pid lets an operator (or the README's demo) signal the right process.
+    body = {**dataclasses.asdict(request.app[NODE_KEY].status()), "pid": os.getpid()}
+    return web.json_response(body)
 
 
 async def healthz(request: web.Request) -> web.Response:
