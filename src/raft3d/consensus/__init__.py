@@ -1,0 +1,47 @@
+"""Raft3D's own Raft consensus core: pure, deterministic, no I/O (see DESIGN.md section 3)."""
+
+from raft3d.consensus.config import CoreConfig
+from raft3d.consensus.core import RaftCore
+from raft3d.consensus.types import (
+    CoreStatus,
+    Entry,
+    EntryTooLargeError,
+    EntryType,
+    HardState,
+    InitialState,
+    Message,
+    MsgType,
+    NodeId,
+    NotLeaderError,
+    PeerStatus,
+    ProposalDroppedError,
+    RaftError,
+    ReadState,
+    Ready,
+    Role,
+    Snapshot,
+    SnapshotMeta,
+)
+
+__all__ = [
+    "CoreConfig",
+    "CoreStatus",
+    "Entry",
+    "EntryTooLargeError",
+    "EntryType",
+    "HardState",
+    "InitialState",
+    "Message",
+    "MsgType",
+    "NodeId",
+    "NotLeaderError",
+    "PeerStatus",
+    "ProposalDroppedError",
+    "RaftCore",
+    "RaftError",
+    "ReadState",
+    "Ready",
+    "Role",
+    "Snapshot",
+    "SnapshotMeta",
+]

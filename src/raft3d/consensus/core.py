@@ -1,0 +1,825 @@
+"""The Raft state machine of one node: pure, deterministic, single-threaded.
+
+Inputs are ``tick``, ``step``, ``propose``, ``read_index``, ``compact`` and
+``report_unreachable``; every effect on the outside world comes out of ``ready()`` as a
+``Ready`` the driver carries out before calling ``advance()`` (see ``types.Ready``).
+
+Durability rules this class relies on, all guaranteed by the Ready contract (persist, then
+send):
+
+- every message leaves in the Ready that was built after the state it depends on, so a vote
+  grant goes out with (or after) the hard state that records it and a follower's APP_RESP
+  with (or after) the entries it acknowledges;
+- messages stamped with a term older than the current one are dropped when the Ready is
+  built: events overtook them (a node whose log a newer leader rewrote does not send the old
+  leader an acknowledgement of entries it no longer has);
+- the leader counts its own copy of an entry toward the commit quorum only once the Ready
+  that carried it has been advanced (``_own_match``), so the leader may even send its APPs
+  before its own write finished.
+
+Only one Ready may be outstanding: ``has_ready()`` is False between ``ready()`` and
+``advance()``, while ``tick``/``step``/``propose`` may still be called in between.
+
+Decisions that fault-injection tests override live in small methods: ``_grants_vote``,
+``_candidate_log_ok``, ``_commit_candidate``, ``_own_match``, ``_handle_append``,
+``_current_messages``, ``_heartbeat_commit``, ``_may_serve_reads``, ``_leader_read``.
+"""
+
+from __future__ import annotations
+
+import random
+
+from raft3d.consensus.config import CoreConfig
+from raft3d.consensus.log import RaftLog
+from raft3d.consensus.progress import Progress, ProgressState
+from raft3d.consensus.read_only import PendingRead, ReadQueue
+from raft3d.consensus.snapshot_receiver import SnapshotReceiver
+from raft3d.consensus.types import (
+    CoreStatus,
+    Entry,
+    EntryTooLargeError,
+    EntryType,
+    HardState,
+    InitialState,
+    Message,
+    MsgType,
+    NodeId,
+    NotLeaderError,
+    PeerStatus,
+    ReadState,
+    Ready,
+    Role,
+    Snapshot,
+    SnapshotMeta,
+)
+from raft3d.consensus.validation import is_well_formed
+
+# Messages only a leader sends; receiving one at a higher term names the new leader.
+_LEADER_MESSAGES = frozenset({MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP})
+
+
+class RaftCore:
+    def __init__(self, config: CoreConfig, state: InitialState, rng: random.Random) -> None:
+        self._cfg = config
+        self._rng = rng
+        self._id = config.node_id
+        self._peers = tuple(v for v in config.voters if v != config.node_id)
+        self._peer_set = frozenset(self._peers)
+        self._quorum = config.quorum
+
+        snap = state.snapshot
+        snap_index, snap_term = (snap.meta.index, snap.meta.term) if snap else (0, 0)
+        entries = [e for e in state.entries if e.index > snap_index]
+        self._log = RaftLog(snap_index, snap_term, entries)
+        hard = state.hard_state
+        self._log.committed = min(max(hard.commit, snap_index), self._log.last_index)
+        self._term = hard.term
+        self._vote = hard.vote
+        self._last_hard_state = hard  # as last handed to the driver
+        self._snapshot = snap  # newest snapshot of our own state, sent to laggards
+        self._applied = snap_index
+        self._applying = snap_index  # committed entries handed out, not yet advanced
+
+        self._role = Role.FOLLOWER
+        self._leader_id: NodeId | None = None
+        self._election_elapsed = 0
+        self._heartbeat_elapsed = 0
+        self._randomized_timeout = config.election_ticks
+        self._votes: dict[NodeId, bool] = {}
+
+        self._progress: dict[NodeId, Progress] = {}
+        self._reads = ReadQueue()
+        self._reads_awaiting_commit: list[tuple[bytes, NodeId]] = []
+        self._append_due: dict[NodeId, bool] = {}  # peer -> also send if there is nothing new
+        self._commit_changed = False
+        self._read_heartbeat_due = False
+
+        self._receiver = SnapshotReceiver()
+        self._received_snapshot: Snapshot | None = None  # to hand out in the next Ready
+        self._msgs: list[Message] = []
+        self._read_states: list[ReadState] = []
+        self._ready_outstanding = False
+        self._reset_election_timer()
+
+    # --- read-only views -------------------------------------------------------------------
+
+    @property
+    def node_id(self) -> NodeId:
+        return self._id
+
+    @property
+    def role(self) -> Role:
+        return self._role
+
+    @property
+    def term(self) -> int:
+        return self._term
+
+    @property
+    def vote(self) -> NodeId | None:
+        return self._vote
+
+    @property
+    def leader_id(self) -> NodeId | None:
+        return self._leader_id
+
+    @property
+    def commit_index(self) -> int:
+        return self._log.committed
+
+    @property
+    def applied_index(self) -> int:
+        return self._applied
+
+    @property
+    def last_index(self) -> int:
+        return self._log.last_index
+
+    @property
+    def snapshot_index(self) -> int:
+        return self._log.snapshot_index
+
+    def term_at(self, index: int) -> int | None:
+        """Term of the entry at ``index`` in this node's log (None if compacted or absent)."""
+        return self._log.term_at(index)
+
+    def status(self) -> CoreStatus:
+        peers = []
+        for peer in self._peers:
+            pr = self._progress.get(peer)
+            if pr is None:
+                peers.append(PeerStatus(peer, 0, 0, ProgressState.PROBE.value, False))
+            else:
+                peers.append(PeerStatus(peer, pr.match, pr.next, pr.state.value, pr.recent_active))
+        return CoreStatus(
+            node_id=self._id,
+            role=self._role,
+            term=self._term,
+            leader_id=self._leader_id,
+            commit_index=self._log.committed,
+            applied_index=self._applied,
+            last_log_index=self._log.last_index,
+            snapshot_index=self._log.snapshot_index,
+            voters=self._cfg.voters,
+            peers=tuple(peers),
+        )
+
+    # --- inputs ----------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        if self._role is Role.LEADER:
+            self._tick_leader()
+        else:
+            self._election_elapsed += 1
+            if self._election_elapsed >= self._randomized_timeout:
+                self._start_election()
+
+    def propose(self, data: bytes) -> tuple[int, int]:
+        """Append ``data`` as a new entry; returns its (index, term). The APPs that carry it
+        are built by the next ``ready()``, batched with other proposals."""
+        if len(data) > self._cfg.max_entry_bytes:
+            raise EntryTooLargeError(len(data), self._cfg.max_entry_bytes)
+        if self._role is not Role.LEADER:
+            raise NotLeaderError(self._leader_id)
+        index = self._log.last_index + 1
+        self._log.append(Entry(index, self._term, data))
+        self._want_append_to_all()
+        return index, self._term
+
+    def read_index(self, context: bytes) -> None:
+        """Ask for a linearizable read point; answered as a ReadState with ``context``."""
+        if self._role is Role.LEADER:
+            self._leader_read(context, self._id)
+        elif self._leader_id is not None:
+            self._send(
+                Message(MsgType.READ_INDEX, self._leader_id, self._id, self._term, context=context)
+            )
+
+    def report_unreachable(self, peer: NodeId) -> None:
+        pr = self._progress.get(peer)
+        if pr is not None and pr.state is ProgressState.REPLICATE:
+            pr.become_probe()
+
+    def compact(self, index: int, data: bytes) -> Snapshot:
+        """Record the application's snapshot ``data`` of the state at applied ``index`` and
+        drop the log up to it. The snapshot is kept to bring laggards up to date."""
+        if index > self._applied:
+            raise ValueError(f"cannot compact at {index}: only {self._applied} is applied")
+        if index <= self._log.snapshot_index:
+            if self._snapshot is not None and index == self._snapshot.meta.index:
+                return self._snapshot
+            raise ValueError(f"cannot compact at {index}: already compacted past it")
+        term = self._log.compact(index)
+        self._snapshot = Snapshot(SnapshotMeta(index, term, self._cfg.voters), data)
+        return self._snapshot
+
+    def step(self, msg: Message) -> None:
+        if msg.to != self._id or msg.frm not in self._peer_set or not is_well_formed(msg):
+            return
+        mtype = msg.type
+        if msg.term > self._term:
+            if (mtype is MsgType.VOTE or mtype is MsgType.PRE_VOTE) and self._in_leader_lease():
+                return  # a live leader exists: don't let a partitioned node disrupt it
+            if mtype is MsgType.PRE_VOTE or (mtype is MsgType.PRE_VOTE_RESP and not msg.reject):
+                pass  # pre-votes carry the term the candidate would use; ours is unchanged
+            elif mtype in _LEADER_MESSAGES:
+                self._become_follower(msg.term, msg.frm)
+            else:
+                self._become_follower(msg.term, None)
+        elif msg.term < self._term:
+            self._answer_stale_sender(msg)
+            return
+
+        if mtype is MsgType.VOTE or mtype is MsgType.PRE_VOTE:
+            self._handle_vote_request(msg)
+        elif self._role is Role.LEADER:
+            self._step_leader(msg)
+        elif self._role is Role.FOLLOWER:
+            self._step_follower(msg)
+        else:
+            self._step_candidate(msg)
+
+    # --- Ready loop ------------------------------------------------------------------------
+
+    def has_ready(self) -> bool:
+        if self._ready_outstanding:
+            return False
+        if (
+            self._msgs
+            or self._read_states
+            or self._append_due
+            or self._commit_changed
+            or self._read_heartbeat_due
+            or self._received_snapshot is not None
+        ):
+            return True
+        log = self._log
+        if log.has_unstable() or log.committed > self._applying:
+            return True
+        hard = self._last_hard_state
+        return hard.term != self._term or hard.vote != self._vote or hard.commit != log.committed
+
+    def ready(self) -> Ready:
+        if self._ready_outstanding:
+            raise RuntimeError("advance() the previous Ready before asking for another")
+        if self._role is Role.LEADER:
+            self._flush_leader_messages()
+        log = self._log
+        rd = Ready()
+        unstable = log.unstable_entries()
+        if unstable:
+            rd.entries = unstable
+            log.mark_emitted(unstable[-1].index)
+        hard = self._last_hard_state
+        if hard.term != self._term or hard.vote != self._vote or hard.commit != log.committed:
+            hard = HardState(self._term, self._vote, log.committed)
+            rd.hard_state = hard
+            self._last_hard_state = hard
+        if self._received_snapshot is not None:
+            rd.snapshot = self._received_snapshot
+            self._received_snapshot = None
+        if log.committed > self._applying:
+            committed = log.entries_between(
+                self._applying + 1, log.committed, self._cfg.max_committed_bytes_per_ready
+            )
+            rd.committed_entries = committed
+            self._applying = committed[-1].index
+        if self._msgs:
+            rd.messages = self._current_messages(self._msgs)
+            self._msgs = []
+        if self._read_states:
+            rd.read_states = self._read_states
+            self._read_states = []
+        self._ready_outstanding = True
+        return rd
+
+    def advance(self, ready: Ready) -> None:
+        """The driver persisted ``ready``, sent its messages and applied its entries."""
+        if not self._ready_outstanding:
+            raise RuntimeError("advance() without an outstanding Ready")
+        self._ready_outstanding = False
+        if ready.snapshot is not None:
+            self._applied = max(self._applied, ready.snapshot.meta.index)
+        if ready.committed_entries:
+            self._applied = max(self._applied, ready.committed_entries[-1].index)
+        if ready.entries:
+            last = ready.entries[-1]
+            self._log.stable_to(last.index, last.term)
+            if self._role is Role.LEADER:
+                self._maybe_commit()
+
+    def _current_messages(self, msgs: list[Message]) -> list[Message]:
+        """Drop messages stamped with a term older than ours: events overtook them (e.g. an
+        acknowledgement of entries that a newer leader has since replaced). Dropping a
+        message is always safe in Raft."""
+        term = self._term
+        return [m for m in msgs if m.term >= term]
+
+    # --- elections -------------------------------------------------------------------------
+
+    def _reset_election_timer(self) -> None:
+        self._election_elapsed = 0
+        self._heartbeat_elapsed = 0
+        ticks = self._cfg.election_ticks
+        self._randomized_timeout = ticks + self._rng.randrange(ticks)
+
+    def _in_leader_lease(self) -> bool:
+        """Heard from a live leader within the minimum election timeout (or are one)."""
+        return (
+            self._cfg.check_quorum
+            and self._leader_id is not None
+            and self._election_elapsed < self._cfg.election_ticks
+        )
+
+    def _start_election(self) -> None:
+        if self._cfg.pre_vote:
+            self._become_pre_candidate()
+        else:
+            self._become_candidate()
+
+    def _become_pre_candidate(self) -> None:
+        # Term and vote stay as they are: a pre-vote changes nobody's durable state.
+        self._role = Role.PRE_CANDIDATE
+        self._leader_id = None
+        self._votes = {self._id: True}
+        self._reset_election_timer()
+        self._clear_leader_state()
+        if self._quorum == 1:
+            self._become_candidate()
+            return
+        self._request_votes(MsgType.PRE_VOTE, self._term + 1)
+
+    def _become_candidate(self) -> None:
+        self._role = Role.CANDIDATE
+        self._term += 1
+        self._vote = self._id
+        self._leader_id = None
+        self._votes = {self._id: True}
+        self._reset_election_timer()
+        self._clear_leader_state()
+        if self._quorum == 1:
+            self._become_leader()
+            return
+        self._request_votes(MsgType.VOTE, self._term)
+
+    def _request_votes(self, mtype: MsgType, term: int) -> None:
+        last_index = self._log.last_index
+        last_term = self._log.last_term
+        for peer in self._peers:
+            self._send(Message(mtype, peer, self._id, term, log_term=last_term, index=last_index))
+
+    def _become_follower(self, term: int, leader: NodeId | None) -> None:
+        if term != self._term:
+            self._term = term
+            self._vote = None
+        self._role = Role.FOLLOWER
+        self._leader_id = leader
+        self._votes = {}
+        self._reset_election_timer()
+        self._clear_leader_state()
+
+    def _become_leader(self) -> None:
+        self._role = Role.LEADER
+        self._leader_id = self._id
+        self._votes = {}
+        self._reset_election_timer()
+        self._clear_leader_state()
+        next_index = self._log.last_index + 1
+        limit = self._cfg.max_inflight_msgs
+        self._progress = {peer: Progress(next_index, limit) for peer in self._peers}
+        # The no-op lets the new leader commit (and so learn the commit point of) every
+        # entry from earlier terms without ever counting replicas of an old-term entry.
+        self._log.append(Entry(next_index, self._term, b"", EntryType.NOOP))
+        self._want_append_to_all()
+
+    def _clear_leader_state(self) -> None:
+        self._progress = {}
+        self._reads.clear()
+        self._reads_awaiting_commit = []
+        self._append_due = {}
+        self._commit_changed = False
+        self._read_heartbeat_due = False
+
+    def _handle_vote_request(self, msg: Message) -> None:
+        pre = msg.type is MsgType.PRE_VOTE
+        resp_type = MsgType.PRE_VOTE_RESP if pre else MsgType.VOTE_RESP
+        if self._grants_vote(msg):
+            if pre:
+                self._send(Message(resp_type, msg.frm, self._id, msg.term))
+            else:
+                self._vote = msg.frm
+                self._election_elapsed = 0
+                self._send(Message(resp_type, msg.frm, self._id, self._term))
+        else:
+            self._send(Message(resp_type, msg.frm, self._id, self._term, reject=True))
+
+    def _grants_vote(self, msg: Message) -> bool:
+        """Vote (or pre-vote) for the sender? Terms have already been reconciled."""
+        can_vote = (
+            self._vote == msg.frm
+            or (self._vote is None and self._leader_id is None)
+            or (msg.type is MsgType.PRE_VOTE and msg.term > self._term)
+        )
+        return can_vote and self._candidate_log_ok(msg.index, msg.log_term)
+
+    def _candidate_log_ok(self, last_index: int, last_term: int) -> bool:
+        return self._log.is_up_to_date(last_index, last_term)
+
+    def _step_candidate(self, msg: Message) -> None:
+        mtype = msg.type
+        if mtype in _LEADER_MESSAGES:
+            # Someone won this term: follow it.
+            self._become_follower(msg.term, msg.frm)
+            self._step_follower(msg)
+            return
+        if self._role is Role.PRE_CANDIDATE:
+            if mtype is not MsgType.PRE_VOTE_RESP:
+                return
+            if not msg.reject and msg.term != self._term + 1:
+                return  # a grant from an older pre-vote round
+        elif mtype is not MsgType.VOTE_RESP:
+            return
+        self._votes.setdefault(msg.frm, not msg.reject)
+        granted = sum(1 for v in self._votes.values() if v)
+        if granted >= self._quorum:
+            if self._role is Role.PRE_CANDIDATE:
+                self._become_candidate()
+            else:
+                self._become_leader()
+        elif len(self._votes) - granted >= self._quorum:
+            self._become_follower(self._term, None)
+
+    def _answer_stale_sender(self, msg: Message) -> None:
+        """A message from an older term. Tell a deposed leader about the newer term (it may be
+        cut off from everyone else), and refuse stale pre-votes outright."""
+        mtype = msg.type
+        if mtype in _LEADER_MESSAGES:
+            if self._cfg.check_quorum or self._cfg.pre_vote:
+                self._send(Message(MsgType.APP_RESP, msg.frm, self._id, self._term))
+        elif mtype is MsgType.PRE_VOTE:
+            self._send(Message(MsgType.PRE_VOTE_RESP, msg.frm, self._id, self._term, reject=True))
+
+    # --- follower --------------------------------------------------------------------------
+
+    def _step_follower(self, msg: Message) -> None:
+        mtype = msg.type
+        if mtype is MsgType.APP:
+            self._leader_id = msg.frm
+            self._election_elapsed = 0
+            self._handle_append(msg)
+        elif mtype is MsgType.HEARTBEAT:
+            self._leader_id = msg.frm
+            self._election_elapsed = 0
+            self._handle_heartbeat(msg)
+        elif mtype is MsgType.SNAP:
+            self._leader_id = msg.frm
+            self._election_elapsed = 0
+            self._handle_snapshot_chunk(msg)
+        elif mtype is MsgType.READ_INDEX_RESP:
+            self._read_states.append(ReadState(msg.index, msg.context))
+
+    def _handle_append(self, msg: Message) -> None:
+        log = self._log
+        if msg.index < log.committed:
+            # Everything up to our commit index already matches the leader.
+            self._send(
+                Message(MsgType.APP_RESP, msg.frm, self._id, self._term, index=log.committed)
+            )
+            return
+        if log.term_at(msg.index) == msg.log_term:
+            last_new = log.append_after(msg.index, msg.entries)
+            if last_new is None:
+                return  # would overwrite a committed entry: not from a correct leader
+            log.commit_to(min(msg.commit, last_new))
+            self._send(Message(MsgType.APP_RESP, msg.frm, self._id, self._term, index=last_new))
+            return
+        hint_index, hint_term = log.find_conflict_by_term(msg.index, msg.log_term)
+        self._send(
+            Message(
+                MsgType.APP_RESP,
+                msg.frm,
+                self._id,
+                self._term,
+                index=msg.index,
+                reject=True,
+                reject_hint=hint_index,
+                log_term=hint_term,
+            )
+        )
+
+    def _handle_heartbeat(self, msg: Message) -> None:
+        # The leader caps the commit index at what we acknowledged in this term.
+        self._log.commit_to(min(msg.commit, self._log.last_index))
+        self._send(
+            Message(MsgType.HEARTBEAT_RESP, msg.frm, self._id, self._term, context=msg.context)
+        )
+
+    def _handle_snapshot_chunk(self, msg: Message) -> None:
+        meta = msg.snapshot_meta
+        assert meta is not None
+        log = self._log
+        if meta.index <= log.committed:
+            self._receiver.reset()
+            self._send_snapshot_done(msg.frm, log.committed)
+            return
+        outcome = self._receiver.offer(msg)
+        snapshot = outcome.snapshot
+        if snapshot is None:
+            self._send(
+                Message(
+                    MsgType.SNAP_RESP,
+                    msg.frm,
+                    self._id,
+                    self._term,
+                    index=meta.index,
+                    offset=outcome.received,
+                    reject=outcome.rejected,
+                )
+            )
+            return
+        if log.term_at(meta.index) == meta.term:
+            # Our log already holds the snapshot's last entry, hence everything before it.
+            log.commit_to(meta.index)
+        else:
+            log.restore(meta.index, meta.term)
+            self._snapshot = snapshot
+            self._received_snapshot = snapshot
+            self._applying = max(self._applying, meta.index)
+        self._send_snapshot_done(msg.frm, meta.index)
+
+    def _send_snapshot_done(self, to: NodeId, index: int) -> None:
+        self._send(Message(MsgType.SNAP_RESP, to, self._id, self._term, index=index, done=True))
+
+    # --- leader ----------------------------------------------------------------------------
+
+    def _tick_leader(self) -> None:
+        self._election_elapsed += 1
+        if self._election_elapsed >= self._cfg.election_ticks:
+            self._election_elapsed = 0
+            if self._cfg.check_quorum:
+                active = 1 + sum(1 for pr in self._progress.values() if pr.recent_active)
+                if active < self._quorum:
+                    self._become_follower(self._term, None)
+                    return
+                for pr in self._progress.values():
+                    pr.recent_active = False
+        self._heartbeat_elapsed += 1
+        if self._heartbeat_elapsed >= self._cfg.heartbeat_ticks:
+            self._heartbeat_elapsed = 0
+            self._broadcast_heartbeat()
+            for peer, pr in self._progress.items():
+                if pr.state is ProgressState.SNAPSHOT:
+                    pr.chunk_heartbeats += 1
+                    if pr.chunk_heartbeats >= 2:
+                        self._send_snapshot_chunk(peer, pr)  # presumed lost: resend
+
+    def _broadcast_heartbeat(self) -> None:
+        context = self._reads.last_context()
+        for peer, pr in self._progress.items():
+            self._send(
+                Message(
+                    MsgType.HEARTBEAT,
+                    peer,
+                    self._id,
+                    self._term,
+                    commit=self._heartbeat_commit(pr),
+                    context=context,
+                )
+            )
+
+    def _heartbeat_commit(self, pr: Progress) -> int:
+        """A heartbeat carries no entries, so it may only commit what the follower is known
+        to hold: entries it acknowledged in this term."""
+        return min(pr.match, self._log.committed)
+
+    def _step_leader(self, msg: Message) -> None:
+        mtype = msg.type
+        pr = self._progress.get(msg.frm)
+        if pr is None:
+            return
+        if mtype is MsgType.APP_RESP:
+            pr.recent_active = True
+            self._handle_append_response(msg, pr)
+        elif mtype is MsgType.HEARTBEAT_RESP:
+            pr.recent_active = True
+            self._handle_heartbeat_response(msg, pr)
+        elif mtype is MsgType.SNAP_RESP:
+            pr.recent_active = True
+            self._handle_snapshot_response(msg, pr)
+        elif mtype is MsgType.READ_INDEX:
+            pr.recent_active = True
+            self._leader_read(msg.context, msg.frm)
+
+    def _handle_append_response(self, msg: Message, pr: Progress) -> None:
+        peer = msg.frm
+        if msg.reject:
+            hint = msg.reject_hint
+            if msg.log_term > 0:
+                # Skip every entry of ours in a term the follower cannot match.
+                hint, _ = self._log.find_conflict_by_term(hint, msg.log_term)
+            if pr.maybe_decr_to(msg.index, hint):
+                if pr.state is ProgressState.REPLICATE:
+                    pr.become_probe()
+                self._append_due[peer] = True
+            return
+        if msg.index > self._log.last_index:
+            return  # acknowledges entries we never had
+        was_paused = pr.is_paused()
+        if pr.maybe_update(msg.index):
+            if pr.state is ProgressState.PROBE:
+                pr.become_replicate()
+            elif pr.state is ProgressState.SNAPSHOT:
+                assert pr.snapshot is not None
+                if pr.match >= pr.snapshot.meta.index:
+                    pr.become_probe()
+            else:
+                pr.inflights.free_to(msg.index)
+            self._maybe_commit()
+            self._append_due.setdefault(peer, False)
+        elif was_paused and not pr.is_paused():
+            self._append_due.setdefault(peer, False)
+
+    def _handle_heartbeat_response(self, msg: Message, pr: Progress) -> None:
+        if pr.state is ProgressState.PROBE:
+            pr.probe_sent = False
+        elif pr.state is ProgressState.REPLICATE and pr.inflights.full():
+            pr.inflights.free_first()
+        if pr.match < self._log.last_index:
+            # An empty APP doubles as a probe if earlier APPs were lost.
+            self._append_due[msg.frm] = True
+        if msg.context:
+            for read in self._reads.ack(msg.context, msg.frm, self._quorum):
+                self._release_read(read.context, read.index, read.requester)
+
+    def _handle_snapshot_response(self, msg: Message, pr: Progress) -> None:
+        if msg.done:
+            if msg.index > self._log.last_index:
+                return  # claims entries we never had
+            pr.maybe_update(msg.index)
+            if pr.state is ProgressState.SNAPSHOT:
+                pr.become_probe()
+            self._append_due[msg.frm] = True
+            self._maybe_commit()
+            return
+        snap = pr.snapshot
+        if pr.state is not ProgressState.SNAPSHOT or snap is None or msg.index != snap.meta.index:
+            return
+        if not msg.reject and msg.offset <= pr.snap_offset:
+            return  # a duplicate answer
+        pr.snap_offset = min(msg.offset, len(snap.data))
+        self._send_snapshot_chunk(msg.frm, pr)
+
+    def _own_match(self) -> int:
+        """How far the leader's own log counts toward a quorum: only what is durable."""
+        return self._log.stable_index
+
+    def _commit_candidate(self) -> int:
+        """The highest index a quorum has durably stored, if it is from the current term;
+        otherwise the current commit index. Entries of earlier terms are never committed by
+        counting replicas: they commit when a current-term entry after them does."""
+        matches = [pr.match for pr in self._progress.values()]
+        matches.append(self._own_match())
+        matches.sort(reverse=True)
+        index = matches[self._quorum - 1]
+        if index > self._log.committed and self._log.term_at(index) == self._term:
+            return index
+        return self._log.committed
+
+    def _maybe_commit(self) -> None:
+        log = self._log
+        if not log.commit_to(self._commit_candidate()):
+            return
+        self._commit_changed = True
+        if self._reads_awaiting_commit and self._may_serve_reads():
+            waiting = self._reads_awaiting_commit
+            self._reads_awaiting_commit = []
+            for context, requester in waiting:
+                self._leader_read(context, requester)
+
+    def _want_append_to_all(self) -> None:
+        due = self._append_due
+        for peer in self._peers:
+            due.setdefault(peer, False)
+
+    def _flush_leader_messages(self) -> None:
+        """Build the APPs (and read heartbeats) that were deferred so that everything
+        proposed since the last Ready goes out batched."""
+        if self._read_heartbeat_due:
+            self._read_heartbeat_due = False
+            self._broadcast_heartbeat()
+        due = self._append_due
+        if self._commit_changed:
+            self._commit_changed = False
+            for peer in self._peers:
+                due[peer] = True  # followers must learn the new commit index
+        if not due:
+            return
+        self._append_due = {}
+        last = self._log.last_index
+        for peer, send_if_empty in due.items():
+            pr = self._progress[peer]
+            sent = self._send_append(peer, pr, send_if_empty)
+            while sent and pr.state is ProgressState.REPLICATE and pr.next <= last:
+                sent = self._send_append(peer, pr, False)
+
+    def _send_append(self, peer: NodeId, pr: Progress, send_if_empty: bool) -> bool:
+        if pr.is_paused():
+            return False
+        log = self._log
+        prev_index = pr.next - 1
+        prev_term = log.term_at(prev_index)
+        if prev_term is None:
+            return self._start_snapshot(peer, pr)
+        if pr.next <= log.last_index:
+            entries = log.entries_between(pr.next, log.last_index, self._cfg.max_msg_bytes)
+        elif send_if_empty:
+            entries = []
+        else:
+            return False
+        self._send(
+            Message(
+                MsgType.APP,
+                peer,
+                self._id,
+                self._term,
+                log_term=prev_term,
+                index=prev_index,
+                entries=entries,
+                commit=log.committed,
+            )
+        )
+        if pr.state is ProgressState.REPLICATE:
+            if entries:
+                last_sent = entries[-1].index
+                pr.next = last_sent + 1
+                pr.inflights.add(last_sent)
+        else:
+            pr.probe_sent = True
+        return True
+
+    def _start_snapshot(self, peer: NodeId, pr: Progress) -> bool:
+        snap = self._snapshot
+        if snap is None:
+            return False
+        pr.become_snapshot(snap)
+        self._send_snapshot_chunk(peer, pr)
+        return True
+
+    def _send_snapshot_chunk(self, peer: NodeId, pr: Progress) -> None:
+        snap = pr.snapshot
+        assert snap is not None
+        offset = pr.snap_offset
+        pr.chunk_heartbeats = 0
+        chunk = snap.data[offset : offset + self._cfg.snapshot_chunk_bytes]
+        self._send(
+            Message(
+                MsgType.SNAP,
+                peer,
+                self._id,
+                self._term,
+                snapshot_meta=snap.meta,
+                offset=offset,
+                data=chunk,
+                done=offset + len(chunk) >= len(snap.data),
+            )
+        )
+
+    # --- ReadIndex -------------------------------------------------------------------------
+
+    def _may_serve_reads(self) -> bool:
+        """Until an entry of its own term commits, a new leader does not know the cluster's
+        commit point (earlier leaders may have committed more than it has marked)."""
+        log = self._log
+        return log.term_at(log.committed) == self._term
+
+    def _leader_read(self, context: bytes, requester: NodeId) -> None:
+        log = self._log
+        if not self._may_serve_reads():
+            self._reads_awaiting_commit.append((context, requester))
+            return
+        if self._quorum == 1:
+            self._release_read(context, log.committed, requester)
+            return
+        read = PendingRead(context, log.committed, requester, {self._id})
+        if self._reads.add(read):
+            self._read_heartbeat_due = True
+
+    def _release_read(self, context: bytes, index: int, requester: NodeId) -> None:
+        if requester == self._id:
+            self._read_states.append(ReadState(index, context))
+        else:
+            self._send(
+                Message(
+                    MsgType.READ_INDEX_RESP,
+                    requester,
+                    self._id,
+                    self._term,
+                    index=index,
+                    context=context,
+                )
+            )
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _send(self, msg: Message) -> None:
+        self._msgs.append(msg)

@@ -1,0 +1,338 @@
+"""The omniscient safety checker of the simulation.
+
+It sees every node's volatile core, its durable storage and its state machine, and checks:
+
+- Election Safety: at most one leader per term (every leader ever observed is remembered),
+  and, at the message level, no node grants its vote to two candidates in one term.
+- Log Matching: entries are registered by (index, term) as they are handed out for
+  persisting, together with their payload and the term of the entry before them. Two
+  entries with the same (index, term) anywhere, ever, must agree on both; by induction over
+  the index that is exactly "same index and term => identical prefix". The compacted prefix
+  is covered by the State Machine Safety check below (snapshots carry every entry's term).
+- Leader Completeness: a ledger records every entry known to be committed (an index at or
+  below some node's commit index) with the term in which that was first observed. A leader
+  of a later term must hold every such entry in its log (or its snapshot covers the index),
+  checked when it takes office and whenever the ledger grows. Prospectively, too: no node
+  holding the newest committed entry would vote (on log grounds) for a node lacking it, so an
+  unsafe commit is reported before some later election exploits it.
+- State Machine Safety: one global sequence of applied (term, payload); every apply on every
+  node, and every state restored from a snapshot, must agree with it.
+- Commit index monotonic: per node and incarnation the commit index never decreases. A
+  restart may reset it to the durable commit index, but never below what the node had applied
+  before the crash: a Ready carries the commit index that covers its committed entries and is
+  persisted before they are applied, so the durable commit index always covers them.
+- Committed means durable: whenever a node's commit index moves, and whenever an entry is
+  applied, that entry must be durable (in the log or a snapshot in storage) on a majority; and
+  after every step the newest known-committed entry must still be durable on a majority (a
+  committed entry may never be lost, e.g. by a follower truncating entries it acknowledged).
+  A follower also never loses an entry it acknowledged to the leader of its current term.
+
+ReadIndex linearizability is checked by the workload (``workload.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from raft3d.consensus import (
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MsgType,
+    NodeId,
+    RaftCore,
+    Ready,
+    Role,
+    Snapshot,
+)
+
+from .sim_node import SimNode
+
+
+class InvariantViolation(AssertionError):
+    """A Raft safety property does not hold."""
+
+
+@dataclass
+class _NodeWatch:
+    commit: int = 0  # last commit index seen in the current incarnation
+    applied_before_crash: int = 0  # highest index applied in any earlier incarnation
+
+
+class SafetyChecker:
+    def __init__(self, nodes: dict[NodeId, SimNode], quorum: int) -> None:
+        self._nodes = nodes
+        self._all = list(nodes.values())
+        self._quorum = quorum
+        self.leaders: dict[int, NodeId] = {}
+        self._entries: dict[tuple[int, int], tuple[bytes, EntryType, int]] = {}
+        self.applied_terms: list[int] = []
+        self.applied_payloads: list[bytes] = []
+        self.ledger_terms: list[int] = []  # term of committed entry i at position i - 1
+        self._ledger_commit_terms: list[int] = []  # term in which it was first seen committed
+        self._watch = {node_id: _NodeWatch() for node_id in nodes}
+        self._votes: dict[tuple[NodeId, int], NodeId] = {}  # (voter, term) -> candidate
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _fail(self, what: str) -> None:
+        raise InvariantViolation(what)
+
+    def durable_copies(self, index: int, term: int) -> int:
+        return sum(1 for node in self._all if node.storage.term_at(index) == term)
+
+    def _committed_term(self, core: RaftCore, index: int) -> int:
+        term = core.term_at(index)
+        if term is None and index <= len(self.applied_terms):
+            term = self.applied_terms[index - 1]  # compacted here, so applied somewhere
+        if term is None:
+            self._fail(f"{core.node_id}: commit index covers {index} but no term is known for it")
+        assert term is not None
+        return term
+
+    # --- hooks called by the harness -------------------------------------------------------
+
+    def observe(self, node: SimNode) -> None:
+        """After every input to a node (tick, message, proposal, read, advance)."""
+        core = node.core
+        assert core is not None
+        if core.role is Role.LEADER:
+            term = core.term
+            holder = self.leaders.get(term)
+            if holder is None:
+                self.leaders[term] = node.node_id
+                self._check_new_leader(core)
+            elif holder != node.node_id:
+                self._fail(f"Election Safety: {holder} and {node.node_id} both lead term {term}")
+        commit = core.commit_index
+        watch = self._watch[node.node_id]
+        if commit != watch.commit:
+            if commit < watch.commit:
+                self._fail(
+                    f"{node.node_id}: commit index went back from {watch.commit} to {commit}"
+                )
+            watch.commit = commit
+            self._check_commit(core, commit)
+        if core.applied_index > commit:
+            self._fail(f"{node.node_id}: applied {core.applied_index} beyond commit {commit}")
+
+    def _check_commit(self, core: RaftCore, commit: int) -> None:
+        ledger = self.ledger_terms
+        known = len(ledger)
+        if commit <= known:
+            term = core.term_at(commit)
+            if term is not None and term != ledger[commit - 1]:
+                self._fail(
+                    f"{core.node_id}: committed entry {commit} has term {term}, but term "
+                    f"{ledger[commit - 1]} was committed there before"
+                )
+            return
+        for index in range(known + 1, commit + 1):
+            ledger.append(self._committed_term(core, index))
+            self._ledger_commit_terms.append(core.term)
+        term = ledger[commit - 1]
+        copies = self.durable_copies(commit, term)
+        if copies < self._quorum:
+            self._fail(
+                f"{core.node_id}: commit index {commit} (term {term}) but the entry is durable "
+                f"on only {copies} node(s)"
+            )
+        for node in self._all:
+            leader = node.core
+            if leader is not None and leader.role is Role.LEADER and leader.term > core.term:
+                self._check_leader_holds(leader, known + 1, commit)
+
+    def _check_new_leader(self, leader: RaftCore) -> None:
+        self._check_leader_holds(leader, 1, len(self.ledger_terms))
+
+    def _check_leader_holds(self, leader: RaftCore, lo: int, hi: int) -> None:
+        """Leader Completeness for ledger entries lo..hi committed before the leader's term."""
+        term = leader.term
+        commit_terms = self._ledger_commit_terms
+        for index in range(max(lo, leader.snapshot_index + 1), hi + 1):
+            if (
+                commit_terms[index - 1] < term
+                and leader.term_at(index) != self.ledger_terms[index - 1]
+            ):
+                self._fail(
+                    f"Leader Completeness: {leader.node_id}, leader of term {term}, lacks "
+                    f"entry {index} (term {self.ledger_terms[index - 1]}) committed in term "
+                    f"{commit_terms[index - 1]}; its log has term {leader.term_at(index)}"
+                )
+
+    def on_ready(self, node: SimNode, rd: Ready) -> None:
+        if not rd.entries:
+            return
+        core = node.core
+        assert core is not None
+        prev_term = core.term_at(rd.entries[0].index - 1)
+        if prev_term is None:
+            self._fail(f"{node.node_id}: Ready entries do not attach to its log")
+        registry = self._entries
+        for entry in rd.entries:
+            assert prev_term is not None
+            value = (entry.data, entry.type, prev_term)
+            known = registry.setdefault((entry.index, entry.term), value)
+            if known != value:
+                self._fail(
+                    f"Log Matching: {node.node_id} has entry {entry.index} of term "
+                    f"{entry.term} = {value!r}, elsewhere it is {known!r}"
+                )
+            prev_term = entry.term
+
+    def on_persist(self, node: SimNode, before: HardState, rd: Ready) -> None:
+        hard = rd.hard_state
+        if hard is None:
+            return
+        if hard.term < before.term:
+            self._fail(f"{node.node_id}: durable term went back from {before.term} to {hard.term}")
+        if hard.term == before.term and before.vote is not None and hard.vote != before.vote:
+            self._fail(
+                f"{node.node_id}: durable vote in term {hard.term} changed from "
+                f"{before.vote} to {hard.vote}"
+            )
+
+    def on_apply(self, node: SimNode, entry: Entry) -> None:
+        index = entry.index
+        terms = self.applied_terms
+        if index <= len(terms):
+            if terms[index - 1] != entry.term or self.applied_payloads[index - 1] != entry.data:
+                self._fail(
+                    f"State Machine Safety: {node.node_id} applied {entry.data!r} (term "
+                    f"{entry.term}) at {index}; others applied "
+                    f"{self.applied_payloads[index - 1]!r} (term {terms[index - 1]})"
+                )
+        elif index == len(terms) + 1:
+            terms.append(entry.term)
+            self.applied_payloads.append(entry.data)
+        else:
+            self._fail(f"{node.node_id} applied {index} but nothing was ever applied before it")
+        copies = self.durable_copies(index, entry.term)
+        if copies < self._quorum:
+            self._fail(
+                f"{node.node_id} applied entry {index} (term {entry.term}) that is durable on "
+                f"only {copies} node(s): it was never committed"
+            )
+
+    def on_restore(self, node: SimNode) -> None:
+        """The node's state machine was just restored from a snapshot."""
+        count = len(node.sm.terms)
+        if count > len(self.applied_terms):
+            self._fail(f"{node.node_id} restored a state beyond anything ever applied")
+        if (
+            node.sm.terms != self.applied_terms[:count]
+            or node.sm.payloads != self.applied_payloads[:count]
+        ):
+            self._fail(f"State Machine Safety: {node.node_id} restored a diverging snapshot")
+
+    def on_compact(self, node: SimNode, snapshot: Snapshot) -> None:
+        meta = snapshot.meta
+        if node.storage.term_at(meta.index) != meta.term:
+            self._fail(f"{node.node_id}: snapshot at {meta.index} does not match its durable log")
+
+    def on_crash(self, node: SimNode) -> None:
+        watch = self._watch[node.node_id]
+        watch.applied_before_crash = max(watch.applied_before_crash, node.sm.applied_index)
+
+    def on_restart(self, node: SimNode) -> None:
+        core = node.core
+        assert core is not None
+        watch = self._watch[node.node_id]
+        if core.commit_index < watch.applied_before_crash:
+            self._fail(
+                f"{node.node_id} restarted with commit {core.commit_index} below the "
+                f"{watch.applied_before_crash} it had applied"
+            )
+        watch.commit = core.commit_index
+        self.on_restore(node)
+        self.observe(node)
+
+    def on_send(self, msg: Message) -> None:
+        """Every message a node sends (votes are checked: one candidate per voter and term)."""
+        if msg.type is MsgType.VOTE_RESP and not msg.reject:
+            chosen = self._votes.setdefault((msg.frm, msg.term), msg.to)
+            if chosen != msg.to:
+                self._fail(f"{msg.frm} voted for both {chosen} and {msg.to} in term {msg.term}")
+
+    def end_of_step(self) -> None:
+        self._check_committed_still_durable()
+        self._check_acknowledged_entries_kept()
+        self._check_no_unfit_leader_possible()
+
+    def _log_view(self, node: SimNode) -> tuple[int, int, int, Callable[[int], int | None]]:
+        """(last index, last term, snapshot index, term_at) of the node's log: its core's if
+        it runs, else what it will recover from its durable storage."""
+        core = node.core
+        if core is not None:
+            last = core.last_index
+            last_term = core.term_at(last)
+            assert last_term is not None
+            return last, last_term, core.snapshot_index, core.term_at
+        storage = node.storage
+        last = storage.last_index
+        last_term = storage.term_at(last)
+        assert last_term is not None
+        return last, last_term, storage.snapshot_index, storage.term_at
+
+    def _check_no_unfit_leader_possible(self) -> None:
+        """Leader Completeness, prospectively: no node that holds the newest committed entry
+        would grant its vote (on log grounds) to a node that lacks it. This follows from
+        Raft's safety proof (the newest committed entry is always of the term that committed
+        it) and catches an unsafe commit before a later election exploits it."""
+        known = len(self.ledger_terms)
+        if not known:
+            return
+        term = self.ledger_terms[-1]
+        holders: list[tuple[NodeId, int, int]] = []
+        lacking: list[tuple[NodeId, int, int]] = []
+        for node in self._all:
+            last, last_term, snap_index, term_at = self._log_view(node)
+            if known <= snap_index or term_at(known) == term:
+                holders.append((node.node_id, last, last_term))
+            else:
+                lacking.append((node.node_id, last, last_term))
+        for candidate, c_last, c_term in lacking:
+            for voter, v_last, v_term in holders:
+                if c_term > v_term or (c_term == v_term and c_last >= v_last):
+                    self._fail(
+                        f"{voter} holds committed entry {known} (term {term}) yet would vote "
+                        f"for {candidate}, which lacks it (logs end at ({v_last}, {v_term}) "
+                        f"and ({c_last}, {c_term}))"
+                    )
+
+    def _check_acknowledged_entries_kept(self) -> None:
+        """A follower never loses an entry it acknowledged to the leader of its current term
+        (in memory or on disk): the leader counts that acknowledgement toward commits."""
+        for node in self._all:
+            leader = node.core
+            if leader is None or leader.role is not Role.LEADER:
+                continue
+            term = leader.term
+            for peer in leader.status().peers:
+                match = peer.match_index
+                follower = self._nodes[peer.node_id].core
+                if (
+                    match == 0
+                    or follower is None
+                    or follower.term != term
+                    or match <= follower.snapshot_index
+                ):
+                    continue
+                expected = leader.term_at(match)
+                if expected is not None and follower.term_at(match) != expected:
+                    self._fail(
+                        f"{peer.node_id} acknowledged entry {match} (term {expected}) to "
+                        f"{node.node_id} in term {term} but no longer has it"
+                    )
+
+    def _check_committed_still_durable(self) -> None:
+        known = len(self.ledger_terms)
+        if known:
+            term = self.ledger_terms[-1]
+            copies = self.durable_copies(known, term)
+            if copies < self._quorum:
+                self._fail(
+                    f"committed entry {known} (term {term}) is now durable on only {copies} node(s)"
+                )

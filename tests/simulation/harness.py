@@ -1,0 +1,614 @@
+"""The simulated cluster: nodes, network, clients, faults and the driver loop, in virtual time.
+
+One ``step`` is one tick of virtual time: faults may strike, clients propose and read, every
+live node ticks, the messages due at this time are delivered, and nodes run their Ready
+loops. Safety is checked after every input to every node and at the end of every step.
+
+The simulated driver follows the Ready contract (persist, then send, then apply, then
+advance), with two twists real drivers are allowed: the persist of a Ready may take several
+steps ("slow disk") while the core keeps receiving input, and a leader may send its APP,
+HEARTBEAT and SNAP messages before its own write completed (as etcd's leaders do). A crash
+loses a Ready whose persist had not finished.
+
+Everything comes from the seed: the knobs of the run (``SimConfig.from_seed``) and every
+random choice during it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from raft3d.consensus import (
+    CoreConfig,
+    InitialState,
+    Message,
+    MsgType,
+    NodeId,
+    NotLeaderError,
+    RaftCore,
+    Role,
+)
+
+from .checker import InvariantViolation, SafetyChecker
+from .network import NetworkWeather, SimNetwork
+from .sim_node import SimNode
+from .state_machine import SimStateMachine
+from .storage import MemoryStorage
+from .workload import Workload
+
+CoreFactory = Callable[[CoreConfig, InitialState, random.Random], RaftCore]
+StorageFactory = Callable[[], MemoryStorage]
+Trace = Callable[[str], None]
+
+# Messages a leader may send before its own persist finished: none acknowledges anything.
+_EARLY_SENDABLE = frozenset({MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP})
+
+
+class LivenessViolation(AssertionError):
+    """After all faults healed, the cluster did not elect a leader and commit in time."""
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    seed: int
+    nodes: int
+    steps: int
+    election_ticks: int = 10
+    heartbeat_ticks: int = 2
+    pre_vote: bool = True
+    check_quorum: bool = True
+    max_msg_bytes: int = 1 << 20
+    max_inflight: int = 256
+    chunk_bytes: int = 1024
+    snapshot_every: int = 10
+    drop_rate: float = 0.05
+    dup_rate: float = 0.02
+    max_delay: int = 2
+    crash_rate: float = 0.01
+    restart_rate: float = 0.1
+    reboot_rate: float = 0.3  # chance a crashed node comes straight back in the same step
+    leader_flap_rate: float = 0.0  # chance a newly elected leader is cut off at once
+    partition_rate: float = 0.01
+    heal_rate: float = 0.1
+    propose_rate: float = 0.4
+    read_rate: float = 0.1
+    slow_disk_rate: float = 0.2  # typical chance a persist is still running at a given moment
+    early_send: bool = False
+    eager_drive: float = 0.6  # chance a node runs its Ready loop right after an input
+    wire_rate: float = 0.02
+
+    @classmethod
+    def from_seed(cls, seed: int, nodes: int, steps: int) -> SimConfig:
+        """Pick the run's knobs from the seed, so that seeds explore different regimes."""
+        rng = random.Random(seed * 7919 + nodes)
+        if rng.random() < 0.35:
+            return cls._chaotic(rng, seed, nodes, steps)
+        election = rng.randint(8, 16)
+        both_on = rng.random() < 0.8
+        return cls(
+            seed=seed,
+            nodes=nodes,
+            steps=steps,
+            election_ticks=election,
+            heartbeat_ticks=rng.randint(1, 3),
+            pre_vote=both_on or rng.random() < 0.5,
+            check_quorum=both_on or rng.random() < 0.5,
+            max_msg_bytes=rng.choice([1, 40, 200, 1 << 20]),
+            max_inflight=rng.choice([1, 2, 4, 256]),
+            chunk_bytes=rng.choice([32, 128, 512, 4096]),
+            snapshot_every=rng.randint(5, 20),
+            drop_rate=rng.choice([0.0, 0.02, 0.1, 0.2]),
+            dup_rate=rng.choice([0.0, 0.02, 0.1]),
+            max_delay=rng.randint(1, 4),
+            crash_rate=rng.choice([0.0, 0.005, 0.02, 0.05]),
+            restart_rate=rng.uniform(0.05, 0.3),
+            reboot_rate=rng.choice([0.0, 0.3, 0.8]),
+            leader_flap_rate=rng.choice([0.0, 0.0, 0.1]),
+            partition_rate=rng.choice([0.0, 0.01, 0.03]),
+            heal_rate=rng.uniform(0.03, 0.2),
+            propose_rate=rng.uniform(0.1, 0.7),
+            read_rate=rng.uniform(0.0, 0.3),
+            slow_disk_rate=rng.choice([0.0, 0.2, 0.5]),
+            early_send=rng.random() < 0.5,
+            eager_drive=rng.uniform(0.2, 1.0),
+        )
+
+    @classmethod
+    def _chaotic(cls, rng: random.Random, seed: int, nodes: int, steps: int) -> SimConfig:
+        """Short election timeouts against slow links and frequent crashes of leaders: many
+        elections, competing candidates in the same term and leaders dying mid-replication
+        (the raw material of Raft's classic bugs)."""
+        return cls(
+            seed=seed,
+            nodes=nodes,
+            steps=steps,
+            election_ticks=rng.randint(5, 8),
+            heartbeat_ticks=rng.randint(1, 2),
+            pre_vote=rng.random() < 0.6,
+            check_quorum=rng.random() < 0.6,
+            max_msg_bytes=rng.choice([1, 1, 40, 1 << 20]),
+            max_inflight=rng.choice([1, 2, 256]),
+            chunk_bytes=rng.choice([128, 512, 4096]),
+            snapshot_every=rng.randint(5, 20),
+            drop_rate=rng.choice([0.0, 0.05, 0.15]),
+            dup_rate=rng.choice([0.0, 0.05, 0.2]),
+            max_delay=rng.randint(2, 4),
+            crash_rate=rng.uniform(0.04, 0.1),
+            restart_rate=rng.uniform(0.2, 0.6),
+            reboot_rate=rng.choice([0.3, 0.8]),
+            leader_flap_rate=rng.uniform(0.2, 0.6),
+            partition_rate=rng.choice([0.0, 0.03, 0.06]),
+            heal_rate=rng.uniform(0.1, 0.3),
+            propose_rate=rng.uniform(0.2, 0.8),
+            read_rate=rng.uniform(0.0, 0.3),
+            slow_disk_rate=rng.choice([0.0, 0.3, 0.6]),
+            early_send=rng.random() < 0.5,
+            eager_drive=rng.uniform(0.2, 1.0),
+        )
+
+    def core_config(self, node_id: NodeId, voters: tuple[NodeId, ...]) -> CoreConfig:
+        return CoreConfig(
+            node_id=node_id,
+            voters=voters,
+            election_ticks=self.election_ticks,
+            heartbeat_ticks=self.heartbeat_ticks,
+            pre_vote=self.pre_vote,
+            check_quorum=self.check_quorum,
+            max_msg_bytes=self.max_msg_bytes,
+            max_inflight_msgs=self.max_inflight,
+            max_entry_bytes=1024,
+            snapshot_chunk_bytes=self.chunk_bytes,
+            max_committed_bytes_per_ready=256,
+        )
+
+
+@dataclass
+class SimResult:
+    seed: int
+    nodes: int
+    steps: int
+    ticks: int
+    leaders: int
+    committed: int
+    applied_everywhere: int
+    acknowledged_writes: int
+    reads_released: int
+    messages: int
+    crashes: int
+    snapshots_installed: int
+    notes: list[str] = field(default_factory=list)
+
+
+class Cluster:
+    def __init__(
+        self,
+        cfg: SimConfig,
+        core_factory: CoreFactory = RaftCore,
+        storage_factory: StorageFactory = MemoryStorage,
+        trace: Trace | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.rng = random.Random(cfg.seed)
+        self._core_factory = core_factory
+        self._trace = trace
+        self.voters = tuple(f"n{k + 1}" for k in range(cfg.nodes))
+        self.nodes = {nid: SimNode(nid, storage_factory()) for nid in self.voters}
+        self._node_list = list(self.nodes.values())
+        for node in self._node_list:
+            # Disks differ: some nodes write at once, others often take several steps.
+            rate = cfg.slow_disk_rate
+            node.disk_slowness = self.rng.choice([0.0, rate, min(0.8, 2 * rate)])
+        self.weather = NetworkWeather(cfg.drop_rate, cfg.dup_rate, 1, cfg.max_delay)
+        self.network = SimNetwork(self.rng, self.weather, cfg.wire_rate)
+        self.checker = SafetyChecker(self.nodes, len(self.voters) // 2 + 1)
+        self.workload = Workload()
+        self.now = 0
+        self.crashes = 0
+        self.snapshots_installed = 0
+        self._writes = 0
+        self._reads = 0
+        self._faults_on = True
+        self._partition_held_until = 0  # no healing before this time
+        for node in self._node_list:
+            self._start(node)
+
+    # --- node lifecycle --------------------------------------------------------------------
+
+    def _log(self, text: str) -> None:
+        if self._trace is not None:
+            self._trace(f"[t={self.now}] {text}")
+
+    def _start(self, node: SimNode) -> None:
+        storage = node.storage
+        rng = random.Random(self.rng.getrandbits(64))
+        config = self.cfg.core_config(node.node_id, self.voters)
+        node.core = self._core_factory(config, storage.initial_state(), rng)
+        snap = storage.snapshot
+        node.sm = SimStateMachine.from_snapshot(snap.data) if snap else SimStateMachine()
+        node.pending = None
+        node.unsent = []
+
+    def crash(self, node: SimNode) -> None:
+        self._log(f"CRASH {node.node_id} (pending persist lost: {node.pending is not None})")
+        self.checker.on_crash(node)
+        node.core = None
+        node.pending = None
+        node.unsent = []
+        node.incarnation += 1
+        self.crashes += 1
+
+    def restart(self, node: SimNode) -> None:
+        self._start(node)
+        core = node.live_core()
+        self._log(
+            f"RESTART {node.node_id} term={core.term} commit={core.commit_index} "
+            f"last={core.last_index} snap={core.snapshot_index}"
+        )
+        self.checker.on_restart(node)
+
+    # --- the driver ------------------------------------------------------------------------
+
+    def _after_input(self, node: SimNode) -> None:
+        self.checker.observe(node)
+        if self.rng.random() < self.cfg.eager_drive:
+            self.drive(node)
+
+    def drive(self, node: SimNode) -> None:
+        """Run the node's Ready loop as far as its (possibly slow) disk allows."""
+        core = node.core
+        if core is None:
+            return
+        slow = node.disk_slowness if self._faults_on else 0.0
+        rng = self.rng
+        if node.pending is not None:
+            if slow and rng.random() < slow:
+                return
+            self._finish_ready(node)
+        while core.has_ready():
+            rd = core.ready()
+            self.checker.on_ready(node, rd)
+            node.pending = rd
+            if self.cfg.early_send and rd.messages:
+                unsent = []
+                for msg in rd.messages:
+                    if msg.type in _EARLY_SENDABLE:
+                        self._send(msg)
+                    else:
+                        unsent.append(msg)
+                node.unsent = unsent
+            else:
+                node.unsent = rd.messages
+            if slow and rng.random() < slow:
+                return
+            self._finish_ready(node)
+
+    def _finish_ready(self, node: SimNode) -> None:
+        rd = node.pending
+        core = node.core
+        assert rd is not None and core is not None
+        node.pending = None
+        before = node.storage.hard_state
+        node.storage.persist(rd)
+        self.checker.on_persist(node, before, rd)
+        for msg in node.unsent:
+            self._send(msg)
+        node.unsent = []
+        if rd.snapshot is not None:
+            node.sm = SimStateMachine.from_snapshot(rd.snapshot.data)
+            self.snapshots_installed += 1
+            self._log(f"{node.node_id} installed snapshot at {rd.snapshot.meta.index}")
+            self.checker.on_restore(node)
+        for entry in rd.committed_entries:
+            node.sm.apply(entry)
+            self.checker.on_apply(node, entry)
+            self.workload.on_apply(node.node_id, node.incarnation, entry)
+        for state in rd.read_states:
+            self.workload.on_read_state(node.node_id, node.incarnation, state)
+        core.advance(rd)
+        self.checker.observe(node)
+        self._maybe_compact(node, core)
+
+    def _maybe_compact(self, node: SimNode, core: RaftCore) -> None:
+        applied = core.applied_index
+        if applied - core.snapshot_index < self.cfg.snapshot_every:
+            return
+        snapshot = core.compact(applied, node.sm.snapshot_bytes())
+        self.checker.on_compact(node, snapshot)
+        node.storage.save_compaction(snapshot, node.sm.terms)
+
+    def _send(self, msg: Message) -> None:
+        if self._trace is not None:
+            self._log(f"send {_describe(msg)}")
+        self.checker.on_send(msg)
+        self.network.send(msg, self.now)
+
+    # --- one step of virtual time ----------------------------------------------------------
+
+    def step(self) -> None:
+        self.now += 1
+        if self._faults_on:
+            self._inject_faults()
+        self._clients()
+        nodes = self._node_list
+        for node in nodes:
+            core = node.core
+            if core is not None:
+                core.tick()
+                self._after_input(node)
+        for msg in self.network.due(self.now):
+            node = self.nodes[msg.to]
+            core = node.core
+            if core is None:
+                continue
+            if self._trace is not None:
+                self._log(f"deliver {_describe(msg)}")
+            core.step(msg)
+            self._after_input(node)
+        for node in nodes:
+            self.drive(node)
+        if self._faults_on:
+            self._cut_off_new_leaders()
+        self.checker.end_of_step()
+
+    def _cut_off_new_leaders(self) -> None:
+        """A leader that dies on the network right after winning leaves its first entries on
+        its own disk only: the situation of the Raft paper's Figure 8."""
+        for node in self._node_list:
+            core = node.core
+            if core is None or core.role is not Role.LEADER or core.term <= node.led_term:
+                continue
+            node.led_term = core.term
+            if self.rng.random() < self.cfg.leader_flap_rate:
+                others = [i for i in self.voters if i != node.node_id]
+                self.network.partition([[node.node_id], others])
+                # Long enough for the others to elect someone else.
+                hold = self.rng.randint(self.cfg.election_ticks, 3 * self.cfg.election_ticks)
+                self._partition_held_until = self.now + hold
+                self._log(f"ISOLATE new leader {node.node_id} of term {core.term}")
+
+    def _inject_faults(self) -> None:
+        cfg = self.cfg
+        rng = self.rng
+        live = [n for n in self._node_list if n.core is not None]
+        if live and rng.random() < cfg.crash_rate:
+            leaders = [n for n in live if n.live_core().role is Role.LEADER]
+            victim = rng.choice(leaders) if leaders and rng.random() < 0.5 else rng.choice(live)
+            self.crash(victim)
+            if rng.random() < cfg.reboot_rate:
+                self.restart(victim)
+        dead = [n for n in self._node_list if n.core is None]
+        if dead and rng.random() < cfg.restart_rate:
+            self.restart(rng.choice(dead))
+        if rng.random() < cfg.partition_rate:
+            self._partition()
+        elif (
+            self.network.blocked
+            and self.now >= self._partition_held_until
+            and rng.random() < cfg.heal_rate
+        ):
+            self._log("HEAL partition")
+            self.network.heal()
+        if rng.random() < 0.02:
+            self.weather.drop_rate = rng.choice([0.0, cfg.drop_rate, 2 * cfg.drop_rate])
+            self.weather.dup_rate = rng.choice([0.0, cfg.dup_rate])
+            self.weather.max_delay = rng.randint(1, cfg.max_delay)
+
+    def _partition(self) -> None:
+        rng = self.rng
+        ids = list(self.voters)
+        kind = rng.random()
+        if kind < 0.5:
+            rng.shuffle(ids)
+            cut = rng.randint(1, len(ids) - 1)
+            groups = [ids[:cut], ids[cut:]]
+            self.network.partition(groups)
+            self._log(f"PARTITION {groups}")
+        elif kind < 0.8:
+            leaders = [n.node_id for n in self._node_list if n.core and n.core.role is Role.LEADER]
+            lonely = rng.choice(leaders or ids)
+            self.network.partition([[lonely], [i for i in ids if i != lonely]])
+            self._log(f"ISOLATE {lonely}")
+        else:
+            frm, to = rng.sample(ids, 2)
+            self.network.block_one_way(frm, to)
+            self._log(f"BLOCK {frm}->{to}")
+        # Partitions last from a moment to a few election timeouts.
+        hold = rng.randint(0, 3 * self.cfg.election_ticks)
+        self._partition_held_until = max(self._partition_held_until, self.now + hold)
+
+    def _clients(self) -> None:
+        cfg = self.cfg
+        rng = self.rng
+        if rng.random() < cfg.propose_rate:
+            live = [n for n in self._node_list if n.core is not None]
+            if live:
+                leaders = [n for n in live if n.live_core().role is Role.LEADER]
+                target = rng.choice(leaders) if leaders and rng.random() < 0.9 else rng.choice(live)
+                for _ in range(rng.choice((1, 1, 1, 2, 5))):
+                    self.propose(target)
+        if cfg.read_rate and rng.random() < cfg.read_rate:
+            live = [n for n in self._node_list if n.core is not None]
+            if live:
+                self.read(rng.choice(live))
+
+    def propose(self, node: SimNode, payload: bytes | None = None) -> tuple[int, int] | None:
+        core = node.live_core()
+        self._writes += 1
+        if payload is None:
+            payload = b"w%d" % self._writes
+            if self.rng.random() < 0.05:
+                payload += b"." * self.rng.randint(10, 300)
+        try:
+            index, term = core.propose(payload)
+        except NotLeaderError as exc:
+            if exc.leader_id != core.leader_id:
+                raise InvariantViolation("NotLeaderError names the wrong leader") from exc
+            return None
+        self._log(f"PROPOSE {payload[:12]!r} at {node.node_id} -> ({index}, {term})")
+        self.workload.on_propose(node.node_id, node.incarnation, index, term)
+        self._after_input(node)
+        return index, term
+
+    def read(self, node: SimNode) -> None:
+        self._reads += 1
+        context = b"r%d" % self._reads
+        self.workload.on_read_issued(context, node.node_id, node.incarnation)
+        node.live_core().read_index(context)
+        self._after_input(node)
+
+    # --- the end of the run ----------------------------------------------------------------
+
+    def heal_and_check_liveness(self, bound_ticks: int) -> int:
+        """Stop every fault, then require a leader and a fresh write applied on every node
+        within ``bound_ticks`` (plus the time a snapshot transfer needs, when the state is
+        big and the chunks small, and for the entries still to replicate). Returns the ticks it
+        took."""
+        self._faults_on = False
+        self.network.heal()
+        self.weather.drop_rate = 0.0
+        self.weather.dup_rate = 0.0
+        self.weather.max_delay = 1
+        for node in self._node_list:
+            if node.core is None:
+                self.restart(node)
+        # A laggard may need a whole snapshot, one chunk per round trip, and every entry
+        # behind, in the worst configuration one entry per round trip (two ticks).
+        largest = max(len(n.sm.snapshot_bytes()) for n in self._node_list)
+        bound_ticks += 8 * (largest // self.cfg.chunk_bytes + 1)
+        backlog = max(n.live_core().last_index for n in self._node_list) - min(
+            n.live_core().applied_index for n in self._node_list
+        )
+        bound_ticks += 4 * backlog
+        start = self.now
+        marker: tuple[SimNode, int, int] | None = None
+        self._log("HEALED: waiting for a leader and a commit")
+        while self.now - start < bound_ticks:
+            self._quiet_step()
+            leaders = [n for n in self._node_list if n.live_core().role is Role.LEADER]
+            if marker is not None:
+                node, index, term = marker
+                if all(
+                    n.live_core().applied_index >= index and n.sm.terms[index - 1] == term
+                    for n in self._node_list
+                ):
+                    self._check_replicas_agree()
+                    return self.now - start
+                if node.live_core().role is not Role.LEADER or node.live_core().term != term:
+                    marker = None  # that leader is gone; its marker may never commit
+            if marker is None and leaders:
+                leader = max(leaders, key=lambda n: n.live_core().term)
+                placed = self.propose(leader, b"marker")
+                if placed is not None:
+                    marker = (leader, placed[0], placed[1])
+        raise LivenessViolation(
+            f"no leader committed a new write on every node within {bound_ticks} ticks "
+            f"after healing (roles: {self._roles()})"
+        )
+
+    def _quiet_step(self) -> None:
+        """A step without faults or client traffic."""
+        self.now += 1
+        for node in self._node_list:
+            core = node.live_core()
+            core.tick()
+            self._after_input(node)
+        for msg in self.network.due(self.now):
+            node = self.nodes[msg.to]
+            node.live_core().step(msg)
+            self._after_input(node)
+        for node in self._node_list:
+            self.drive(node)
+        self.checker.end_of_step()
+
+    def _check_replicas_agree(self) -> None:
+        by_index: dict[int, str] = {}
+        for node in self._node_list:
+            digest = by_index.setdefault(node.sm.applied_index, node.sm.digest())
+            if digest != node.sm.digest():
+                raise InvariantViolation(f"{node.node_id}: state digest differs at same index")
+
+    def _roles(self) -> str:
+        parts = []
+        for node in self._node_list:
+            core = node.core
+            if core is None:
+                parts.append(f"{node.node_id}=down")
+            else:
+                parts.append(
+                    f"{node.node_id}={core.role.value}/t{core.term}/c{core.commit_index}"
+                    f"/l{core.last_index}"
+                )
+        return " ".join(parts)
+
+    def result(self) -> SimResult:
+        applied = min((n.sm.applied_index for n in self._node_list), default=0)
+        return SimResult(
+            seed=self.cfg.seed,
+            nodes=self.cfg.nodes,
+            steps=self.cfg.steps,
+            ticks=self.now,
+            leaders=len(self.checker.leaders),
+            committed=len(self.checker.ledger_terms),
+            applied_everywhere=applied,
+            acknowledged_writes=self.workload.acknowledged,
+            reads_released=self.workload.reads_released,
+            messages=self.network.sent,
+            crashes=self.crashes,
+            snapshots_installed=self.snapshots_installed,
+        )
+
+
+def _describe(msg: Message) -> str:
+    text = f"{msg.type.name} {msg.frm}->{msg.to} t{msg.term}"
+    if msg.type is MsgType.APP:
+        text += f" prev=({msg.index},{msg.log_term}) n={len(msg.entries)} commit={msg.commit}"
+    elif msg.type is MsgType.APP_RESP:
+        text += f" idx={msg.index} reject={msg.reject} hint=({msg.reject_hint},{msg.log_term})"
+    elif msg.type is MsgType.SNAP:
+        meta = msg.snapshot_meta
+        text += f" snap={meta.index if meta else None} off={msg.offset} done={msg.done}"
+    elif msg.type is MsgType.SNAP_RESP:
+        text += f" idx={msg.index} off={msg.offset} reject={msg.reject} done={msg.done}"
+    elif msg.type in (MsgType.VOTE, MsgType.PRE_VOTE):
+        text += f" last=({msg.index},{msg.log_term})"
+    elif msg.reject:
+        text += " reject"
+    return text
+
+
+def liveness_bound(cfg: SimConfig) -> int:
+    """Virtual time allowed after healing: a few election rounds plus catch-up."""
+    return 40 * cfg.election_ticks + 200
+
+
+def run_seed(
+    seed: int,
+    nodes: int,
+    steps: int,
+    *,
+    core_factory: CoreFactory = RaftCore,
+    storage_factory: StorageFactory = MemoryStorage,
+    trace: Trace | None = None,
+    cfg: SimConfig | None = None,
+) -> SimResult:
+    """Run one seed; raises InvariantViolation or LivenessViolation on failure."""
+    cfg = cfg or SimConfig.from_seed(seed, nodes, steps)
+    cluster = Cluster(cfg, core_factory, storage_factory, trace)
+    for _ in range(steps):
+        cluster.step()
+    cluster.heal_and_check_liveness(liveness_bound(cfg))
+    return cluster.result()
+
+
+def default_shape(seed: int) -> tuple[int, int]:
+    """(nodes, steps) of a seed in the default run: 3-node clusters for 60% of the seeds,
+    5-node ones for the rest."""
+    if seed % 5 in (1, 3):
+        return 5, 200
+    return 3, 250
+
+
+def replay_command(seed: int, nodes: int, steps: int) -> str:
+    return f".venv/bin/python -m tests.simulation --seed {seed} --nodes {nodes} --steps {steps}"
