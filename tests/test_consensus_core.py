@@ -667,3 +667,52 @@ def test_only_one_ready_may_be_outstanding() -> None:
     core.advance(rd)
     with pytest.raises(RuntimeError):
         core.advance(rd)
+
+
+def test_restarted_node_remembers_its_vote() -> None:
+    core = make_core("b", state=InitialState(HardState(term=4, vote="a", commit=0)))
+    core.step(Message(MsgType.VOTE, "b", "c", 4, log_term=0, index=0))
+    [refusal] = drain(core).messages
+    assert refusal.reject
+    core.step(Message(MsgType.VOTE, "b", "a", 4, log_term=0, index=0))
+    [grant] = drain(core).messages
+    assert not grant.reject
+
+
+def test_deposed_leader_steps_down_when_told_of_a_newer_term() -> None:
+    net = Net.of()
+    leader = net.elect("a")
+    # b moved on to term 7 (say, it saw a newer election); a's heartbeat gets a reply.
+    net.cores["b"].step(Message(MsgType.APP, "b", "c", 7, log_term=1, index=1))
+    net.take()
+    [heartbeat] = [m for m in net.tick_until("a", MsgType.HEARTBEAT) if m.to == "b"]
+    net.deliver([heartbeat])
+    [notice] = net.take(MsgType.APP_RESP)
+    assert notice.term == 7
+    net.deliver([notice])
+    assert leader.role is Role.FOLLOWER and leader.term == 7
+
+
+def test_heartbeat_commits_only_what_the_follower_acknowledged() -> None:
+    net, leader = replicating_leader()
+    net.isolated.add("c")
+    index, _ = leader.propose(b"x")
+    net.settle()
+    assert leader.commit_index == index and net.cores["c"].commit_index < index
+    [to_c] = [m for m in net.tick_until("a", MsgType.HEARTBEAT) if m.to == "c"]
+    assert to_c.commit < index  # c never acknowledged the entry
+
+
+def test_committed_entries_are_paced_per_ready() -> None:
+    core = make_core("a", ("a",), max_committed_bytes_per_ready=50)
+    for _ in range(20):
+        core.tick()
+    drain(core)
+    drain(core)
+    for k in range(6):
+        core.propose(b"%04d" % k)  # 20 bytes each, counting overhead
+    drain(core)
+    batches = []
+    while core.has_ready():
+        batches.append([e.data for e in drain(core).committed_entries])
+    assert batches == [[b"0000", b"0001"], [b"0002", b"0003"], [b"0004", b"0005"]]
