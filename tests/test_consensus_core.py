@@ -449,6 +449,60 @@ def test_unreachable_follower_drops_back_to_probing() -> None:
     assert states == {"b": "probe", "c": "replicate"}
 
 
+def test_follower_campaigns_soon_after_its_link_to_the_leader_breaks() -> None:
+    net = Net.of()
+    net.elect("a")
+    net.heartbeat_round("a")
+    follower = net.cores["b"]
+    follower.report_unreachable("a")
+    assert follower.leader_id is None
+    ticks = 0
+    while follower.role is Role.FOLLOWER:
+        follower.tick()
+        ticks += 1
+    # heartbeat_ticks is 2 here: within 3 heartbeats, well before the 10-tick minimum timeout.
+    assert ticks <= 6
+    assert follower.role is Role.PRE_CANDIDATE
+
+
+def test_peer_that_lost_the_leader_too_grants_the_pre_vote() -> None:
+    net = Net.of()
+    net.elect("a")
+    net.heartbeat_round("a")
+    net.isolated.add("a")  # the leader's process died
+    for node in ("b", "c"):
+        net.cores[node].report_unreachable("a")
+    net.campaign("b")
+    net.settle()
+    assert net.cores["b"].role is Role.LEADER
+
+
+def test_live_leader_keeps_its_place_when_one_follower_loses_its_link() -> None:
+    net = Net.of()
+    leader = net.elect("a")
+    net.heartbeat_round("a")
+    term = leader.term
+    net.cores["b"].report_unreachable("a")
+    net.campaign("b")  # b asks for pre-votes; c still hears from a and refuses
+    net.settle()
+    assert leader.role is Role.LEADER and leader.term == term
+    net.heartbeat_round("a")
+    assert net.cores["b"].role is Role.FOLLOWER and net.cores["b"].leader_id == "a"
+
+
+def test_follower_whose_data_was_wiped_is_caught_up_by_snapshot() -> None:
+    net, leader = compacted_leader(300, b"state at 5")
+    net.settle()
+    assert {p.node_id: p.match_index for p in leader.status().peers}["b"] == 6
+    net.cores["b"] = make_core("b", seed=1)  # restarted with an empty data directory
+    net.heartbeat_round("a")
+    net.settle()
+    [installed] = net.installed["b"]
+    assert installed.meta.index == 5
+    assert net.cores["b"].last_index == leader.last_index == 6
+    assert {p.node_id: p.match_index for p in leader.status().peers}["b"] == 6
+
+
 # --- proposals -------------------------------------------------------------------------------
 
 

@@ -238,6 +238,19 @@ class Cluster:
         node.unsent = []
         node.incarnation += 1
         self.crashes += 1
+        # Its peers' transports see the connection drop, usually at once.
+        for other in self._node_list:
+            if other.core is not None and self.rng.random() < 0.7:
+                self._link_broken(other, node.node_id)
+
+    def _link_broken(self, observer: SimNode, peer: NodeId) -> None:
+        """What the transport reports when a connection to ``peer`` is lost."""
+        core = observer.core
+        if core is None:
+            return
+        self._log(f"LINK {observer.node_id}->{peer} lost")
+        core.report_unreachable(peer)
+        self._after_input(observer)
 
     def restart(self, node: SimNode) -> None:
         self._start(node)
@@ -390,6 +403,11 @@ class Cluster:
         ):
             self._log("HEAL partition")
             self.network.heal()
+        if live and rng.random() < 0.01:  # a flaky link: dropped and redialled at once
+            observer = rng.choice(live)
+            self._link_broken(
+                observer, rng.choice([i for i in self.voters if i != observer.node_id])
+            )
         if rng.random() < 0.02:
             self.weather.drop_rate = rng.choice([0.0, cfg.drop_rate, 2 * cfg.drop_rate])
             self.weather.dup_rate = rng.choice([0.0, cfg.dup_rate])
@@ -414,6 +432,9 @@ class Cluster:
             frm, to = rng.sample(ids, 2)
             self.network.block_one_way(frm, to)
             self._log(f"BLOCK {frm}->{to}")
+        for frm, to in sorted(self.network.blocked):
+            if rng.random() < 0.5:
+                self._link_broken(self.nodes[frm], to)
         # Partitions last from a moment to a few election timeouts.
         hold = rng.randint(0, 3 * self.cfg.election_ticks)
         self._partition_held_until = max(self._partition_held_until, self.now + hold)

@@ -199,6 +199,15 @@ class RaftCore:
         pr = self._progress.get(peer)
         if pr is not None and pr.state is ProgressState.REPLICATE:
             pr.become_probe()
+        if self._role is Role.FOLLOWER and peer == self._leader_id:
+            # Our link to the leader broke, most likely because its process died. Campaign
+            # after a short random delay instead of a whole election timeout. Forgetting the
+            # leader also ends our lease, so we grant pre-votes to a peer that saw the same;
+            # a leader that is in fact alive keeps its place (its heartbeats reset the timer,
+            # and pre-vote fails while the other followers still hear from it).
+            self._leader_id = None
+            delay = 1 + self._rng.randrange(3 * self._cfg.heartbeat_ticks)
+            self._election_elapsed = max(self._election_elapsed, self._randomized_timeout - delay)
 
     def compact(self, index: int, data: bytes) -> Snapshot:
         """Record the application's snapshot ``data`` of the state at applied ``index`` and
@@ -510,8 +519,16 @@ class RaftCore:
     def _handle_heartbeat(self, msg: Message) -> None:
         # The leader caps the commit index at what we acknowledged in this term.
         self._log.commit_to(min(msg.commit, self._log.last_index))
+        # Our last index tells the leader if we hold less than we once acknowledged.
         self._send(
-            Message(MsgType.HEARTBEAT_RESP, msg.frm, self._id, self._term, context=msg.context)
+            Message(
+                MsgType.HEARTBEAT_RESP,
+                msg.frm,
+                self._id,
+                self._term,
+                index=self._log.last_index,
+                context=msg.context,
+            )
         )
 
     def _handle_snapshot_chunk(self, msg: Message) -> None:
@@ -640,6 +657,13 @@ class RaftCore:
             self._append_due.setdefault(peer, False)
 
     def _handle_heartbeat_response(self, msg: Message, pr: Progress) -> None:
+        if msg.index < pr.match:
+            # The follower holds fewer entries than it acknowledged: its data directory was
+            # lost or wiped. Start over from what it has (by snapshot if that is compacted).
+            # A reordered, older answer can land here too; that costs one probe, nothing more.
+            pr.match = msg.index
+            pr.become_probe()
+            self._append_due[msg.frm] = True
         if pr.state is ProgressState.PROBE:
             pr.probe_sent = False
         elif pr.state is ProgressState.REPLICATE and pr.inflights.full():
