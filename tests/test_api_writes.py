@@ -387,3 +387,26 @@ async def test_keyed_write_whose_answers_are_all_lost_is_outcome_unknown(
     assert response.status == 503
     assert error_code(await response.json()) == "outcome_unknown"
     assert calls >= 1
+
+
+async def test_put_retry_of_a_post_status_change_is_a_replay(
+    single: tuple[Client, FakeNode],
+) -> None:
+    client, _ = single
+    assert (await client.post("/api/v1/printers", json=PRINTER)).status == 201
+    roll = {"id": "f", "type": "PLA", "color": "red", "total_weight_in_grams": 100}
+    assert (await client.post("/api/v1/filaments", json=roll)).status == 201
+    job = {
+        "id": "j",
+        "printer_id": PRINTER["id"],
+        "filament_id": "f",
+        "filepath": "a.gcode",
+        "print_weight_in_grams": 5,
+    }
+    assert (await client.post("/api/v1/print_jobs", json=job)).status == 201
+    key = {"Idempotency-Key": "start-j"}
+    first = await client.post("/api/v1/print_jobs/j/status?status=running", headers=key)
+    again = await client.put("/api/v1/print_jobs/j/status", json={"status": "Running"}, headers=key)
+    assert first.status == again.status == 200
+    assert await first.json() == await again.json()
+    assert again.headers["Idempotent-Replayed"] == "true"

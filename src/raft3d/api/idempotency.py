@@ -31,8 +31,10 @@ def fingerprint(method: str, route: str, request_fields: Mapping[str, object]) -
         ensure_ascii=False,
         default=_jsonable,
     )
+    # PUT is an alias of POST on the status route: the same change, whichever verb carries it.
+    verb = "POST" if method.upper() == "PUT" else method.upper()
     digest = hashlib.sha256()
-    for part in (method.upper(), route, canonical):
+    for part in (verb, route, canonical):
         digest.update(part.encode("utf-8"))
         digest.update(b"\n")
     return digest.hexdigest()
