@@ -3,8 +3,8 @@
 Usage (from the repository root): ``python -m tests.storage_crash_writer DATA_DIR SEED [MAX]``
 
 It opens the storage, recovers, then loops over random operations (appends, suffix
-overwrites, outcomes, local snapshots with compaction, snapshots received from a leader, hard
-state updates). Protocol on stdout, one flushed line per event::
+overwrites, local snapshots with compaction, snapshots received from a leader, hard state
+updates). Protocol on stdout, one flushed line per event::
 
     ready <digest>                         state recovered at start
     begin <batch> <kind> <digest-after>    about to call the storage
@@ -63,15 +63,10 @@ def next_operation(rng: random.Random, model: StorageModel) -> Operation:
         hard = HardState(term + 1, rng.choice(VOTERS), min(commit, first - 1))
         return "overwrite", lambda t: t.persist(hard, entries)
     if roll < 0.72:
-        picked = sorted(rng.sample(range(base + 1, last + 1), min(8, last - base)))
-        outcomes = [(i, rng.randbytes(rng.randrange(1, 40))) for i in picked]
-        hard = HardState(hs.term, hs.vote, commit)
-        return "outcomes", lambda t: t.persist(hard, [], outcomes=outcomes)
-    if roll < 0.84:
         index = rng.randint(base + 1, last)
         snap = Snapshot(SnapshotMeta(index, model.term_at(index), VOTERS), _state_bytes(rng))
         return "local-snapshot", lambda t: t.save_local_snapshot(snap)
-    if roll < 0.92:
+    if roll < 0.80:
         index = max(base + 1, last + rng.randint(-5, 40))
         snap = Snapshot(SnapshotMeta(index, term + 1, VOTERS), _state_bytes(rng))
         entries = random_entries(rng, index + 1, term + 1, rng.randint(0, 16))

@@ -20,7 +20,6 @@ class StorageModel:
     hard_state: HardState = field(default_factory=HardState)
     snapshot: Snapshot | None = None
     entries: list[Entry] = field(default_factory=list)  # contiguous, after the snapshot
-    outcomes: dict[int, bytes] = field(default_factory=dict)
 
     @property
     def base_index(self) -> int:
@@ -40,31 +39,23 @@ class StorageModel:
         hard_state: HardState | None,
         entries: Sequence[Entry],
         snapshot: Snapshot | None = None,
-        outcomes: Sequence[tuple[int, bytes]] = (),
     ) -> None:
         if snapshot is not None:
             self.snapshot = snapshot
             self.entries = []
-            self.outcomes = {}
         if entries:
             first = entries[0].index
             self.entries = [e for e in self.entries if e.index < first] + list(entries)
-            self.outcomes = {i: o for i, o in self.outcomes.items() if i < first}
         if hard_state is not None:
             self.hard_state = hard_state
-        self.outcomes.update(outcomes)
 
     def save_local_snapshot(self, snapshot: Snapshot) -> None:
         cut = snapshot.meta.index
         self.snapshot = snapshot
         self.entries = [e for e in self.entries if e.index > cut]
-        self.outcomes = {i: o for i, o in self.outcomes.items() if i > cut}
-
-    def events(self) -> list[tuple[Entry, bytes | None]]:
-        return [(e, self.outcomes.get(e.index)) for e in self.entries]
 
     def digest(self) -> str:
-        """A hash of everything a reader can observe: hard state, snapshot, log, outcomes."""
+        """A hash of everything a reader can observe: hard state, snapshot, log."""
         h = hashlib.sha256()
         hs = self.hard_state
         h.update(repr((hs.term, hs.vote, hs.commit)).encode())
@@ -74,22 +65,15 @@ class StorageModel:
             meta = self.snapshot.meta
             h.update(repr(("snap", meta.index, meta.term, meta.voters)).encode())
             h.update(hashlib.sha256(self.snapshot.data).digest())
-        for entry, outcome in self.events():
+        for entry in self.entries:
             h.update(repr((entry.index, entry.term, int(entry.type), len(entry.data))).encode())
             h.update(entry.data)
-            h.update(b"-" if outcome is None else b"+%d:" % len(outcome) + outcome)
         return h.hexdigest()
 
     @classmethod
     def read_from(cls, storage: DurableStorage) -> StorageModel:
-        """What a freshly opened ``storage`` holds, as a model (load + the event log)."""
+        """What a freshly opened ``storage`` holds, as a model (load + the entry reads)."""
         state = storage.load()
-        events = storage.read_events(storage.first_index() - 1, 1 << 62)
-        if [e for e, _ in events] != state.entries:
-            raise AssertionError("read_events disagrees with load() about the log")
-        return cls(
-            hard_state=state.hard_state,
-            snapshot=state.snapshot,
-            entries=state.entries,
-            outcomes={e.index: o for e, o in events if o is not None},
-        )
+        if storage.read_entries(storage.first_index() - 1, 1 << 62) != state.entries:
+            raise AssertionError("read_entries disagrees with load() about the log")
+        return cls(hard_state=state.hard_state, snapshot=state.snapshot, entries=state.entries)

@@ -82,7 +82,7 @@ def test_a_fresh_directory_loads_an_empty_state(data_dir: Path) -> None:
         assert (storage.first_index(), storage.last_index()) == (1, 0)
         assert storage.list_snapshots() == []
         assert storage.latest_snapshot() is None
-        assert storage.read_events(0, 10) == []
+        assert storage.read_entries(0, 10) == []
     assert (data_dir / "raft.db").is_file()
     assert (data_dir / "snapshots").is_dir()
 
@@ -132,15 +132,13 @@ def test_an_empty_persist_writes_nothing(storage: DurableStorage) -> None:
 
 def test_entries_replace_the_conflicting_suffix(storage: DurableStorage, data_dir: Path) -> None:
     storage.persist(HardState(1, "n1", 3), make_entries(1, 10, 1))
-    storage.persist(None, [], outcomes=[(3, b"ok3"), (7, b"ok7")])
     storage.persist(HardState(2, "n2", 3), make_entries(6, 7, 2, b"new"))
 
     assert storage.last_index() == 7
     expected = make_entries(1, 5, 1) + make_entries(6, 7, 2, b"new")
     assert storage.load().entries == expected
-    # The outcome of the replaced entry 7 went with it; entry 3's stays.
-    assert [(e.index, o) for e, o in storage.read_events(2, 2)] == [(3, b"ok3"), (4, None)]
-    assert storage.read_events(6, 5)[0] == (expected[6], None)
+    assert storage.read_entries(2, 2) == expected[2:4]
+    assert storage.read_entries(6, 5) == [expected[6]]
     storage.close()
     assert reopen_and_load(data_dir).entries == expected
 
@@ -176,13 +174,10 @@ def test_entries_that_would_break_the_log_are_refused(
 
 def test_local_snapshot_compacts_the_log(storage: DurableStorage, data_dir: Path) -> None:
     storage.persist(HardState(2, "n1", 8), make_entries(1, 5, 1) + make_entries(6, 10, 2))
-    storage.persist(None, [], outcomes=[(i, b"out%d" % i) for i in range(1, 9)])
     storage.save_local_snapshot(make_snapshot(6, 2))
 
     assert (storage.first_index(), storage.last_index()) == (7, 10)
-    events = storage.read_events(0, 100)
-    assert [e.index for e, _ in events] == [7, 8, 9, 10]
-    assert [o for _, o in events] == [b"out7", b"out8", None, None]
+    assert [e.index for e in storage.read_entries(0, 100)] == [7, 8, 9, 10]
     assert storage.latest_snapshot() == make_snapshot(6, 2)
     storage.close()
 
@@ -190,8 +185,7 @@ def test_local_snapshot_compacts_the_log(storage: DurableStorage, data_dir: Path
     assert recovered.snapshot == make_snapshot(6, 2)
     assert recovered.entries == make_entries(7, 10, 2)
     assert recovered.hard_state == HardState(2, "n1", 8)
-    # Outcomes at or below the snapshot index are gone from the database too.
-    assert query(data_dir, "SELECT MIN(idx) FROM apply_outcomes") == (7,)
+    # Entries at or below the snapshot index are gone from the database too.
     assert query(data_dir, "SELECT MIN(idx) FROM log_entries") == (7,)
 
 
@@ -267,7 +261,6 @@ def test_snapshots_keep_must_be_positive(data_dir: Path) -> None:
 
 def test_received_snapshot_replaces_the_whole_log(storage: DurableStorage, data_dir: Path) -> None:
     storage.persist(HardState(1, "n1", 5), make_entries(1, 10, 1))
-    storage.persist(None, [], outcomes=[(2, b"two")])
     received = make_snapshot(20, 3)
     storage.persist(HardState(3, None, 20), make_entries(21, 22, 3), snapshot=received)
 
@@ -278,7 +271,7 @@ def test_received_snapshot_replaces_the_whole_log(storage: DurableStorage, data_
     assert recovered.snapshot == received
     assert recovered.entries == make_entries(21, 22, 3)
     assert recovered.hard_state == HardState(3, None, 20)
-    assert query(data_dir, "SELECT COUNT(*) FROM apply_outcomes") == (0,)
+    assert query(data_dir, "SELECT MIN(idx), COUNT(*) FROM log_entries") == (21, 2)
 
 
 def test_received_snapshot_inside_the_log_still_drops_all_of_it(
@@ -460,6 +453,23 @@ def test_a_log_that_does_not_start_after_the_snapshot_is_reported(
         reopened.load()
 
 
+def test_a_database_with_the_old_outcomes_table_opens_and_drops_it(
+    storage: DurableStorage, data_dir: Path
+) -> None:
+    """Databases written while apply outcomes were stored still open, without that table."""
+    storage.persist(HardState(1, "n1", 4), make_entries(1, 4, 1))
+    storage.close()
+    query(data_dir, "CREATE TABLE apply_outcomes (idx INTEGER PRIMARY KEY, outcome BLOB NOT NULL)")
+    query(data_dir, "INSERT INTO apply_outcomes (idx, outcome) VALUES (2, x'6f6b')")
+
+    with DurableStorage(data_dir) as reopened:
+        assert reopened.load().entries == make_entries(1, 4, 1)
+        assert reopened.read_entries(1, 2) == make_entries(2, 3, 1)
+        reopened.persist(None, make_entries(3, 5, 2))  # a suffix overwrite on the old database
+    assert query(data_dir, "SELECT name FROM sqlite_master WHERE name = 'apply_outcomes'") is None
+    assert reopen_and_load(data_dir).entries == make_entries(1, 2, 1) + make_entries(3, 5, 2)
+
+
 # Recovery --------------------------------------------------------------------------------
 
 
@@ -471,7 +481,7 @@ def test_recovery_is_the_newest_snapshot_plus_the_log_after_it(data_dir: Path) -
             batch = make_entries(first, first + 9, step + 1)
             hard = HardState(step + 1, "n1", first)
             for target in (storage, model):
-                target.persist(hard, batch, outcomes=[(first, b"r%d" % first)])
+                target.persist(hard, batch)
             if step % 2 == 1:
                 snap = make_snapshot(first + 4, step + 1)
                 storage.save_local_snapshot(snap)
@@ -479,34 +489,29 @@ def test_recovery_is_the_newest_snapshot_plus_the_log_after_it(data_dir: Path) -
     recovered = reopen_and_load(data_dir)
     assert recovered.snapshot is not None and recovered.snapshot.meta.index == 55
     assert recovered.digest() == model.digest()
-    assert recovered.events() == model.events()
+    assert recovered.entries == model.entries
 
 
 # Event log reads -------------------------------------------------------------------------
 
 
-def test_read_events_pages_through_the_log_with_outcomes(storage: DurableStorage) -> None:
-    storage.persist(None, make_entries(1, 20, 1), outcomes=[(2, b"a"), (5, b"b")])
-    storage.persist(None, [], outcomes=[(5, b"b2"), (7, b"")])
+def test_read_entries_pages_through_the_log(storage: DurableStorage) -> None:
+    storage.persist(None, make_entries(1, 20, 1))
 
-    page = storage.read_events(0, 3)
-    assert [(e.index, o) for e, o in page] == [(1, None), (2, b"a"), (3, None)]
-    page = storage.read_events(3, 4)
-    assert [(e.index, o) for e, o in page] == [(4, None), (5, b"b2"), (6, None), (7, b"")]
-    assert storage.read_events(20, 10) == []
-    assert storage.read_events(18, 0) == []
-    assert [e.index for e, _ in storage.read_events(18, 100)] == [19, 20]
+    assert storage.read_entries(0, 3) == make_entries(1, 3, 1)
+    assert storage.read_entries(3, 4) == make_entries(4, 7, 1)
+    assert storage.read_entries(20, 10) == []
+    assert storage.read_entries(18, 0) == []
+    assert [e.index for e in storage.read_entries(18, 100)] == [19, 20]
     with pytest.raises(ValueError):
-        storage.read_events(0, -1)
+        storage.read_entries(0, -1)
 
 
-def test_read_events_after_compaction_starts_at_first_index(storage: DurableStorage) -> None:
-    storage.persist(None, make_entries(1, 20, 1), outcomes=[(12, b"x")])
+def test_read_entries_after_compaction_starts_at_first_index(storage: DurableStorage) -> None:
+    storage.persist(None, make_entries(1, 20, 1))
     storage.save_local_snapshot(make_snapshot(11, 1))
     assert storage.first_index() == 12
-    page = storage.read_events(0, 2)
-    assert [(e.index, o) for e, o in page] == [(12, b"x"), (13, None)]
-    assert page[0][0] == make_entries(12, 12, 1)[0]
+    assert storage.read_entries(0, 2) == make_entries(12, 13, 1)
 
 
 def test_reads_from_another_thread_see_only_whole_batches(storage: DurableStorage) -> None:
@@ -516,7 +521,7 @@ def test_reads_from_another_thread_see_only_whole_batches(storage: DurableStorag
 
     def reader() -> None:
         while True:
-            seen_sizes.append(len(storage.read_events(0, 1_000_000)))
+            seen_sizes.append(len(storage.read_entries(0, 1_000_000)))
             if done.is_set():
                 return
 
@@ -531,7 +536,7 @@ def test_reads_from_another_thread_see_only_whole_batches(storage: DurableStorag
     assert seen_sizes, "the reader never ran"
     assert all(size % batch_size == 0 for size in seen_sizes)
     assert seen_sizes == sorted(seen_sizes)
-    assert len(storage.read_events(0, 1_000_000)) == batch_size * batches
+    assert len(storage.read_entries(0, 1_000_000)) == batch_size * batches
 
 
 # Lifecycle -------------------------------------------------------------------------------
@@ -553,7 +558,7 @@ def test_closed_storage_refuses_calls(data_dir: Path) -> None:
     with pytest.raises(StorageError, match="closed"):
         storage.load()
     with pytest.raises(StorageError, match="closed"):
-        storage.read_events(0, 1)
+        storage.read_entries(0, 1)
 
 
 def test_a_failed_write_stops_further_writes(storage: DurableStorage, data_dir: Path) -> None:
@@ -597,12 +602,6 @@ class StorageAgainstModel(RuleBasedStateMachine):
         self._persist(HardState(self.term, "n2", 0), batch)
 
     @precondition(lambda self: self.model.last_index > self.model.base_index)
-    @rule(pick=st.integers(0, 1000), outcome=st.binary(max_size=10))
-    def record_outcome(self, pick: int, outcome: bytes) -> None:
-        span = self.model.last_index - self.model.base_index
-        self._persist(None, [], outcomes=[(self.model.base_index + 1 + pick % span, outcome)])
-
-    @precondition(lambda self: self.model.last_index > self.model.base_index)
     @rule(pick=st.integers(0, 1000))
     def local_snapshot(self, pick: int) -> None:
         span = self.model.last_index - self.model.base_index
@@ -628,7 +627,7 @@ class StorageAgainstModel(RuleBasedStateMachine):
     def same_observable_state(self) -> None:
         assert self.storage.first_index() == self.model.base_index + 1
         assert self.storage.last_index() == self.model.last_index
-        assert self.storage.read_events(0, 1 << 30) == self.model.events()
+        assert self.storage.read_entries(0, 1 << 30) == self.model.entries
         assert self.storage.latest_snapshot() == self.model.snapshot
         assert len(self.storage.list_snapshots()) <= 2
 
@@ -637,10 +636,9 @@ class StorageAgainstModel(RuleBasedStateMachine):
         hard: HardState | None,
         batch: list[Entry],
         snapshot: Snapshot | None = None,
-        outcomes: list[tuple[int, bytes]] | None = None,
     ) -> None:
-        self.storage.persist(hard, batch, snapshot, outcomes or ())
-        self.model.persist(hard, batch, snapshot, outcomes or ())
+        self.storage.persist(hard, batch, snapshot)
+        self.model.persist(hard, batch, snapshot)
 
 
 StorageAgainstModel.TestCase.settings = settings(

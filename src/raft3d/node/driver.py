@@ -296,7 +296,7 @@ class RaftNode:
                 data=entry.data,
                 outcome=self._outcomes.get(entry.index),
             )
-            for entry, _ in self.storage.read_events(after, limit)
+            for entry in self.storage.read_entries(after, limit)
             if entry.index <= applied
         ]
         return EventPage(self.storage.first_index(), applied, events)

@@ -1,9 +1,9 @@
-"""``DurableStorage``: one node's durable Raft state (log, hard state, snapshots, outcomes).
+"""``DurableStorage``: one node's durable Raft state (log, hard state, snapshots).
 
 Layout of a data directory::
 
     <data_dir>/LOCK                 advisory lock: one storage instance per directory
-    <data_dir>/raft.db              SQLite (WAL): log entries, hard state, log base, outcomes
+    <data_dir>/raft.db              SQLite (WAL): log entries, hard state, log base
     <data_dir>/snapshots/*.snap     snapshot files (see ``snapshot_file``)
 
 Commit protocol for snapshots: the file is written durably first, then one database
@@ -13,9 +13,12 @@ recorded base belongs to a call that never returned and is removed, so every ``p
 ``save_local_snapshot`` is all-or-nothing.
 
 Threading: one thread writes at a time (the node's persist worker). The read API used by the
-event log endpoint (``read_events``, ``first_index``, ``last_index``, ``list_snapshots``,
+event log endpoint (``read_entries``, ``first_index``, ``last_index``, ``list_snapshots``,
 ``latest_snapshot``) may be called from another thread meanwhile: reads go through their own
 connection and only ever see committed state.
+
+Apply outcomes are not stored: they are derived from the log, so the node keeps them in memory
+and recomputes them when it replays the log after a restart.
 """
 
 from __future__ import annotations
@@ -164,16 +167,15 @@ class DurableStorage:
         hard_state: HardState | None,
         entries: Sequence[Entry],
         snapshot: Snapshot | None = None,
-        outcomes: Sequence[tuple[int, bytes]] = (),
     ) -> None:
         """Make one ``Ready``'s state durable: one transaction, one fsync of the log database.
 
         ``snapshot`` (received from a leader) is written to its file first, then the whole
         stored log is dropped. ``entries`` replace every stored entry from ``entries[0].index``
-        on. ``hard_state`` (if given) replaces the stored one; ``outcomes`` are (index, result)
-        pairs recorded for the event log. Raises ``ValueError`` (nothing written) for entries
-        that would leave a gap or overwrite the snapshot, or a snapshot older than the stored
-        one; ``StorageError`` if the write fails, after which the instance refuses writes.
+        on. ``hard_state`` (if given) replaces the stored one. Raises ``ValueError`` (nothing
+        written) for entries that would leave a gap or overwrite the snapshot, or a snapshot
+        older than the stored one; ``StorageError`` if the write fails, after which the instance
+        refuses writes.
         """
         with self._write_lock:
             self._check_writable()
@@ -183,7 +185,7 @@ class DurableStorage:
                 base_index = last_index = snapshot.meta.index
             if entries:
                 _check_entries(entries, base_index, last_index)
-            if hard_state is None and not entries and snapshot is None and not outcomes:
+            if hard_state is None and not entries and snapshot is None:
                 return
             with self._failing_on_error("persist"):
                 info = None
@@ -194,14 +196,10 @@ class DurableStorage:
                         self._db.delete_all()
                         self._db.put_base(snapshot.meta.index, snapshot.meta.term)
                     if entries:
-                        # Also clears outcomes recorded at those indexes for entries that
-                        # are gone, so they cannot attach to the new ones.
                         self._db.delete_from(entries[0].index)
                         self._db.insert_entries(entries)
                     if hard_state is not None:
                         self._db.put_hard_state(hard_state)
-                    if outcomes:
-                        self._db.put_outcomes(outcomes)
             if info is not None:
                 self._set_base(info)
                 self._last_index = info.index  # the received snapshot replaced the whole log
@@ -214,8 +212,8 @@ class DurableStorage:
         """Store a snapshot of this node's own applied state and compact the log up to it.
 
         The snapshot's index must be in the log (or be the current snapshot) with a matching
-        term. Entries and outcomes at or below its index are deleted; snapshot files beyond the
-        newest ``snapshots_keep`` are removed.
+        term. Entries at or below its index are deleted; snapshot files beyond the newest
+        ``snapshots_keep`` are removed.
         """
         meta = snapshot.meta
         with self._write_lock:
@@ -278,14 +276,14 @@ class DurableStorage:
         """Newest log index; the snapshot index when the log is empty."""
         return self._last_index
 
-    def read_events(self, after: int, limit: int) -> list[tuple[Entry, bytes | None]]:
-        """Up to ``limit`` entries with index > ``after``, in order, each with its outcome."""
+    def read_entries(self, after: int, limit: int) -> list[Entry]:
+        """Up to ``limit`` entries with index > ``after``, in order."""
         if limit < 0:
             raise ValueError("limit must be >= 0")
         with self._read_lock:
             self._check_open()
-            with _storage_errors("read_events"):
-                return self._reader.events_after(after, limit)
+            with _storage_errors("read_entries"):
+                return self._reader.entries_after(after, limit)
 
     def list_snapshots(self) -> list[SnapshotInfo]:
         """Committed snapshot files, newest first (verified when opened or written)."""

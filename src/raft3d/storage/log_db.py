@@ -1,4 +1,4 @@
-"""The SQLite database holding the Raft log, the hard state and apply outcomes.
+"""The SQLite database holding the Raft log and the hard state.
 
 Tables:
 
@@ -8,10 +8,12 @@ Tables:
   changed in the same transaction that compacts or replaces the log, which makes that
   transaction the commit point of a snapshot: a snapshot file newer than ``log_base`` is the
   leftover of a write that crashed before committing.
-- ``apply_outcomes``: the application's result bytes per applied index, for the event log.
 
 The database runs in WAL mode with ``synchronous=FULL``: a transaction is durable when COMMIT
 returns, at the cost of one fsync of the WAL.
+
+Databases written before apply outcomes moved to memory have an ``apply_outcomes`` table;
+opening one as the writer drops it. Nothing else in the schema changed, so the version stays.
 """
 
 from __future__ import annotations
@@ -44,23 +46,16 @@ CREATE TABLE IF NOT EXISTS log_base (
     snapshot_index INTEGER NOT NULL,
     snapshot_term INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS apply_outcomes (
-    idx INTEGER PRIMARY KEY,
-    outcome BLOB NOT NULL
-);
+DROP TABLE IF EXISTS apply_outcomes;
 """
 
 _INSERT_ENTRY = "INSERT INTO log_entries (idx, term, type, data) VALUES (?, ?, ?, ?)"
-_PUT_OUTCOME = "INSERT OR REPLACE INTO apply_outcomes (idx, outcome) VALUES (?, ?)"
 _PUT_HARD_STATE = (
     "INSERT OR REPLACE INTO hard_state (id, term, vote, commit_index) VALUES (0, ?, ?, ?)"
 )
 _PUT_BASE = "INSERT OR REPLACE INTO log_base (id, snapshot_index, snapshot_term) VALUES (0, ?, ?)"
-_EVENTS_AFTER = """
-SELECT e.idx, e.term, e.type, e.data, o.outcome
-FROM log_entries AS e LEFT JOIN apply_outcomes AS o ON o.idx = e.idx
-WHERE e.idx > ? ORDER BY e.idx LIMIT ?
-"""
+# A negative LIMIT means no limit in SQLite.
+_ENTRIES_AFTER = "SELECT idx, term, type, data FROM log_entries WHERE idx > ? ORDER BY idx LIMIT ?"
 
 
 class LogDatabase:
@@ -113,27 +108,21 @@ class LogDatabase:
         )
 
     def delete_from(self, index: int) -> None:
-        """Delete entries (and their outcomes) with index >= ``index``."""
+        """Delete entries with index >= ``index``."""
         self._conn.execute("DELETE FROM log_entries WHERE idx >= ?", (index,))
-        self._conn.execute("DELETE FROM apply_outcomes WHERE idx >= ?", (index,))
 
     def delete_through(self, index: int) -> None:
-        """Delete entries (and their outcomes) with index <= ``index``."""
+        """Delete entries with index <= ``index``."""
         self._conn.execute("DELETE FROM log_entries WHERE idx <= ?", (index,))
-        self._conn.execute("DELETE FROM apply_outcomes WHERE idx <= ?", (index,))
 
     def delete_all(self) -> None:
         self._conn.execute("DELETE FROM log_entries")
-        self._conn.execute("DELETE FROM apply_outcomes")
 
     def put_hard_state(self, hard_state: HardState) -> None:
         self._conn.execute(_PUT_HARD_STATE, (hard_state.term, hard_state.vote, hard_state.commit))
 
     def put_base(self, index: int, term: int) -> None:
         self._conn.execute(_PUT_BASE, (index, term))
-
-    def put_outcomes(self, outcomes: Sequence[tuple[int, bytes]]) -> None:
-        self._conn.executemany(_PUT_OUTCOME, outcomes)
 
     # Reads.
 
@@ -160,12 +149,7 @@ class LogDatabase:
         row = self._conn.execute("SELECT term FROM log_entries WHERE idx = ?", (index,)).fetchone()
         return None if row is None else int(row[0])
 
-    def entries_after(self, index: int) -> list[Entry]:
-        rows = self._conn.execute(
-            "SELECT idx, term, type, data FROM log_entries WHERE idx > ? ORDER BY idx", (index,)
-        ).fetchall()
+    def entries_after(self, index: int, limit: int = -1) -> list[Entry]:
+        """Entries with index > ``index``, in order; at most ``limit`` unless it is negative."""
+        rows = self._conn.execute(_ENTRIES_AFTER, (index, limit)).fetchall()
         return [Entry(i, t, d, EntryType(k)) for i, t, k, d in rows]
-
-    def events_after(self, index: int, limit: int) -> list[tuple[Entry, bytes | None]]:
-        rows = self._conn.execute(_EVENTS_AFTER, (index, limit)).fetchall()
-        return [(Entry(i, t, d, EntryType(k)), o) for i, t, k, d, o in rows]
