@@ -43,8 +43,10 @@ def failover_round(cluster: ProcessCluster, round_no: int) -> float:
             sent = time.monotonic()
             try:
                 code, _, _ = http_json(
-                    "POST", f"{node.url}/propose",
-                    {"key": f"fo-{round_no}-{node.node_id}-{i}", "value": "v", "timeout": 2}, 3,
+                    "POST",
+                    f"{node.url}/propose",
+                    {"key": f"fo-{round_no}-{node.node_id}-{i}", "value": "v", "timeout": 2},
+                    3,
                 )
             except OSError:
                 code = 0
@@ -80,7 +82,8 @@ def main() -> None:
         print("proposers  proposals/s  p50 ms  p99 ms  errors")
         for c in (1, 8, 64):
             r = load(leader, args.n if c > 1 else max(2000, args.n // 10), c)
-            print(f"{c:9d}  {r['ops_per_s']:11.0f}  {r['p50_ms']:6.2f}  {r['p99_ms']:6.2f}  {r['errors']}")
+            rate, p50, p99 = r["ops_per_s"], r["p50_ms"], r["p99_ms"]
+            print(f"{c:9d}  {rate:11.0f}  {p50:6.2f}  {p99:6.2f}  {r['errors']}")
 
         times = [failover_round(cluster, i) for i in range(args.rounds)]
         ms = sorted(t * 1000 for t in times)

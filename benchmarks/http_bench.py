@@ -23,7 +23,6 @@ from pathlib import Path
 
 import aiohttp
 import uvloop
-
 from tests.support.procs import ProcessCluster, wait_until
 
 
