@@ -340,8 +340,14 @@ class RaftNode:
         self._wakeup.set()
 
     def _on_peer_change(self, peer: str, up: bool) -> None:
+        core = self._core
         log.info(
-            "peer %s node=%s peer=%s", "connected" if up else "disconnected", self.node_id, peer
+            "peer %s node=%s peer=%s term=%d index=%d",
+            "connected" if up else "disconnected",
+            self.node_id,
+            peer,
+            core.term if core else 0,
+            core.last_index if core else 0,
         )
         if not up and self._core is not None:
             self._core.report_unreachable(peer)
