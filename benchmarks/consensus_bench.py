@@ -85,12 +85,13 @@ def main() -> None:
             rate, p50, p99 = r["ops_per_s"], r["p50_ms"], r["p99_ms"]
             print(f"{c:9d}  {rate:11.0f}  {p50:6.2f}  {p99:6.2f}  {r['errors']}")
 
-        times = [failover_round(cluster, i) for i in range(args.rounds)]
-        ms = sorted(t * 1000 for t in times)
-        print(
-            f"failover over {len(ms)} rounds: median {statistics.median(ms):.0f} ms, "
-            f"min {ms[0]:.0f} ms, max {ms[-1]:.0f} ms  ({', '.join(f'{t:.0f}' for t in ms)})"
-        )
+        if args.rounds:
+            times = [failover_round(cluster, i) for i in range(args.rounds)]
+            ms = sorted(t * 1000 for t in times)
+            print(
+                f"failover over {len(ms)} rounds: median {statistics.median(ms):.0f} ms, "
+                f"min {ms[0]:.0f} ms, max {ms[-1]:.0f} ms  ({', '.join(f'{t:.0f}' for t in ms)})"
+            )
 
         if args.steady > 0:
             leader = cluster.wait_for_leader(timeout=20)

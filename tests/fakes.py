@@ -166,7 +166,7 @@ class FakeNode:
         newest = self.snapshot_files[0]
         return Snapshot(SnapshotMeta(newest.index, newest.term, (self._node_id,)), newest.data)
 
-    def take_snapshot(self) -> int:
+    async def take_snapshot(self) -> int:
         """Snapshot at the applied index and drop the log up to it, as the driver does."""
         self._check_running()
         if self._index > self.snapshot_index:

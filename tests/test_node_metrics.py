@@ -130,7 +130,7 @@ async def test_collector_over_a_real_node(real_node: RaftNode) -> None:
 
     command = encode_command(CreatePrinter(id="p1", company="Prusa", model="MK4"))
     await real_node.propose(command, 5.0)
-    assert real_node.take_snapshot() == real_node.applied_index
+    assert await real_node.take_snapshot() == real_node.applied_index
 
     after = parse(exposition(collector))
     assert after[("raft3d_snapshots_total", ())] == 1

@@ -51,11 +51,10 @@ class KeyValueStateMachine:
         return {"index": index, "key": key, "value": value, "prev": prev}
 
     def snapshot(self) -> bytes:
-        return msgpack.packb([self.last_index, list(self.data.items())])  # type: ignore[no-any-return]
+        return msgpack.packb([self.last_index, self.data])  # type: ignore[no-any-return]
 
     def restore(self, data: bytes) -> None:
-        self.last_index, items = msgpack.unpackb(data)
-        self.data = dict(items)
+        self.last_index, self.data = msgpack.unpackb(data)
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(sorted(self.data.items())).encode()).hexdigest()
@@ -164,7 +163,7 @@ def make_app(node: RaftNode, sm: KeyValueStateMachine) -> web.Application:
 
     @routes.post("/snapshot")
     async def snapshot(request: web.Request) -> web.Response:
-        return web.json_response({"snapshot_index": node.take_snapshot()})
+        return web.json_response({"snapshot_index": await node.take_snapshot()})
 
     app = web.Application()
     app.add_routes(routes)

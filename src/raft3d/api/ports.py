@@ -120,7 +120,7 @@ class NodePort(Protocol):
         """
         ...
 
-    def take_snapshot(self) -> int:
+    async def take_snapshot(self) -> int:
         """Snapshot this node's state now, unless nothing was applied since the last one.
 
         Returns the index of the newest snapshot (0 when there is none). Raises

@@ -103,7 +103,7 @@ async def take_snapshot(request: web.Request) -> web.StreamResponse:
         )
     node = request.app[NODE_KEY]
     before = node.status().snapshot_index
-    index = node.take_snapshot()
+    index = await node.take_snapshot()
     if index == 0:
         raise Conflict(
             "nothing_to_snapshot",

@@ -10,6 +10,7 @@ and without yielding to the event loop, in the order the Ready contract prescrib
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
 import logging
@@ -45,7 +46,14 @@ log = logging.getLogger("raft3d.node")
 READ_RETRY_S = 0.1
 
 
-_LEADER_TRAFFIC = frozenset({MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP})
+_REPLICATION = frozenset({MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP})
+_NOT_DISK_BOUND = _REPLICATION | {
+    MsgType.HEARTBEAT_RESP,
+    MsgType.READ_INDEX,
+    MsgType.READ_INDEX_RESP,
+    MsgType.PRE_VOTE,
+    MsgType.PRE_VOTE_RESP,
+}
 
 
 class StateMachine(Protocol):
@@ -148,6 +156,10 @@ class RaftNode:
         # the snapshot and records them again.
         self._outcomes: dict[int, object] = {}
         self._wakeup = asyncio.Event()
+        # Every disk write runs on this one thread, in submission order: the event loop never
+        # waits on fsync, and a snapshot save is ordered before the appends that follow it.
+        self._disk = concurrent.futures.ThreadPoolExecutor(1, f"raft-disk-{settings.node_id}")
+        self._snapshot_save: asyncio.Future[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._stopping = False
@@ -201,8 +213,15 @@ class RaftNode:
                     await self._loop_task
         await self.transport.stop()
         self._fail_all(NodeStoppedError("node is stopping"))
+        if self._snapshot_save is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._snapshot_save)
         if self.halted is None and self._latest_hard_state != self._synced_hard_state:
-            self.storage.persist(self._latest_hard_state, ())  # keep the commit index we know
+            # Keep the commit index we know (queued after any write still on the disk thread).
+            await asyncio.get_running_loop().run_in_executor(
+                self._disk, self.storage.persist, self._latest_hard_state, ()
+            )
+        self._disk.shutdown(wait=True)
         self.storage.close()
         log.info("node stopped node=%s", self.node_id)
 
@@ -270,11 +289,18 @@ class RaftNode:
             future.cancel()
             raise NoLeaderError("no leader confirmed a read index in time") from None
 
-    def take_snapshot(self) -> int:
-        """Snapshot the state machine now (at the applied index); returns that index."""
+    async def take_snapshot(self) -> int:
+        """Snapshot the state machine now (at the applied index) and wait until it is durable.
+
+        Returns the index of the newest snapshot (unchanged if nothing was applied since).
+        """
         self._check_running()
+        if self._snapshot_save is not None:
+            await asyncio.shield(self._snapshot_save)
         if self._applied > self._snapshot_index:
-            self._snapshot()
+            self._start_snapshot()
+        if self._snapshot_save is not None:
+            await asyncio.shield(self._snapshot_save)
         return self._snapshot_index
 
     def snapshots(self) -> list[SnapshotInfo]:
@@ -388,20 +414,25 @@ class RaftNode:
     async def _handle_ready(self, rd: Ready) -> None:
         core = self.core
         send = self.transport.send
-        # A leader's replication traffic does not depend on its own disk: the core counts the
-        # leader's copy only once advance() says it is durable (Raft thesis 10.2.1), so these
-        # go out first and the followers' fsyncs overlap the leader's.
+        hard_state = self._hard_state_to_sync(rd)
+        # Messages that promise nothing about this node's disk go out before the write: a
+        # leader's replication traffic (its own copy counts only after advance(), Raft thesis
+        # 10.2.1), and, unless this Ready changes term or vote, the leadership acks and
+        # read-index traffic that keep a leader in office while a slow write is under way.
+        votes_change = hard_state is not None and self._vote_changes(hard_state)
+        early = _REPLICATION if votes_change else _NOT_DISK_BOUND
         replies = []
         for msg in rd.messages:
-            if msg.type in _LEADER_TRAFFIC:
+            if msg.type in early:
                 send(msg)
             else:
                 replies.append(msg)
-        hard_state = self._hard_state_to_sync(rd)
         if hard_state is not None or rd.entries or rd.snapshot is not None:
-            # Off the event loop: meanwhile requests are accepted and messages stepped, which
+            # On the disk thread: meanwhile requests are accepted and messages stepped, which
             # makes the next batch bigger (group commit) instead of stalling the node.
-            await asyncio.to_thread(self.storage.persist, hard_state, rd.entries, rd.snapshot)
+            await asyncio.get_running_loop().run_in_executor(
+                self._disk, self.storage.persist, hard_state, rd.entries, rd.snapshot
+            )
             if hard_state is not None:
                 self._synced_hard_state = hard_state
         for msg in replies:  # votes and acks: only now that what they promise is durable
@@ -417,8 +448,16 @@ class RaftNode:
         self._release_reads()
         core.advance(rd)
         threshold = self.settings.raft_settings.snapshot_threshold
-        if threshold > 0 and self._applied - self._snapshot_index >= threshold:
-            self._snapshot()
+        if (
+            threshold > 0
+            and self._applied - self._snapshot_index >= threshold
+            and self._snapshot_save is None
+        ):
+            self._start_snapshot()
+
+    def _vote_changes(self, hard_state: HardState) -> bool:
+        synced = self._synced_hard_state
+        return (hard_state.term, hard_state.vote) != (synced.term, synced.vote)
 
     def _hard_state_to_sync(self, rd: Ready) -> HardState | None:
         """The hard state to write with this Ready, or None when no write is owed.
@@ -484,23 +523,46 @@ class RaftNode:
             len(snapshot.data),
         )
 
-    def _snapshot(self) -> None:
+    def _start_snapshot(self) -> None:
+        """Capture the state at the applied index now; write it out on the disk thread.
+
+        Only the capture holds up the event loop. The core drops its log prefix at once (the
+        snapshot is kept in memory for laggards); storage drops it once the file is durable,
+        so a crash in between simply recovers from the previous snapshot and the full log.
+        """
         index = self._applied
         started = time.perf_counter()
         snapshot = self.core.compact(index, self._sm.snapshot())
-        self.storage.save_local_snapshot(snapshot)
         self._snapshot_index = index
         for held in [i for i in self._outcomes if i <= index]:
             del self._outcomes[held]
-        self.counters.snapshots += 1
-        log.info(
-            "snapshot taken and log compacted node=%s term=%d index=%d size=%d ms=%.1f",
-            self.node_id,
-            self.core.term,
-            index,
-            len(snapshot.data),
-            (time.perf_counter() - started) * 1000,
-        )
+        captured_ms = (time.perf_counter() - started) * 1000
+        loop = asyncio.get_running_loop()
+        save = loop.run_in_executor(self._disk, self.storage.save_local_snapshot, snapshot)
+        self._snapshot_save = save
+
+        def saved(done: asyncio.Future[None]) -> None:
+            if self._snapshot_save is done:
+                self._snapshot_save = None
+            if done.cancelled():
+                return
+            exc = done.exception()
+            if exc is not None:
+                self._halt(exc)
+                return
+            self.counters.snapshots += 1
+            log.info(
+                "snapshot taken and log compacted node=%s term=%d index=%d size=%d "
+                "capture_ms=%.1f total_ms=%.1f",
+                self.node_id,
+                self.core.term,
+                index,
+                len(snapshot.data),
+                captured_ms,
+                (time.perf_counter() - started) * 1000,
+            )
+
+        save.add_done_callback(saved)
 
     # -- reads ---------------------------------------------------------------------------
 
