@@ -8,6 +8,10 @@ allowed to catch up between rounds.
 
     .venv/bin/python -m benchmarks.http_bench [--seconds 10] [--rounds 10]
     .venv/bin/python -m benchmarks.http_bench --target http://127.0.0.1:8080 --rounds 0
+    .venv/bin/python -m benchmarks.http_bench --client wrk   # needs wrk (apt-get install wrk)
+
+The default client is aiohttp in this process; at concurrency 1 its own CPU time is part of
+every measured latency. ``--client wrk`` drives the same requests from wrk (C) instead.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import re
+import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
@@ -55,6 +62,53 @@ async def load(url: str, concurrency: int, seconds: float) -> tuple[float, float
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
     return len(latencies) / elapsed, p50, p99, failures
+
+
+WRK_SCRIPT = """
+local counter = 0
+local prefix = "w"
+init = function(args) prefix = args[1] or "w" end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  counter = counter + 1
+  return wrk.format(nil, "/api/v1/printers", nil,
+    '{"id":"' .. prefix .. '-' .. counter .. '","company":"Bench","model":"B1"}')
+end
+"""
+
+
+def wrk_load(
+    url: str, concurrency: int, seconds: float, script: Path
+) -> tuple[float, float, float, int]:
+    """The same measurement with wrk: distinct ids from a per-run prefix."""
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{max(1, int(seconds))}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+            "--",
+            uuid.uuid4().hex[:8],
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert m, out
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+        return float(m.group(1)) * scale
+
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rate, ms("50%"), ms("99%"), int(bad.group(1)) if bad else 0
 
 
 async def failover_round(cluster: ProcessCluster, round_no: int) -> float:
@@ -104,9 +158,17 @@ async def run(args: argparse.Namespace) -> None:
             url = cluster.wait_for_leader(timeout=20).url
         try:
             await load(url, 16, 2.0)  # warm-up
+            script = Path(tmp) / "post.lua"
+            script.write_text(WRK_SCRIPT)
+            if args.client == "wrk" and shutil.which("wrk") is None:
+                raise SystemExit("wrk is not installed (apt-get install wrk)")
+            print(f"client {args.client}")
             print("concurrency  writes/s  p50 ms  p99 ms  non-2xx")
             for c in (1, 8, 64):
-                rate, p50, p99, failures = await load(url, c, args.seconds)
+                if args.client == "wrk":
+                    rate, p50, p99, failures = wrk_load(url, c, args.seconds, script)
+                else:
+                    rate, p50, p99, failures = await load(url, c, args.seconds)
                 print(f"{c:11d}  {rate:8.0f}  {p50:6.2f}  {p99:6.2f}  {failures}")
             if cluster is not None and args.rounds:
                 times = sorted(
@@ -127,6 +189,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="per concurrency level")
     parser.add_argument("--rounds", type=int, default=10, help="failover rounds")
     parser.add_argument("--target", help="an existing node's URL (leader); skips failover")
+    parser.add_argument("--client", choices=("aiohttp", "wrk"), default="aiohttp")
     uvloop.run(run(parser.parse_args()))
 
 
