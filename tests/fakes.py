@@ -23,6 +23,7 @@ from raft3d.api import create_app
 from raft3d.config import Address, HttpSettings, Member, Settings
 from raft3d.consensus.types import Snapshot, SnapshotMeta
 from raft3d.domain.state import FarmStateMachine
+from raft3d.node.driver import NodeCounters
 from raft3d.node.errors import NodeStoppedError, NotLeaderError
 from raft3d.node.status import NodeStatus, PeerInfo
 
@@ -55,19 +56,6 @@ class FakeSnapshotFile:
     size: int
     created_at: float
     data: bytes
-
-
-@dataclass(slots=True)
-class FakeCounters:
-    """The fields of the driver's ``NodeCounters``."""
-
-    elections: int = 0
-    snapshots: int = 0
-    proposals: dict[str, int] = field(
-        default_factory=lambda: {"committed": 0, "outcome_unknown": 0, "not_leader": 0}
-    )
-    apply_seconds_total: float = 0.0
-    applied_entries: int = 0
 
 
 @dataclass(slots=True)
@@ -104,7 +92,7 @@ class FakeNode:
         self.clock = FAKE_EPOCH  # created_at of the next snapshot; each one moves it on 1.5 s
         self.snapshot_read_error: BaseException | None = None  # raised by latest_snapshot
         self.stopped = False  # events() and take_snapshot() then raise NodeStoppedError
-        self.counters = FakeCounters()
+        self.counters = NodeCounters()
         self.transport = FakeTransport()
 
     def fail_proposals(self, *errors: BaseException) -> None:
