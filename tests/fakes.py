@@ -111,7 +111,7 @@ class FakeNode:
         return self._index
 
     async def propose(self, command: bytes, timeout: float) -> object:
-        await asyncio.sleep(0)  # a real node always yields
+        await asyncio.sleep(0)  # yield until other tasks ran, as a real node always does
         self.proposals.append(command)
         if self._propose_errors:
             raise self._propose_errors.popleft()
@@ -172,7 +172,7 @@ class FakeNode:
             raise NodeStoppedError("node is stopping")
 
     async def read_barrier(self, timeout: float) -> None:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # yield until other tasks ran, as a real node always does
         self.barriers += 1
         if self._barrier_errors:
             raise self._barrier_errors.popleft()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from raft3d.node.status import PeerInfo
 from raft3d.storage.errors import StorageCorruptError
 from raft3d.transport.stats import DROP_REASONS
 from tests.fakes import FakeEntry, FakeNode, make_app, single_voter_settings
+from tests.support.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]
 
@@ -516,10 +516,11 @@ async def real_client(aiohttp_client: AiohttpClient, tmp_path: Path) -> Client:
 
     app.cleanup_ctx.insert(0, node_lifecycle)
     client = await aiohttp_client(app)
-    deadline = asyncio.get_running_loop().time() + 10
-    while (await client.get("/readyz")).status != 200:
-        assert asyncio.get_running_loop().time() < deadline, "the node never became ready"
-        await asyncio.sleep(0.01)
+
+    async def ready() -> bool:
+        return (await client.get("/readyz")).status == 200
+
+    await eventually(ready, 10, "the node to become ready")
     return client
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -19,6 +18,7 @@ from raft3d.node.driver import NodeCounters, RaftNode
 from raft3d.node.metrics import PROPOSAL_RESULTS, NodeCollector
 from raft3d.transport.stats import DROP_REASONS
 from tests.fakes import single_voter_settings
+from tests.support.waiting import eventually
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -113,10 +113,7 @@ async def real_node(tmp_path: Path) -> AsyncIterator[RaftNode]:
     node = RaftNode(single_voter_settings(tmp_path), FarmStateMachine())
     await node.start()
     try:
-        deadline = asyncio.get_running_loop().time() + 10
-        while not node.is_leader:  # a single voter elects itself
-            assert asyncio.get_running_loop().time() < deadline, "no leader elected"
-            await asyncio.sleep(0.01)
+        await eventually(lambda: node.is_leader, 10, "a single voter to elect itself")
         yield node
     finally:
         await node.stop()

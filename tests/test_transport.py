@@ -9,7 +9,6 @@ import hmac
 import inspect
 import os
 import random
-import time
 from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import Any
@@ -22,6 +21,7 @@ from raft3d.consensus.types import Entry, Message, MsgType
 from raft3d.transport import DROP_REASONS, Transport, wire
 from raft3d.transport.inbound import InboundConnection
 from raft3d.transport.stats import TransportStats
+from tests.support.waiting import eventually
 
 LOCAL = "127.0.0.1"
 SECRET = b"transport-test-cluster-secret"
@@ -29,14 +29,6 @@ NOWHERE = (LOCAL, 0)  # placeholder until the real port is known; dialing it is 
 
 
 # ---------------------------------------------------------------- harness
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.005)
 
 
 def message(frm: str, to: str, n: int) -> Message:
