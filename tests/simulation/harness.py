@@ -30,6 +30,7 @@ from raft3d.consensus import (
     RaftCore,
     Role,
 )
+from raft3d.consensus.sending import sendable_before_persist
 
 from .checker import InvariantViolation, SafetyChecker
 from .network import NetworkWeather, SimNetwork
@@ -43,7 +44,6 @@ StorageFactory = Callable[[], MemoryStorage]
 Trace = Callable[[str], None]
 
 # Messages a leader may send before its own persist finished: none acknowledges anything.
-_EARLY_SENDABLE = frozenset({MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP})
 
 
 class LivenessViolation(AssertionError):
@@ -284,9 +284,11 @@ class Cluster:
             self.checker.on_ready(node, rd)
             node.pending = rd
             if self.cfg.early_send and rd.messages:
+                # Exactly the node driver's rule for what may precede the write.
+                early = sendable_before_persist(rd, node.storage.hard_state)
                 unsent = []
                 for msg in rd.messages:
-                    if msg.type in _EARLY_SENDABLE:
+                    if msg.type in early:
                         self._send(msg)
                     else:
                         unsent.append(msg)

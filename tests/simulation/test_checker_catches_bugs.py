@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from raft3d.consensus import Entry, RaftCore, ReadState, Ready, Role
+from raft3d.consensus import Entry, MsgType, RaftCore, ReadState, Ready, Role
 
-from . import faults
+from . import faults, harness
 from .checker import InvariantViolation
 from .harness import Cluster, CoreFactory, SimConfig, StorageFactory, default_shape, run_seed
 from .storage import MemoryStorage
@@ -145,3 +145,16 @@ def test_stale_read_is_reported() -> None:
     workload.on_read_issued(b"r", "n2", 0)
     with pytest.raises(InvariantViolation, match="linearizability"):
         workload.on_read_state("n2", 0, ReadState(6, b"r"))
+
+
+def test_checker_catches_acks_and_votes_sent_before_they_are_durable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The driver may send some messages before a Ready's writes are durable
+    # (``raft3d.consensus.sending``). Widening that rule to every message must be caught.
+    monkeypatch.setattr(harness, "sendable_before_persist", lambda rd, durable: frozenset(MsgType))
+    caught = first_violation(Fault())
+    assert caught is not None, f"no invariant violation in {SEED_BUDGET} seeds"
+    seed, report = caught
+    reasons = ("durable on only", "voted for both", "no longer has", "Election Safety")
+    assert any(reason in report for reason in reasons), f"seed {seed}: {report}"

@@ -23,12 +23,12 @@ from typing import Protocol
 
 from raft3d.config import Settings
 from raft3d.consensus import CoreConfig, RaftCore
+from raft3d.consensus.sending import sendable_before_persist
 from raft3d.consensus.types import (
     Entry,
     EntryType,
     HardState,
     Message,
-    MsgType,
     NotLeaderError,
     Ready,
     Role,
@@ -44,16 +44,6 @@ log = logging.getLogger("raft3d.node")
 # Outstanding ReadIndex requests are re-issued after this long without an answer (the request
 # or its answer may have been lost, or the leader changed).
 READ_RETRY_S = 0.1
-
-
-_REPLICATION = frozenset({MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP})
-_NOT_DISK_BOUND = _REPLICATION | {
-    MsgType.HEARTBEAT_RESP,
-    MsgType.READ_INDEX,
-    MsgType.READ_INDEX_RESP,
-    MsgType.PRE_VOTE,
-    MsgType.PRE_VOTE_RESP,
-}
 
 
 class StateMachine(Protocol):
@@ -415,12 +405,7 @@ class RaftNode:
         core = self.core
         send = self.transport.send
         hard_state = self._hard_state_to_sync(rd)
-        # Messages that promise nothing about this node's disk go out before the write: a
-        # leader's replication traffic (its own copy counts only after advance(), Raft thesis
-        # 10.2.1), and, unless this Ready changes term or vote, the leadership acks and
-        # read-index traffic that keep a leader in office while a slow write is under way.
-        votes_change = hard_state is not None and self._vote_changes(hard_state)
-        early = _REPLICATION if votes_change else _NOT_DISK_BOUND
+        early = sendable_before_persist(rd, self._synced_hard_state)
         replies = []
         for msg in rd.messages:
             if msg.type in early:
@@ -454,10 +439,6 @@ class RaftNode:
             and self._snapshot_save is None
         ):
             self._start_snapshot()
-
-    def _vote_changes(self, hard_state: HardState) -> bool:
-        synced = self._synced_hard_state
-        return (hard_state.term, hard_state.vote) != (synced.term, synced.vote)
 
     def _hard_state_to_sync(self, rd: Ready) -> HardState | None:
         """The hard state to write with this Ready, or None when no write is owed.
