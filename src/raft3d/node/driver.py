@@ -125,6 +125,8 @@ class RaftNode:
         )
         self.storage = DurableStorage(settings.data_dir, snapshots_keep=rs.snapshots_keep)
         self._core: RaftCore | None = None
+        # Set from storage by start(); the defaults let stop() run after a failed start.
+        self._latest_hard_state = self._synced_hard_state = HardState()
         self.transport = Transport(
             settings.node_id,
             (settings.raft.host, settings.raft.port),
@@ -282,7 +284,8 @@ class RaftNode:
     async def take_snapshot(self) -> int:
         """Snapshot the state machine now (at the applied index) and wait until it is durable.
 
-        Returns the index of the newest snapshot (unchanged if nothing was applied since).
+        Returns the index of the newest snapshot (unchanged if nothing was applied since, or
+        if a snapshot received from the leader is about to replace the applied state).
         """
         self._check_running()
         if self._snapshot_save is not None:
@@ -512,6 +515,11 @@ class RaftNode:
         so a crash in between simply recovers from the previous snapshot and the full log.
         """
         index = self._applied
+        if index <= self.core.snapshot_index:
+            # The core already holds a newer snapshot from the leader, not yet installed here:
+            # it replaces the state we would capture, and the core can no longer compact at
+            # ``index``. The install that follows sets the snapshot index.
+            return
         started = time.perf_counter()
         snapshot = self.core.compact(index, self._sm.snapshot())
         self._snapshot_index = index

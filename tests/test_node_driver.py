@@ -1,0 +1,338 @@
+"""The node driver against real storage: proposals, read barriers, snapshots, stop.
+
+Two kinds of node: a single voter (it elects itself and commits alone), and a follower whose
+leader is scripted by the test: its peers do not exist, so the test hands it the leader's
+messages through the transport's receive callback and reads what it sends by wrapping
+``transport.send``. A disk write can be held on the disk thread with a gate, so what happens
+while a write is in flight is exercised without relying on timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from raft3d.config import Address, Member, RaftSettings, Settings
+from raft3d.consensus.types import (
+    Entry,
+    HardState,
+    Message,
+    MsgType,
+    Snapshot,
+    SnapshotMeta,
+)
+from raft3d.node.driver import RaftNode
+from raft3d.node.errors import NodeStoppedError
+from raft3d.storage import DurableStorage
+from tests.fakes import single_voter_settings
+from tests.support.waiting import eventually
+
+LEADER = "a"
+FOLLOWER = "b"
+VOTERS = (LEADER, FOLLOWER, "c")
+
+
+class RecordingStateMachine:
+    """Applies by recording each command; ``apply`` returns a value derived from the input."""
+
+    def __init__(self) -> None:
+        self.last_index = 0
+        self.commands: list[bytes] = []
+
+    def apply(self, index: int, data: bytes) -> object:
+        self.last_index = index
+        self.commands.append(data)
+        return (index, data.upper())
+
+    def snapshot(self) -> bytes:
+        return msgpack.packb([self.last_index, self.commands])  # type: ignore[no-any-return]
+
+    def restore(self, data: bytes) -> None:
+        self.last_index, self.commands = msgpack.unpackb(data)
+
+
+class DiskGate:
+    """Holds ``DurableStorage.persist`` on the disk thread until released."""
+
+    def __init__(self, storage: DurableStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.closed = False
+        self.entered = threading.Event()
+        self._open = threading.Event()
+        self._open.set()
+        real_persist = storage.persist
+
+        def persist(
+            hard_state: HardState | None,
+            entries: Sequence[Entry],
+            snapshot: Snapshot | None = None,
+        ) -> None:
+            if not self._open.is_set():
+                self.entered.set()
+                self._open.wait()
+            real_persist(hard_state, entries, snapshot)
+
+        monkeypatch.setattr(storage, "persist", persist)
+
+    def close(self) -> None:
+        self.entered.clear()
+        self._open.clear()
+
+    def open(self) -> None:
+        self._open.set()
+
+
+def follower_settings(data_dir: Path, snapshot_threshold: int) -> Settings:
+    """Node ``b`` of a three-voter cluster whose other members never answer.
+
+    The election timeout is long so that the follower stays a follower of the scripted leader.
+    """
+    members = tuple(
+        Member(node_id, Address("127.0.0.1", 0), Address("127.0.0.1", 0)) for node_id in VOTERS
+    )
+    own = members[1]
+    return Settings(
+        node_id=own.node_id,
+        http=own.http,
+        raft=own.raft,
+        data_dir=data_dir,
+        cluster_secret=b"test-secret-0123456789",
+        members=members,
+        raft_settings=RaftSettings(
+            election_timeout_ms=600_000, snapshot_threshold=snapshot_threshold
+        ),
+    )
+
+
+def append(prev_index: int, first: int, last: int, commit: int, term: int = 1) -> Message:
+    entries = [Entry(i, term, f"cmd-{i}".encode()) for i in range(first, last + 1)]
+    return Message(
+        MsgType.APP,
+        FOLLOWER,
+        LEADER,
+        term,
+        log_term=term if prev_index else 0,
+        index=prev_index,
+        entries=entries,
+        commit=commit,
+    )
+
+
+def whole_snapshot(index: int, term: int = 1) -> Message:
+    """An InstallSnapshot transfer in one chunk: the state after commands 1..index."""
+    state = msgpack.packb([index, [f"cmd-{i}".encode() for i in range(1, index + 1)]])
+    return Message(
+        MsgType.SNAP,
+        FOLLOWER,
+        LEADER,
+        term,
+        snapshot_meta=SnapshotMeta(index, term, VOTERS),
+        offset=0,
+        data=state,
+        done=True,
+    )
+
+
+@pytest.fixture
+async def solo(tmp_path: Path) -> AsyncIterator[RaftNode]:
+    node = RaftNode(single_voter_settings(tmp_path), RecordingStateMachine())
+    await node.start()
+    try:
+        await eventually(lambda: node.is_leader, 10, "a single voter to elect itself")
+        yield node
+    finally:
+        await node.stop()
+
+
+@pytest.fixture
+def machine() -> RecordingStateMachine:
+    return RecordingStateMachine()
+
+
+@pytest.fixture
+async def follower(tmp_path: Path, machine: RecordingStateMachine) -> AsyncIterator[RaftNode]:
+    node = RaftNode(follower_settings(tmp_path, snapshot_threshold=5), machine)
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+def deliver(node: RaftNode, msg: Message) -> None:
+    node.transport.deliver(msg)
+
+
+def refuses_work(node: RaftNode) -> bool:
+    try:
+        node.events(0, 1)
+    except NodeStoppedError:
+        return True
+    return False
+
+
+# --- a single voter ---------------------------------------------------------------------------
+
+
+async def test_a_proposal_resolves_with_the_state_machines_result(solo: RaftNode) -> None:
+    first = await solo.propose(b"print", 5.0)
+    second = await solo.propose(b"pause", 5.0)
+    index = solo.applied_index
+    assert first == (index - 1, b"PRINT")
+    assert second == (index, b"PAUSE")
+    assert solo.outcome(index) == (index, b"PAUSE")
+
+
+async def test_read_barrier_returns_once_the_commit_at_the_call_is_applied(
+    solo: RaftNode,
+) -> None:
+    await solo.propose(b"one", 5.0)
+    commit_at_call = solo.core.commit_index
+    await solo.read_barrier(5.0)
+    assert solo.applied_index >= commit_at_call
+    assert solo.status().applied_index >= commit_at_call
+
+
+async def test_take_snapshot_returns_the_applied_index_and_lists_the_file(
+    solo: RaftNode,
+) -> None:
+    await solo.propose(b"one", 5.0)
+    await solo.propose(b"two", 5.0)
+    index = await solo.take_snapshot()
+    assert index == solo.applied_index
+    assert [s.index for s in solo.snapshots()][:1] == [index]
+    latest = solo.latest_snapshot()
+    assert latest is not None
+    assert msgpack.unpackb(latest.data)[1][-2:] == [b"one", b"two"]
+    # Nothing applied since: the same snapshot, no new file.
+    assert await solo.take_snapshot() == index
+    assert len(solo.snapshots()) == 1
+
+
+async def test_stop_fails_a_pending_proposal_instead_of_leaving_it_waiting(
+    solo: RaftNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = DiskGate(solo.storage, monkeypatch)
+    gate.close()
+    try:
+        proposal = asyncio.create_task(solo.propose(b"late", 30.0))
+        await eventually(gate.entered.is_set, 10, "the proposal's write to reach the disk")
+        stopping = asyncio.create_task(solo.stop())
+        await eventually(lambda: refuses_work(solo), 10, "the node to refuse new work")
+    finally:
+        gate.open()
+    with pytest.raises(NodeStoppedError):
+        await asyncio.wait_for(proposal, 10)
+    await asyncio.wait_for(stopping, 15)
+
+
+async def test_stop_of_a_node_never_started_releases_the_data_directory(tmp_path: Path) -> None:
+    node = RaftNode(single_voter_settings(tmp_path), RecordingStateMachine())
+    await node.stop()
+    reopened = DurableStorage(tmp_path)  # takes the directory lock: it must be free again
+    reopened.close()
+
+
+async def test_a_restarted_node_recovers_its_applied_state(tmp_path: Path) -> None:
+    node = RaftNode(single_voter_settings(tmp_path), RecordingStateMachine())
+    await node.start()
+    try:
+        await eventually(lambda: node.is_leader, 10, "a single voter to elect itself")
+        await node.propose(b"before-snapshot", 5.0)
+        await node.take_snapshot()
+        await node.propose(b"after-snapshot", 5.0)
+        applied = node.applied_index
+    finally:
+        await node.stop()
+    machine = RecordingStateMachine()
+    again = RaftNode(single_voter_settings(tmp_path), machine)
+    await again.start()
+    try:
+        await eventually(lambda: again.applied_index >= applied, 10, "the log to be replayed")
+        assert machine.commands == [b"before-snapshot", b"after-snapshot"]
+        assert again.outcome(applied) == (applied, b"AFTER-SNAPSHOT")
+    finally:
+        await again.stop()
+
+
+# --- a follower of a scripted leader ------------------------------------------------------
+
+
+async def test_follower_read_barrier_waits_for_the_leaders_read_index_to_apply(
+    follower: RaftNode, machine: RecordingStateMachine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[Message] = []
+    monkeypatch.setattr(follower.transport, "send", sent.append)
+    deliver(follower, append(0, 1, 3, commit=3))
+    await eventually(lambda: follower.applied_index == 3, 10, "entries 1..3 to apply")
+
+    barrier = asyncio.create_task(follower.read_barrier(30.0))
+    await eventually(
+        lambda: any(m.type is MsgType.READ_INDEX for m in sent), 10, "a read index request"
+    )
+    request = next(m for m in sent if m.type is MsgType.READ_INDEX)
+    # The leader confirms index 5, which this follower has not even received yet.
+    deliver(
+        follower,
+        Message(MsgType.READ_INDEX_RESP, FOLLOWER, LEADER, 1, index=5, context=request.context),
+    )
+    # A heartbeat behind it: once its answer is out, the read index answer was handled too.
+    deliver(follower, Message(MsgType.HEARTBEAT, FOLLOWER, LEADER, 1, commit=3))
+    await eventually(
+        lambda: any(m.type is MsgType.HEARTBEAT_RESP for m in sent), 10, "a heartbeat answer"
+    )
+    assert not barrier.done()
+
+    deliver(follower, append(3, 4, 5, commit=5))
+    await asyncio.wait_for(barrier, 10)
+    assert follower.applied_index >= 5
+    assert machine.commands[-2:] == [b"cmd-4", b"cmd-5"]
+
+
+async def test_automatic_snapshot_while_a_received_snapshot_waits_to_install(
+    follower: RaftNode, machine: RecordingStateMachine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot from the leader arrives while a write is on the disk thread, and the entries
+    that write carries take the follower past its snapshot threshold. The local snapshot would
+    be of a state the received one replaces; the node must install the received one, not halt.
+    """
+    gate = DiskGate(follower.storage, monkeypatch)
+    gate.close()
+    try:
+        deliver(follower, append(0, 1, 5, commit=5))
+        await eventually(gate.entered.is_set, 10, "the entries' write to reach the disk")
+        deliver(follower, whole_snapshot(20))
+    finally:
+        gate.open()
+    await eventually(
+        lambda: follower.applied_index == 20 or follower.halted is not None,
+        10,
+        "the received snapshot to install",
+    )
+    assert follower.halted is None
+    assert follower.status().snapshot_index == 20
+    assert machine.last_index == 20
+    assert [s.index for s in follower.snapshots()][:1] == [20]
+
+
+async def test_take_snapshot_while_a_received_snapshot_waits_to_install(
+    follower: RaftNode, machine: RecordingStateMachine
+) -> None:
+    deliver(follower, append(0, 1, 3, commit=3))
+    await eventually(lambda: follower.applied_index == 3, 10, "entries 1..3 to apply")
+    deliver(follower, whole_snapshot(20))
+    # Before the loop has handled it: the core already holds the leader's snapshot.
+    index = await follower.take_snapshot()
+    assert index <= 20
+    await eventually(
+        lambda: follower.applied_index == 20 or follower.halted is not None,
+        10,
+        "the received snapshot to install",
+    )
+    assert follower.halted is None
+    assert machine.last_index == 20
+    assert [s.index for s in follower.snapshots()][:1] == [20]
