@@ -22,6 +22,9 @@ def error_body(code: str, message: str, details: Mapping[str, object] | None = N
 
 class ApiError(Exception):
     status: int = 400
+    # Set when the request's bytes cannot be trusted to end where they should (a body that
+    # failed to decode): the connection is closed after the answer rather than reused.
+    close_connection: bool = False
 
     def __init__(
         self,
@@ -38,17 +41,26 @@ class ApiError(Exception):
         self.extra_headers = dict(extra_headers or {})
 
     def to_response(self) -> web.Response:
-        return web.json_response(
+        response = web.json_response(
             error_body(self.code, self.message, self.details),
             status=self.status,
             headers=self.extra_headers,
         )
+        if self.close_connection:
+            response.force_close()
+        return response
 
 
 class BadRequest(ApiError):
     """Malformed input: bad JSON, wrong types, unknown fields, out-of-range values."""
 
     status = 400
+
+
+class UndecodableBody(BadRequest):
+    """The body cannot be read as sent (``Content-Encoding: gzip`` on bytes that are not gzip)."""
+
+    close_connection = True
 
 
 class NotFound(ApiError):

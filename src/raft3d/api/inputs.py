@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 from aiohttp import hdrs, web
 
 from raft3d.api import headers
-from raft3d.api.errors import BadRequest, UnsupportedMediaType
+from raft3d.api.errors import BadRequest, UndecodableBody, UnsupportedMediaType
 
 MAX_IDEMPOTENCY_KEY_CHARS = 256
 # Log indexes and counts fit a signed 64-bit integer (SQLite's); anything longer is refused
@@ -79,7 +79,13 @@ async def read_json_object(request: web.Request, *, required: bool) -> dict[str,
 
     Raises 413 (via aiohttp) beyond the app's ``client_max_size``.
     """
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except web.RequestPayloadError as exc:
+        # E.g. "Content-Encoding: gzip" on bytes that are not gzip: aiohttp fails the read.
+        raise UndecodableBody(
+            "invalid_json", "the body could not be decoded", {"reason": _first_line(exc)}
+        ) from None
     if not raw.strip():
         if required:
             raise BadRequest("invalid_json", "a JSON object body is required")
@@ -92,6 +98,12 @@ async def read_json_object(request: web.Request, *, required: bool) -> dict[str,
             f"the body must be a JSON object, not {_json_kind(body)}",
         )
     return body
+
+
+def _first_line(exc: Exception) -> str:
+    # aiohttp's payload errors read "400, message:\n  <what went wrong>".
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def _json_kind(value: object) -> str:
@@ -144,18 +156,26 @@ def idempotency_key(request: web.Request) -> str | None:
     return key
 
 
+def ascii_decimal(raw: str) -> int | None:
+    """``raw`` as an integer when it is 1 to 19 ASCII digits (fits int64), else None.
+
+    Stricter than ``int()``, which also takes signs, spaces, underscores and other scripts'
+    digits, and raises on very long literals.
+    """
+    return int(raw) if _DECIMAL.fullmatch(raw) else None
+
+
 def int_param(
     params: Mapping[str, str], name: str, *, default: int, minimum: int, maximum: int
 ) -> int:
     """An optional decimal integer query parameter within ``[minimum, maximum]``.
 
-    Only ASCII digits are accepted: no sign, spaces, other scripts' digits or underscores,
-    which Python's ``int()`` would all take.
+    Only ASCII digits are accepted (see ``ascii_decimal``).
     """
     raw = params.get(name)
     if raw is None:
         return default
-    value = int(raw) if _DECIMAL.fullmatch(raw) else None
+    value = ascii_decimal(raw)
     if value is None or not minimum <= value <= min(maximum, MAX_QUERY_INT):
         raise BadRequest(
             "invalid_query",

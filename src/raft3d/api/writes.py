@@ -14,6 +14,7 @@ from aiohttp import web
 from raft3d.api import headers
 from raft3d.api.errors import ServiceUnavailable
 from raft3d.api.forwarding import MaybeDelivered, Relayed
+from raft3d.api.inputs import ascii_decimal
 from raft3d.api.ports import NodePort
 from raft3d.api.rendering import render_result
 from raft3d.api.typedefs import FORWARDER_KEY, NODE_KEY, SETTINGS_KEY
@@ -27,9 +28,13 @@ LEADER_POLL_INTERVAL_S = 0.02
 def request_budget(request: web.Request) -> float:
     """Seconds this request may take: the configured timeout, or less if a forwarder says so."""
     budget = request.app[SETTINGS_KEY].http_settings.request_timeout_s
-    granted = request.headers.get(headers.BUDGET_MS)
-    if headers.FORWARDED_BY in request.headers and granted is not None and granted.isdigit():
-        budget = min(budget, int(granted) / 1000)
+    if headers.FORWARDED_BY not in request.headers:
+        return budget
+    # Any client can send these headers: a value no forwarder grants (forwarders grant at
+    # least 1 ms, in ASCII digits) is ignored rather than trusted or allowed to raise.
+    granted_ms = ascii_decimal(request.headers.get(headers.BUDGET_MS, ""))
+    if granted_ms:
+        budget = min(budget, granted_ms / 1000)
     return budget
 
 
