@@ -27,7 +27,7 @@ from raft3d.consensus.types import (
     SnapshotMeta,
 )
 from raft3d.node.driver import RaftNode
-from raft3d.node.errors import NodeStoppedError
+from raft3d.node.errors import NodeStoppedError, OutcomeUnknownError
 from raft3d.storage import DurableStorage
 from tests.fakes import single_voter_settings
 from tests.support.waiting import eventually
@@ -225,9 +225,29 @@ async def test_stop_fails_a_pending_proposal_instead_of_leaving_it_waiting(
         await eventually(lambda: refuses_work(solo), 10, "the node to refuse new work")
     finally:
         gate.open()
-    with pytest.raises(NodeStoppedError):
+    # Its entry was written and may well commit: the honest answer is "outcome unknown".
+    with pytest.raises(OutcomeUnknownError):
         await asyncio.wait_for(proposal, 10)
     await asyncio.wait_for(stopping, 15)
+
+
+async def test_a_cancelled_proposal_is_forgotten_but_still_applied(
+    solo: RaftNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = DiskGate(solo.storage, monkeypatch)
+    gate.close()
+    try:
+        proposal = asyncio.create_task(solo.propose(b"abandoned", 30.0))
+        await eventually(gate.entered.is_set, 10, "the proposal's write to reach the disk")
+        index = solo.core.last_index
+        proposal.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await proposal
+        assert index not in solo._pending  # nobody is left to read its result
+    finally:
+        gate.open()
+    await eventually(lambda: solo.applied_index >= index, 10, "the entry to be applied")
+    assert solo.outcome(index) == (index, b"ABANDONED")
 
 
 async def test_stop_of_a_node_never_started_releases_the_data_directory(tmp_path: Path) -> None:

@@ -262,10 +262,17 @@ class RaftNode:
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
-            if self._pending.get(index, None) is not None and self._pending[index].future is future:
-                del self._pending[index]
+            self._forget_pending(index, future)
             self.counters.proposals["outcome_unknown"] += 1
             raise OutcomeUnknownError(index, term) from None
+        except asyncio.CancelledError:
+            self._forget_pending(index, future)  # the caller left; nobody will read the result
+            raise
+
+    def _forget_pending(self, index: int, future: asyncio.Future[object]) -> None:
+        waiter = self._pending.get(index)
+        if waiter is not None and waiter.future is future:
+            del self._pending[index]
 
     async def read_barrier(self, timeout: float | None = None) -> None:
         """Return once this node has applied everything committed before the call (ReadIndex)."""
@@ -392,12 +399,12 @@ class RaftNode:
 
     async def _run(self) -> None:
         core = self.core
-        while not self._stopping:
+        while not self._stopping and self.halted is None:
             await self._wakeup.wait()
             self._wakeup.clear()
             try:
                 self._issue_reads()
-                while core.has_ready() and not self._stopping:
+                while core.has_ready() and not self._stopping and self.halted is None:
                     await self._handle_ready(core.ready())
                 self._observe_role()
             except Exception as exc:  # a failed disk or an undecodable entry: stop, never diverge
@@ -616,23 +623,27 @@ class RaftNode:
         elif leader != self._last_leader:
             log.info("leader changed node=%s term=%d leader=%s", self.node_id, term, leader)
         if self._last_role is Role.LEADER and (role is not Role.LEADER or term != self._last_term):
-            self._fail_pending()
+            # Proposals of the current term survive if we lead it (we may have lost and won
+            # leadership again between two looks); those of ended terms are in doubt.
+            self._fail_pending(keep_term=term if role is Role.LEADER else None)
         self._last_role, self._last_term, self._last_leader = role, term, leader
         for listener in self.role_listeners:
             listener(role, term, leader)
 
-    def _fail_pending(self) -> None:
-        pending, self._pending = self._pending, {}
-        for index, p in pending.items():
-            if not p.future.done():
+    def _fail_pending(self, keep_term: int | None = None) -> None:
+        """Fail waiting proposals as "outcome unknown": each may still commit elsewhere."""
+        kept: dict[int, _Pending] = {}
+        for index, p in self._pending.items():
+            if p.term == keep_term:
+                kept[index] = p
+            elif not p.future.done():
                 p.future.set_exception(OutcomeUnknownError(index, p.term))
                 self.counters.proposals["outcome_unknown"] += 1
+        self._pending = kept
 
     def _fail_all(self, exc: Exception) -> None:
-        pending, self._pending = self._pending, {}
-        for p in pending.values():
-            if not p.future.done():
-                p.future.set_exception(exc)
+        """Stopping or halted: proposals are in doubt, reads fail with ``exc``."""
+        self._fail_pending()
         waiters = list(self._reads_unissued)
         for batch in self._reads_issued.values():
             waiters.extend(batch.waiters)
