@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,10 @@ from raft3d.api import create_app
 from raft3d.config import Address, HttpSettings, Member, Settings
 from raft3d.consensus.types import Snapshot, SnapshotMeta
 from raft3d.domain.state import FarmStateMachine
-from raft3d.node.driver import NodeCounters
+from raft3d.node.driver import NodeCounters, RaftNode, StateMachine
 from raft3d.node.errors import NodeStoppedError, NotLeaderError
 from raft3d.node.status import NodeStatus, PeerInfo
+from tests.support.waiting import eventually
 
 # Where the fake's snapshot clock starts: 2023-11-14T22:13:20Z.
 FAKE_EPOCH = 1_700_000_000.0
@@ -234,3 +236,15 @@ def make_app(
     return create_app(
         fake_settings(node.node_id, **settings), node, node.state, collectors=collectors
     )
+
+
+@asynccontextmanager
+async def running_single_voter(data_dir: Path, state: StateMachine) -> AsyncIterator[RaftNode]:
+    """A real one-node cluster, started and elected; stopped on exit."""
+    node = RaftNode(single_voter_settings(data_dir), state)
+    await node.start()
+    try:
+        await eventually(lambda: node.is_leader, 10, "a single voter to elect itself")
+        yield node
+    finally:
+        await node.stop()

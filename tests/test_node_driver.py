@@ -29,7 +29,7 @@ from raft3d.consensus.types import (
 from raft3d.node.driver import RaftNode
 from raft3d.node.errors import NodeStoppedError, OutcomeUnknownError
 from raft3d.storage import DurableStorage
-from tests.fakes import single_voter_settings
+from tests.fakes import running_single_voter, single_voter_settings
 from tests.support.waiting import eventually
 
 LEADER = "a"
@@ -139,13 +139,8 @@ def whole_snapshot(index: int, term: int = 1) -> Message:
 
 @pytest.fixture
 async def solo(tmp_path: Path) -> AsyncIterator[RaftNode]:
-    node = RaftNode(single_voter_settings(tmp_path), RecordingStateMachine())
-    await node.start()
-    try:
-        await eventually(lambda: node.is_leader, 10, "a single voter to elect itself")
+    async with running_single_voter(tmp_path, RecordingStateMachine()) as node:
         yield node
-    finally:
-        await node.stop()
 
 
 @pytest.fixture

@@ -17,8 +17,7 @@ from raft3d.domain.state import FarmStateMachine
 from raft3d.node.driver import NodeCounters, RaftNode
 from raft3d.node.metrics import PROPOSAL_RESULTS, NodeCollector
 from raft3d.transport.stats import DROP_REASONS
-from tests.fakes import single_voter_settings
-from tests.support.waiting import eventually
+from tests.fakes import running_single_voter
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -110,13 +109,8 @@ def test_collector_does_not_depend_on_the_http_layer() -> None:
 
 @pytest.fixture
 async def real_node(tmp_path: Path) -> AsyncIterator[RaftNode]:
-    node = RaftNode(single_voter_settings(tmp_path), FarmStateMachine())
-    await node.start()
-    try:
-        await eventually(lambda: node.is_leader, 10, "a single voter to elect itself")
+    async with running_single_voter(tmp_path, FarmStateMachine()) as node:
         yield node
-    finally:
-        await node.stop()
 
 
 async def test_collector_over_a_real_node(real_node: RaftNode) -> None:
