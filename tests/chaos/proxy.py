@@ -48,6 +48,9 @@ class _Side(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=MAX_BUFFER)
+        if self.pipe.closed:  # refused (a reset link) before the connection was made
+            transport.abort()
+            return
         if self.dialer_side:
             self.pipe.update_reading()  # nothing is read until the upstream side is connected
 
@@ -157,12 +160,10 @@ class Link:
         side = _Side(pipe, dialer_side=True)
         pipe.dialer = side
         self.pipes.add(pipe)
-        loop = asyncio.get_running_loop()
         if self.blocked == "reset":
-            loop.call_soon(pipe.close, True)
+            pipe.close(abort=True)
         elif self.blocked == "blackhole":
-            self.waiting.append(pipe)
-            loop.call_soon(pipe.update_reading)
+            self.waiting.append(pipe)  # held unread (see connection_made) until healed
         else:
             self._connect(pipe)
         return side
