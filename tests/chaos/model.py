@@ -5,11 +5,18 @@ history is partitioned per filament (the roll's creation, its jobs' creations an
 changes) and per printer (its creation). The clients only put jobs on printers whose creation
 was acknowledged before the job was sent, so a job's printer always exists in the model.
 Outcomes are compared by rejection code; bodies are compared against the event log replay.
+
+Linearizable reads take part too, projected onto each part they overlap in time: a read of
+the filaments list says what it showed of this roll (its remaining weight, or absent), a read
+of the Queued or Running jobs which of this roll's jobs were in that status, a read of the
+printers whether this printer existed. Reads are stored as digests; what a read showed is
+taken from the replayed state at its applied index once its digest matched that state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from raft3d.domain import JobStatus, is_allowed_transition
@@ -28,6 +35,27 @@ class FilamentState(NamedTuple):
 
 class PrinterState(NamedTuple):
     exists: bool
+
+
+@dataclass(frozen=True)
+class ProjectedRead:
+    """What a linearizable read showed of one part (see ``project``)."""
+
+    op_id: int
+    target: str
+    value: object
+    invoke: float
+    complete: float
+
+
+def project(state: FilamentState | PrinterState, target: str) -> object:
+    """What a read of ``target`` shows of this part, in the model's state."""
+    if isinstance(state, PrinterState):
+        return state.exists
+    if target == "filaments":
+        return state.remaining if state.exists else None
+    status = JobStatus.QUEUED if target == "jobs_queued" else JobStatus.RUNNING
+    return frozenset(j for j, _, s in state.jobs if s is status)
 
 
 def _job(state: FilamentState, job_id: str) -> tuple[str, int, JobStatus] | None:
@@ -75,14 +103,18 @@ def _observed(op: WriteOp) -> str:
     return OK if op.outcome == OK else op.code
 
 
-def filament_step(state: FilamentState, op: WriteOp) -> Sequence[FilamentState]:
+def filament_step(state: FilamentState, op: WriteOp | ProjectedRead) -> Sequence[FilamentState]:
+    if isinstance(op, ProjectedRead):
+        return [state] if project(state, op.target) == op.value else []
     answer, after = apply_filament_op(state, op)
     if op.outcome == UNKNOWN:  # taking effect now; "never" is the search's to choose
         return [after]
     return [after] if answer == _observed(op) else []
 
 
-def printer_step(state: PrinterState, op: WriteOp) -> Sequence[PrinterState]:
+def printer_step(state: PrinterState, op: WriteOp | ProjectedRead) -> Sequence[PrinterState]:
+    if isinstance(op, ProjectedRead):
+        return [state] if project(state, op.target) == op.value else []
     answer, after = apply_printer_op(state, op)
     if op.outcome == UNKNOWN:
         return [after]
@@ -97,10 +129,13 @@ def partitions(writes: Sequence[WriteOp]) -> dict[str, list[WriteOp]]:
     return parts
 
 
-def check_partition(name: str, ops: Sequence[WriteOp], max_steps: int) -> Verdict:
-    timed = [
+def check_partition(
+    name: str, ops: Sequence[WriteOp], reads: Sequence[ProjectedRead], max_steps: int
+) -> Verdict:
+    timed: list[Timed[WriteOp | ProjectedRead]] = [
         Timed(op, op.invoke, float("inf") if op.outcome == UNKNOWN else op.complete) for op in ops
     ]
+    timed += [Timed(read, read.invoke, read.complete) for read in reads]
     if name.startswith("printer:"):
         return check(timed, PrinterState(False), printer_step, max_steps)
     return check(timed, FilamentState(False, 0, frozenset()), filament_step, max_steps)

@@ -80,23 +80,28 @@ def command_from_event(event: dict[str, Any]) -> Command:
         raise InvalidCommandError(str(exc)) from exc
 
 
-def state_lists(sm: FarmStateMachine, extra_fields: Iterable[str] = ()) -> dict[str, Any]:
-    extra = set(extra_fields)
-    filaments = []
-    for f in sm.filaments():
-        item = f.to_dict()
-        if "available_weight_in_grams" in extra:
-            item["available_weight_in_grams"] = f.remaining_weight_in_grams - sm.reserved_grams(
-                f.id
-            )
-        filaments.append(item)
-    return {
-        "printers": [p.to_dict() for p in sm.printers()],
-        "filaments": filaments,
-        "jobs_queued": [j.to_dict() for j in sm.print_jobs(JobStatus.QUEUED)],
-        "jobs_running": [j.to_dict() for j in sm.print_jobs(JobStatus.RUNNING)],
-        "jobs": [j.to_dict() for j in sm.print_jobs()],
-    }
+TARGETS = ("printers", "filaments", "jobs_queued", "jobs_running", "jobs")
+
+
+def state_list(sm: FarmStateMachine, target: str, extra: Iterable[str] = ()) -> list[Any]:
+    """One list as the API renders it (``target``: a read target, or ``jobs`` for all)."""
+    if target == "printers":
+        return [p.to_dict() for p in sm.printers()]
+    if target == "filaments":
+        filaments = []
+        for f in sm.filaments():
+            item = f.to_dict()
+            if "available_weight_in_grams" in extra:
+                reserved = sm.reserved_grams(f.id)
+                item["available_weight_in_grams"] = f.remaining_weight_in_grams - reserved
+            filaments.append(item)
+        return filaments
+    status = {"jobs_queued": JobStatus.QUEUED, "jobs_running": JobStatus.RUNNING}.get(target)
+    return [j.to_dict() for j in sm.print_jobs(status)]
+
+
+def state_lists(sm: FarmStateMachine, extra: Iterable[str] = ()) -> dict[str, Any]:
+    return {target: state_list(sm, target, tuple(extra)) for target in TARGETS}
 
 
 @dataclass
@@ -112,6 +117,25 @@ class ReplayResult:
     bridged_keys: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     bridges: list[tuple[int, int]] = field(default_factory=list)  # (first missing, snapshot)
     unverifiable: set[int] = field(default_factory=set)  # read indexes inside a hole
+    # (index, target, part) -> what the list showed of that part (see ``model.project``)
+    projections: dict[tuple[int, str, str], object] = field(default_factory=dict)
+
+
+def _part_views(sm: FarmStateMachine, target: str) -> dict[str, object]:
+    """What a ``target`` list shows of every part, keyed by part name."""
+    if target == "printers":
+        return {f"printer:{p.id}": True for p in sm.printers()}
+    if target == "filaments":
+        return {f"filament:{f.id}": f.remaining_weight_in_grams for f in sm.filaments()}
+    status = JobStatus.QUEUED if target == "jobs_queued" else JobStatus.RUNNING
+    by_roll: dict[str, set[str]] = {}
+    for job in sm.print_jobs(status):
+        by_roll.setdefault(f"filament:{job.filament_id}", set()).add(job.id)
+    return {part: frozenset(ids) for part, ids in by_roll.items()}
+
+
+def _absent(target: str) -> object:
+    return {"printers": False, "filaments": None}.get(target, frozenset())
 
 
 def replay(
@@ -119,9 +143,11 @@ def replay(
     wanted: dict[int, set[str]],
     extra_fields: Iterable[str] = (),
     snapshots: dict[int, bytes] | None = None,
+    projections: dict[int, set[tuple[str, str]]] | None = None,
 ) -> ReplayResult:
     """Apply ``events`` in index order; digest the lists named in ``wanted[index]`` as they
-    stood after every entry up to that index. ``snapshots``: index -> state machine bytes."""
+    stood after every entry up to that index. ``snapshots``: index -> state machine bytes;
+    ``projections``: index -> (target, part) pairs whose view to record."""
     result = ReplayResult()
     sm = FarmStateMachine()
     extra = tuple(extra_fields)
@@ -134,13 +160,20 @@ def replay(
         stop = bisect.bisect_right(want_at, upto)
         if served >= stop:
             return
-        lists = state_lists(sm, extra)
+        digests: dict[str, str] = {}  # the state is the same for every index served here
+        views: dict[str, dict[str, object]] = {}
         for index in want_at[served:stop]:
             if index < valid_from:
                 result.unverifiable.add(index)
                 continue
             for target in wanted[index]:
-                result.digests[(index, target)] = list_digest(lists[target])
+                if target not in digests:
+                    digests[target] = list_digest(state_list(sm, target, extra))
+                result.digests[(index, target)] = digests[target]
+            for target, part in (projections or {}).get(index, ()):
+                if target not in views:
+                    views[target] = _part_views(sm, target)
+                result.projections[(index, target, part)] = views[target].get(part, _absent(target))
         served = stop
 
     def bridge(missing: int, resume: int) -> bool:
