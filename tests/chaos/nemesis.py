@@ -14,6 +14,7 @@ string) and it joins the draw with its weight.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -200,21 +201,24 @@ class Nemesis:
         return kinds
 
     async def run(self, stop: asyncio.Event, max_faults: int = 10_000) -> None:
+        """Faults until ``stop``: first every kind once in a seeded order (so even a short run
+        sees each), then weighted draws."""
         kinds = self.kinds()
         names = sorted(kinds)
         weights = [kinds[n][0] for n in names]
+        first_round = self.rng.sample(names, len(names))
         assert self.session is not None, "set the nemesis' session before running it"
-        if True:
-            for _ in range(max_faults):
-                try:
-                    await asyncio.wait_for(stop.wait(), self.rng.uniform(0.5, 2.0))
-                    return  # the calm between faults, cut short by the end of the run
-                except TimeoutError:
-                    pass
+        for count in range(max_faults):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.rng.uniform(0.5, 2.0))
+                return  # the calm between faults, cut short by the end of the run
+            if count < len(first_round):
+                kind = first_round[count]
+            else:
                 kind = self.rng.choices(names, weights)[0]
-                start = time.monotonic()
-                detail = await kinds[kind][1](self, self.rng)
-                self.history.faults.append(Fault(kind, start, time.monotonic(), detail))
+            start = time.monotonic()
+            detail = await kinds[kind][1](self, self.rng)
+            self.history.faults.append(Fault(kind, start, time.monotonic(), detail))
 
     async def heal_all(self) -> None:
         for node in list(self.paused):
