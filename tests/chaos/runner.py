@@ -174,7 +174,8 @@ async def _run(
             converged = await _wait_converged(cluster, nemesis)
             if converged is None:
                 history.notes.append(f"cluster did not converge within {CONVERGE_TIMEOUT_S} s")
-                converged = {}
+                statuses = {n: await nemesis.status(n) for n in cluster.ids}
+                converged = {n: s["applied_index"] for n, s in statuses.items() if s}
             collecting.set()
             await asyncio.gather(*followers)
             await collector.drain(clients.session, converged)
@@ -214,3 +215,12 @@ def run(config: RunConfig) -> RunReport:
         shutil.rmtree(root, ignore_errors=True)
         report.workdir = None
     return report
+
+
+def recheck(workdir: Path) -> list[CheckResult]:
+    """Run the checker again on the history (and archived snapshots) a run kept."""
+    history = History.load(workdir / "history.json")
+    archive = SnapshotArchiver({}, workdir / "archive", history)
+    for path in sorted((workdir / "archive").glob("*.snap")):
+        archive.archived[int(path.name.split("-")[2])] = path
+    return Checker(history, archive.snapshots()).run()
