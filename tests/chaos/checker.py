@@ -12,42 +12,20 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from .history import OK, REFUSED, UNKNOWN, History, ReadOp, WriteOp, json_digest, list_digest
 from .linearizability import Verdict
 from .model import ProjectedRead, check_partition, partitions
 from .replay import COMPUTED_FILAMENT_FIELDS, ReplayResult, replay
+from .verdicts import CheckResult, filament_problems, real_time_problems, result, running
 
 FINAL_TARGETS = ("printers", "filaments", "jobs")
 READ_MARGIN_S = 2.0  # reads this long after a part's last write still take part in its search
 REQUEST_SPAN_S = 10.0  # no read lasts longer (the clients' timeout is shorter)
 MAX_READS_PER_PART = 200
 _FORWARD = {"Running": {"Running", "Done", "Cancelled"}, "Done": {"Done"}}
-_MAX_EXAMPLES = 5
-
-
-@dataclass
-class CheckResult:
-    name: str
-    ok: bool
-    detail: str = ""
-    problems: list[str] = field(default_factory=list)
-
-    def line(self) -> str:
-        mark = "PASS" if self.ok else "FAIL"
-        text = f"{mark}  {self.name}" + (f": {self.detail}" if self.detail else "")
-        for problem in self.problems[:_MAX_EXAMPLES]:
-            text += f"\n        - {problem}"
-        if len(self.problems) > _MAX_EXAMPLES:
-            text += f"\n        ... and {len(self.problems) - _MAX_EXAMPLES} more"
-        return text
-
-
-def _result(name: str, problems: list[str], detail: str = "") -> CheckResult:
-    return CheckResult(name, not problems, detail, problems)
 
 
 class Checker:
@@ -151,7 +129,7 @@ class Checker:
         detail = f"indexes 1..{self.replay.last_index} from {len(self.h.node_events)} nodes"
         if self.replay.bridges:
             detail += f", {len(self.replay.bridges)} holes bridged by snapshots"
-        return _result("event log collected without gaps", problems, detail)
+        return result("event log collected without gaps", problems, detail)
 
     def event_logs_agree(self) -> CheckResult:
         problems: list[str] = []
@@ -174,7 +152,7 @@ class Checker:
                     )
                 elif None not in (ev.outcome, first.outcome) and ev.outcome != first.outcome:
                     problems.append(f"index {index}: {node} and {first_node} report other outcomes")
-        return _result("event logs identical across nodes", problems, f"{compared} shared indexes")
+        return result("event logs identical across nodes", problems, f"{compared} shared indexes")
 
     def event_outcomes_known(self) -> CheckResult:
         problems = [
@@ -183,7 +161,7 @@ class Checker:
             for i, ev in sorted(evs.items())
             if ev.outcome is None and self.h.events.get(i, {}).get("type") != "noop"
         ]
-        return _result("every committed command has its outcome (SPEC §7)", problems)
+        return result("every committed command has its outcome (SPEC §7)", problems)
 
     def replay_matches_nodes(self) -> CheckResult:
         problems: list[str] = []
@@ -200,7 +178,7 @@ class Checker:
                 if expected != list_digest(state[target]):
                     problems.append(f"{node}: final {target} at index {index} differ from replay")
         nodes = len(self.h.final_states)
-        return _result(
+        return result(
             "event log replays to every node's outcomes and final state",
             problems,
             f"{nodes} final states",
@@ -222,7 +200,7 @@ class Checker:
                 missing = self._missing_from(op, state)
                 if missing:
                     problems.append(f"op {op.op_id} acked, {node}'s final state: {missing}")
-        return _result("no acknowledged write lost", problems, f"{len(acked)} acknowledged")
+        return result("no acknowledged write lost", problems, f"{len(acked)} acknowledged")
 
     @staticmethod
     def _missing_from(op: WriteOp, state: dict[str, Any]) -> str:
@@ -251,7 +229,7 @@ class Checker:
                     f"op {op.op_id} {op.kind} {op.args}: refused {op.code}, yet the log applied "
                     f"it at index {index} as {outcome.get('result')} {outcome.get('code', '')}"
                 )
-        return _result(
+        return result(
             "nothing applied that a definitive refusal refused", problems, f"{len(refused)} refused"
         )
 
@@ -271,7 +249,7 @@ class Checker:
             answers = {(a.status, a.code) for a in op.attempts if a.status and a.status < 500}
             if len(answers) > 1:
                 problems.append(f"op {op.op_id} key {op.key}: retries answered {sorted(answers)}")
-        return _result("idempotency keys applied at most once", problems, f"{len(first)} keys")
+        return result("idempotency keys applied at most once", problems, f"{len(first)} keys")
 
     def filament_invariants(self) -> CheckResult:
         problems: list[str] = []
@@ -286,7 +264,7 @@ class Checker:
         states["replay"] = self.replay.final
         for name, state in states.items():
             problems += [f"{name}: {p}" for p in filament_problems(state, initial)]
-        return _result("filament invariants", problems, f"{len(states)} states")
+        return result("filament invariants", problems, f"{len(states)} states")
 
     def writes_linearizable(self) -> CheckResult:
         problems: list[str] = []
@@ -309,7 +287,7 @@ class Checker:
                 problems.append(f"{name}: search budget exhausted ({len(ops)} operations)")
         unknown = sum(op.outcome == UNKNOWN for op in self.h.writes)
         detail = f"{len(parts)} partitions, {unknown} indeterminate ops, {read_count} read views"
-        return _result(
+        return result(
             "history linearizable (per filament with its jobs, per printer)", problems, detail
         )
 
@@ -319,8 +297,8 @@ class Checker:
             index, _ = self._outcome(op)
             if op.outcome in (OK, REFUSED) and index is not None:
                 placed.append((op, index))
-        problems = _real_time_problems(placed)
-        return _result("log order respects real time", problems, f"{len(placed)} writes placed")
+        problems = real_time_problems(placed)
+        return result("log order respects real time", problems, f"{len(placed)} writes placed")
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -342,9 +320,7 @@ class Checker:
         detail = f"{len(reads)} reads" + (
             f", {unverifiable} inside a bridged hole not comparable" if unverifiable else ""
         )
-        return _result(
-            "every read equals the replayed state at its applied index", problems, detail
-        )
+        return result("every read equals the replayed state at its applied index", problems, detail)
 
     def linearizable_reads_not_stale(self) -> CheckResult:
         problems: list[str] = []
@@ -355,10 +331,10 @@ class Checker:
                 writes.append((op, index))
         done = sorted((op.complete, i) for op, i in writes if op.outcome in (OK, REFUSED))
         done_times = [t for t, _ in done]
-        done_max = _running(i for _, i in done)
+        done_max = running(i for _, i in done)
         begun = sorted((op.invoke, i) for op, i in writes)
         begun_times = [t for t, _ in begun]
-        begun_min = _running((i for _, i in reversed(begun)), min)[::-1]
+        begun_min = running((i for _, i in reversed(begun)), min)[::-1]
         reads = [r for r in self._good_reads() if r.consistency == "linearizable"]
         for read in reads:
             assert read.index is not None
@@ -376,7 +352,7 @@ class Checker:
                 )
         by_end = sorted(reads, key=lambda r: r.complete)
         ends = [r.complete for r in by_end]
-        seen_max = _running(r.index or 0 for r in by_end)
+        seen_max = running(r.index or 0 for r in by_end)
         for read in reads:
             k = bisect.bisect_left(ends, read.invoke)
             if k and seen_max[k - 1] > (read.index or 0):
@@ -384,7 +360,7 @@ class Checker:
                     f"read {read.op_id} at index {read.index} went back behind an earlier "
                     f"read's index {seen_max[k - 1]}"
                 )
-        return _result(
+        return result(
             "linearizable reads neither stale nor from the future",
             problems,
             f"{len(reads)} linearizable reads",
@@ -402,57 +378,4 @@ class Checker:
             for r in self.h.reads
             if r.status is not None and ((r.status >= 500 and r.status != 503) or r.status == 400)
         ]
-        return _result("no 500s and no 400s for valid requests", problems)
-
-
-def _running(values: Iterable[int], pick: Callable[[int, int], int] = max) -> list[int]:
-    out: list[int] = []
-    for v in values:
-        out.append(v if not out else pick(out[-1], v))
-    return out
-
-
-def _real_time_problems(placed: list[tuple[WriteOp, int]]) -> list[str]:
-    """W1 answered before W2 was sent: W1's entry must come first in the log."""
-    problems: list[str] = []
-    done = sorted(placed, key=lambda p: p[0].complete)
-    done_times = [op.complete for op, _ in done]
-    done_max = _running(i for _, i in done)
-    for op, index in placed:
-        k = bisect.bisect_left(done_times, op.invoke)
-        if k and done_max[k - 1] >= index:
-            problems.append(
-                f"op {op.op_id} applied at {index}, before a write ({done_max[k - 1]}) answered "
-                "before it was sent"
-            )
-    return problems
-
-
-def filament_problems(state: dict[str, Any], initial: dict[str, int]) -> list[str]:
-    problems: list[str] = []
-    printers = {p["id"] for p in state["printers"]}
-    reserved: dict[str, int] = defaultdict(int)
-    done: dict[str, int] = defaultdict(int)
-    for job in state["jobs"]:
-        if job["printer_id"] not in printers:
-            problems.append(f"job {job['id']} on a missing printer")
-        if job["status"] in ("Queued", "Running"):
-            reserved[job["filament_id"]] += job["print_weight_in_grams"]
-        elif job["status"] == "Done":
-            done[job["filament_id"]] += job["print_weight_in_grams"]
-    filaments = {f["id"]: f for f in state["filaments"]}
-    for fid in set(reserved) | set(done):
-        if fid not in filaments:
-            problems.append(f"jobs on a missing filament {fid}")
-    for fid, f in filaments.items():
-        remaining, total = f["remaining_weight_in_grams"], f["total_weight_in_grams"]
-        if not 0 <= remaining <= total:
-            problems.append(f"filament {fid}: remaining {remaining} outside [0, {total}]")
-        if reserved[fid] > remaining:
-            problems.append(f"filament {fid}: {reserved[fid]} g reserved, {remaining} g left")
-        if fid in initial and initial[fid] - done[fid] != remaining:
-            problems.append(
-                f"filament {fid}: started with {initial[fid]} g, {done[fid]} g printed, "
-                f"but {remaining} g remain"
-            )
-    return problems
+        return result("no 500s and no 400s for valid requests", problems)

@@ -17,12 +17,13 @@ from pathlib import Path
 import aiohttp
 
 from .archive import SnapshotArchiver
-from .checker import Checker, CheckResult
+from .checker import Checker
 from .clients import Clients
 from .cluster import ChaosCluster
 from .collector import EventCollector, final_state
 from .history import OK, REFUSED, UNKNOWN, History
 from .nemesis import Nemesis
+from .verdicts import CheckResult
 
 CONVERGE_TIMEOUT_S = 90.0
 MAX_OPS_PER_CLIENT = 1_000_000

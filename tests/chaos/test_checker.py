@@ -12,12 +12,13 @@ from raft3d.api.events import command_payload
 from raft3d.api.rendering import outcome_json
 from raft3d.domain import FarmStateMachine, encode_command
 
-from .checker import Checker, CheckResult
+from .checker import Checker
 from .collector import EventCollector
 from .history import OK, REFUSED, UNKNOWN, History, ReadOp, WriteOp, json_digest, list_digest
 from .linearizability import Timed, Verdict, check
 from .model import FilamentState, filament_step
 from .replay import command_from_event, state_lists
+from .verdicts import CheckResult
 
 NODES = ("n1", "n2", "n3")
 KINDS = {
