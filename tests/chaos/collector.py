@@ -104,11 +104,14 @@ async def final_state(session: aiohttp.ClientSession, url: str) -> dict[str, Any
         ("filaments", "filaments"),
         ("jobs", "print_jobs"),
     ):
-        async with session.get(f"{url}/api/v1/{path}?consistency=local") as resp:
-            if resp.status != 200:
-                return None
-            lists[target] = await resp.json()
-            indexes.add(int(resp.headers["X-Raft3D-Applied-Index"]))
+        try:
+            async with session.get(f"{url}/api/v1/{path}?consistency=local") as resp:
+                if resp.status != 200:
+                    return None
+                lists[target] = await resp.json()
+                indexes.add(int(resp.headers["X-Raft3D-Applied-Index"]))
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError):
+            return None
     if len(indexes) != 1:
         return None
     return {"applied_index": indexes.pop(), **lists}

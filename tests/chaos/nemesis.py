@@ -38,13 +38,16 @@ class Nemesis:
         seed: int,
         chunk_bytes: int,
         snapshots: bool = True,
+        trailing: int = 0,
     ) -> None:
-        """``snapshots``: whether the nodes snapshot (``snapshot_kill`` needs them to)."""
+        """``snapshots``: whether the nodes snapshot (``snapshot_kill`` needs them to);
+        ``trailing``: log entries a node keeps after its snapshot."""
         self.cluster = cluster
         self.history = history
         self.rng = random.Random(seed * 7919 + 17)
         self.chunk_bytes = chunk_bytes
         self.snapshots = snapshots
+        self.trailing = trailing
         self.session: aiohttp.ClientSession | None = None
         self.down: set[str] = set()  # killed and not yet restarted
         self.paused: set[str] = set()
@@ -162,7 +165,7 @@ class Nemesis:
             deadline = time.monotonic() + 15.0
             while time.monotonic() < deadline:  # the others compact while clients write
                 snaps = [await self.status(n) for n in self.cluster.ids if n != node]
-                if all(s is not None and s["snapshot_index"] > behind for s in snaps):
+                if all(s and s["snapshot_index"] - self.trailing > behind for s in snaps):
                     break
                 await asyncio.sleep(0.1)  # polling interval
             else:

@@ -5,6 +5,7 @@ while, heal, let the cluster converge, collect, check, and summarise.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import random
 import shutil
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import aiohttp
 
+from raft3d.config import RaftSettings
+
 from .archive import SnapshotArchiver
 from .checker import Checker
 from .clients import Clients
@@ -26,6 +29,14 @@ from .nemesis import Nemesis
 from .verdicts import CheckResult
 
 CONVERGE_TIMEOUT_S = 90.0
+# Settings newer nodes have (SPEC §7); set where supported, so that snapshots keep coming
+# often and laggards still need InstallSnapshot rather than the entries a node keeps.
+SNAPSHOT_TRAILING_ENTRIES = 20
+SNAPSHOT_EXTRAS: dict[str, object] = {
+    "snapshot_trailing_entries": SNAPSHOT_TRAILING_ENTRIES,
+    "snapshot_log_ratio": 0.0,
+}
+_RAFT_SETTINGS = {f.name for f in dataclasses.fields(RaftSettings)}
 MAX_OPS_PER_CLIENT = 1_000_000
 
 
@@ -124,13 +135,16 @@ async def _wait_converged(cluster: ChaosCluster, nemesis: Nemesis) -> dict[str, 
 async def _run(
     config: RunConfig, root: Path, history: History, snapshots: dict[int, bytes]
 ) -> None:
+    raft: dict[str, object] = {
+        "snapshot_threshold": config.snapshot_threshold,
+        "snapshot_chunk_bytes": config.snapshot_chunk_bytes,
+    }
+    if config.snapshot_threshold > 0:
+        raft.update({k: v for k, v in SNAPSHOT_EXTRAS.items() if k in _RAFT_SETTINGS})
     cluster = ChaosCluster(
         root,
         config.nodes,
-        raft={
-            "snapshot_threshold": config.snapshot_threshold,
-            "snapshot_chunk_bytes": config.snapshot_chunk_bytes,
-        },
+        raft=raft,
         http={"request_timeout_s": config.request_timeout_s},
         snapshot_stagger=max(1, config.snapshot_threshold // 5),
     )
@@ -143,6 +157,7 @@ async def _run(
             config.seed,
             config.snapshot_chunk_bytes,
             snapshots=config.snapshot_threshold > 0,
+            trailing=SNAPSHOT_TRAILING_ENTRIES if "snapshot_trailing_entries" in raft else 0,
         )
         collector = EventCollector(urls, history)
         archiver = SnapshotArchiver(
