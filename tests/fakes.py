@@ -29,6 +29,7 @@ from raft3d.node.driver import NodeCounters, RaftNode, StateMachine
 from raft3d.node.errors import NodeStoppedError, NotLeaderError
 from raft3d.node.status import NodeStatus, PeerInfo
 from raft3d.security.forwarding_mac import ForwardClaims, forwarding_key, sign
+from raft3d.security.settings import AuthSettings
 from raft3d.security.tokens import ANONYMOUS_ADMIN, Identity
 from tests.support.waiting import eventually
 
@@ -205,6 +206,7 @@ def fake_settings(
     request_timeout_s: float = 2.0,
     max_body_bytes: int = 64 * 1024,
     members: tuple[Member, ...] = (),
+    auth: AuthSettings | None = None,
 ) -> Settings:
     """Settings for an app under test; ``members`` defaults to this node alone."""
     own = Member(node_id, Address("127.0.0.1", 1), Address("127.0.0.1", 2))
@@ -218,6 +220,7 @@ def fake_settings(
         http_settings=HttpSettings(
             request_timeout_s=request_timeout_s, max_body_bytes=max_body_bytes
         ),
+        auth=auth or AuthSettings(),
     )
 
 
@@ -284,7 +287,5 @@ def forwarded_by(
         "X-Raft3D-Forward-Time": str(claims.timestamp_ms),
         "Content-Type": content_type,
     }
-    out["X-Raft3D-Forward-Mac"] = sign(
-        forwarding_key(secret), method, path_qs, claims, out, body
-    )
+    out["X-Raft3D-Forward-Mac"] = sign(forwarding_key(secret), method, path_qs, claims, out, body)
     return out
