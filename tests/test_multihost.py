@@ -21,7 +21,7 @@ import pytest
 
 from tests.support import netns
 from tests.support.procs import REPO, wait_until
-from tests.support.secure import SecureNode, bearer, write_configs
+from tests.support.secure import TOKENS, SecureNode, bearer, write_configs
 
 HOSTS = ("n1", "n2", "n3")
 HTTP_PORT, RAFT_PORT = 8443, 9443  # the same on every host: each has its own network
@@ -130,8 +130,8 @@ class Host:
 
 
 class Farm:
-    def __init__(self, lan: netns.Lan, hosts: dict[str, Host], client: Client) -> None:
-        self.lan, self.hosts, self.client = lan, hosts, client
+    def __init__(self, lan: netns.Lan, hosts: dict[str, Host], client: Client, ca: Path) -> None:
+        self.lan, self.hosts, self.client, self.ca = lan, hosts, client, ca
 
     def status(self, host: Host) -> dict[str, Any] | None:
         answer = self.client.call("GET", f"{host.url}/cluster/status", role="viewer", timeout=1)
@@ -182,8 +182,9 @@ def farm(tmp_path: Path) -> Iterator[Farm]:
             host = Host(lan, node, configs[node.node_id], tmp_path / f"{node.node_id}.log")
             hosts[node.node_id] = host
             host.start()
-        client = Client(lan, tmp_path / "certs" / "ca.pem")
-        f = Farm(lan, hosts, client)
+        ca = tmp_path / "certs" / "ca.pem"
+        client = Client(lan, ca)
+        f = Farm(lan, hosts, client, ca)
         yield f
         print(f.logs())  # shown only when the test failed
     finally:
@@ -203,6 +204,17 @@ def test_election_writes_via_every_node_and_a_healed_partition(farm: Farm) -> No
     assert status is not None
     assert status["leader_http"] == f"https://{leader.node.host}:{HTTP_PORT}"
     assert {p["http_addr"] for p in status["peers"]} == {h.url for h in everyone if h is not leader}
+    # The operator's view, from the client host: every node, found from one address.
+    table = subprocess.run(
+        [*farm.lan.exec_prefix(CLIENT_HOST), sys.executable, "-m", "raft3d", "status",
+         "--url", everyone[-1].url, "--ca", str(farm.ca), "--token", TOKENS["viewer"]],
+        capture_output=True, text=True, timeout=30, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )  # fmt: skip
+    assert table.returncode == 0, table.stderr
+    rows = [line.split() for line in table.stdout.splitlines()[1:]]
+    assert [(r[0], r[1]) for r in rows] == [(h.node_id, h.url) for h in everyone]
+    assert [r[4] for r in rows] == [leader.node_id] * 3
     for i, host in enumerate(everyone):  # followers forward to the leader, over HTTPS
         farm.write_printer(host, f"p{i}")
     for host in everyone:
