@@ -11,7 +11,7 @@ Kept apart from ``raft3d.config`` so that file stays about the cluster itself::
 
     [auth]                              # absent or enabled = false: no client tokens
     enabled = true
-    open = ["/healthz", "/readyz"]      # paths served without a token (add "/metrics")
+    open = ["/healthz", "/readyz"]      # served without a token (may add "/metrics")
 
     [[auth.tokens]]                     # `raft3d token --name NAME --role ROLE` prints one
     name = "alice"
@@ -31,6 +31,8 @@ from typing import Any
 from raft3d.security.tokens import ROLES, is_token_hash
 
 DEFAULT_OPEN_PATHS = ("/healthz", "/readyz")
+# Only the operational endpoints may be opened: an open path skips the role check entirely.
+OPENABLE_PATHS = ("/healthz", "/readyz", "/metrics")
 
 
 class SecurityConfigError(Exception):
@@ -81,10 +83,10 @@ def auth_from_mapping(raw: object) -> AuthSettings:
     table = _as_table(raw, "[auth]")
     _only(table, {"enabled", "open", "tokens"}, "auth")
     open_raw = table.get("open", list(DEFAULT_OPEN_PATHS))
-    if not isinstance(open_raw, list) or not all(
-        isinstance(p, str) and p.startswith("/") for p in open_raw
-    ):
-        raise SecurityConfigError("auth.open must be an array of paths starting with '/'")
+    if not isinstance(open_raw, list) or not all(p in OPENABLE_PATHS for p in open_raw):
+        raise SecurityConfigError(
+            f"auth.open must be an array of some of {', '.join(map(repr, OPENABLE_PATHS))}"
+        )
     tokens_raw = table.get("tokens", [])
     if not isinstance(tokens_raw, list):
         raise SecurityConfigError("auth.tokens must be an array of tables")
