@@ -15,7 +15,7 @@ from pytest_aiohttp import AiohttpClient
 from raft3d.api.auth import required_role
 from raft3d.security.settings import AuthSettings, TokenEntry
 from raft3d.security.tokens import Identity, TokenTable, hash_token, new_token
-from tests.fakes import FakeNode, forwarded_by, make_app, peers_named
+from tests.fakes import FAKE_SECRET, FakeNode, forwarded_by, make_app, peers_named
 from tests.support.secure import TOKENS, bearer
 
 Client = TestClient[web.Request, web.Application]
@@ -197,7 +197,7 @@ async def test_a_signed_claim_with_an_old_timestamp_is_refused(pair: Pair) -> No
         "X-Raft3D-Forward-Time": str(claims.timestamp_ms),
         "Content-Type": "application/json",
     }
-    key = mac.forwarding_key(b"test-secret-0123456789")
+    key = mac.forwarding_key(FAKE_SECRET)
     headers["X-Raft3D-Forward-Mac"] = mac.sign(key, "POST", P, claims, headers, body)
     response = await pair.leader.post(P, data=body, headers=headers)
     assert await error(response) == (401, "unauthenticated_forward")

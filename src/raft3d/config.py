@@ -7,6 +7,8 @@ File layout::
     http = "127.0.0.1:8080"
     raft = "127.0.0.1:9080"
     data_dir = "data/node1"          # relative paths are relative to the current directory
+    advertise_http = "node1:8080"    # optional: where others reach this node, when that is
+    advertise_raft = "node1:9080"    # not the bind address (default: http / raft above)
 
     [cluster]
     secret = "..."                    # shared by all members; authenticates peer traffic
@@ -21,9 +23,6 @@ File layout::
 
     [http]                            # optional
     request_timeout_s = 5.0
-
-    advertise_http = "node1:8080"    # optional [node] keys: where others reach this node
-    advertise_raft = "node1:9080"    # (default: node.http / node.raft)
 
 ``[tls]`` and ``[auth]`` are described in ``raft3d.security.settings``.
 
