@@ -155,7 +155,15 @@ def test_file_problems_are_named(pki: Path, override: dict[str, str], message: s
 
 
 def test_good_files_pass(pki: Path) -> None:
-    check_files(tls_files(pki), "n1")
+    check_files(tls_files(pki), "n1", "h1.lan")
+
+
+def test_the_certificate_must_name_the_advertised_https_host(pki: Path) -> None:
+    with pytest.raises(SecurityConfigError, match=r"does not name 'h2.lan', the host this node"):
+        check_files(tls_files(pki), "n1", "h2.lan")
+    # Without HTTPS nobody checks the name.
+    files = tls_files(pki)
+    check_files(TlsSettings(files.ca, files.cert, files.key, http=False), "n1", "h2.lan")
 
 
 def test_serve_says_what_is_wrong_in_one_line_and_exits_2(

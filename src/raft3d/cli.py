@@ -70,7 +70,11 @@ def _serve(args: argparse.Namespace) -> int:
     console_level = args.console_level or args.log_level
     try:
         settings = load_settings(args.config, data_dir=args.data_dir, log_level=console_level)
-        tls = TlsContexts(settings.tls, settings.node_id) if settings.tls else None
+        tls = (
+            TlsContexts(settings.tls, settings.node_id, settings.public_http.host.lower())
+            if settings.tls
+            else None
+        )
     except (ConfigError, SecurityConfigError) as exc:
         print(f"raft3d: {exc}", file=sys.stderr)
         return 2

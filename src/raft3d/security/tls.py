@@ -33,8 +33,12 @@ class _Checked:
     key: Path
 
 
-def check_files(tls: TlsSettings, node_id: str) -> None:
-    """Raise ``SecurityConfigError`` with one clear line if the files cannot serve this node."""
+def check_files(tls: TlsSettings, node_id: str, http_host: str | None = None) -> None:
+    """Raise ``SecurityConfigError`` with one clear line if the files cannot serve this node.
+
+    ``http_host``: the host this node advertises for HTTPS, which clients and forwarding
+    peers check against the certificate's alternative names.
+    """
     ca_pem = _read(tls.ca, "tls.ca")
     cert_pem = _read(tls.cert, "tls.cert")
     key_pem = _read(tls.key, "tls.key")
@@ -71,15 +75,30 @@ def check_files(tls: TlsSettings, node_id: str) -> None:
         raise SecurityConfigError(
             f"tls.cert: {tls.cert} expired on {cert.not_valid_after_utc:%Y-%m-%d}"
         )
+    if tls.http and http_host is not None and http_host not in _alternative_names(cert):
+        raise SecurityConfigError(
+            f"tls.cert: {tls.cert} does not name {http_host!r}, the host this node advertises "
+            "for HTTPS (make it with `raft3d certs --node ID=HOST,...`)"
+        )
+
+
+def _alternative_names(cert: x509.Certificate) -> set[str]:
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    ips = {str(ip) for ip in names.get_values_for_type(x509.IPAddress)}
+    return ips | {dns.lower() for dns in names.get_values_for_type(x509.DNSName)}
 
 
 class TlsContexts:
     """The four contexts a node needs; ``None`` where that side runs without TLS."""
 
-    def __init__(self, tls: TlsSettings, node_id: str) -> None:
-        check_files(tls, node_id)
+    def __init__(self, tls: TlsSettings, node_id: str, http_host: str | None = None) -> None:
+        check_files(tls, node_id, http_host)
         self._tls = tls
         self._node_id = node_id
+        self._http_host = http_host
         self.peer_server: ssl.SSLContext | None = None
         self.peer_client: ssl.SSLContext | None = None
         self.http_server: ssl.SSLContext | None = None
@@ -95,7 +114,7 @@ class TlsContexts:
 
     def reload(self) -> None:
         """Re-read the files into the live contexts; on any error, raise and change nothing."""
-        check_files(self._tls, self._node_id)
+        check_files(self._tls, self._node_id, self._http_host)
         self._load()
 
     def _load(self) -> None:
