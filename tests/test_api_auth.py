@@ -202,3 +202,26 @@ async def test_a_signed_claim_with_an_old_timestamp_is_refused(pair: Pair) -> No
     response = await pair.leader.post(P, data=body, headers=headers)
     assert await error(response) == (401, "unauthenticated_forward")
     assert "older than" in (await response.json())["error"]["message"]
+
+
+async def test_a_replayed_forward_is_refused(pair: Pair) -> None:
+    body = json.dumps(PRINTER).encode()
+    headers = forwarded_by("f1", "POST", P, body)
+    assert (await pair.leader.post(P, data=body, headers=headers)).status == 201
+    replay = await pair.leader.post(P, data=body, headers=headers)
+    assert await error(replay) == (401, "unauthenticated_forward")
+    assert "replayed" in (await replay.json())["error"]["message"]
+
+
+def test_the_replay_guard_forgets_what_is_no_longer_fresh() -> None:
+    from raft3d.security.forwarding_mac import MAX_SKEW_S, ReplayGuard
+
+    guard = ReplayGuard(capacity=3)
+    assert guard.first_use("AA", 1_000, 1_000)
+    assert not guard.first_use("aa", 1_000, 1_500)
+    later = 1_000 + int(MAX_SKEW_S * 1000) + 1  # "aa" is stale by now: verify refuses it
+    assert guard.first_use("bb", later, later)
+    assert guard.first_use("aa", later, later)  # forgotten, but only after it went stale
+    for mac in ("cc", "dd", "ee"):
+        assert guard.first_use(mac, later, later)
+    assert len(guard) <= 3  # bounded

@@ -19,7 +19,7 @@ from raft3d.api.errors import Forbidden, Unauthorized
 from raft3d.api.inputs import ascii_decimal
 from raft3d.api.typedefs import SETTINGS_KEY
 from raft3d.config import Settings
-from raft3d.security.forwarding_mac import ForwardClaims, forwarding_key, verify
+from raft3d.security.forwarding_mac import ForwardClaims, ReplayGuard, forwarding_key, verify
 from raft3d.security.tokens import (
     ADMIN,
     ANONYMOUS_ADMIN,
@@ -60,6 +60,7 @@ class Authenticator:
         self._settings = settings
         self._tokens = TokenTable((t.name, t.role, t.sha256) for t in settings.auth.tokens)
         self._forward_key = forwarding_key(settings.cluster_secret)
+        self._replays = ReplayGuard()
         self._open = frozenset(settings.auth.open_paths)
 
     @property
@@ -102,18 +103,15 @@ class Authenticator:
             timestamp_ms=ascii_decimal(h.get(headers.FORWARD_TIME, "")) or 0,
         )
         body = await request.read()
+        now_ms = int(time.time() * 1000)
+        mac = h.get(headers.FORWARD_MAC, "")
         problem = verify(
-            self._forward_key,
-            request.method,
-            request.raw_path,
-            claims,
-            h,
-            body,
-            h.get(headers.FORWARD_MAC, ""),
-            int(time.time() * 1000),
+            self._forward_key, request.method, request.raw_path, claims, h, body, mac, now_ms
         )
         if problem is not None:
             raise Unauthorized("unauthenticated_forward", problem)
+        if not self._replays.first_use(mac, claims.timestamp_ms, now_ms):
+            raise Unauthorized("unauthenticated_forward", "this forwarded request was replayed")
         if role not in ROLES:
             raise Unauthorized("unauthenticated_forward", f"unknown caller role {role!r}")
         return Identity(claims.caller, role)

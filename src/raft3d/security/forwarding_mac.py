@@ -5,14 +5,16 @@ authenticating the client itself), how long the leader may take, and that the re
 from a peer. Those claims are worth something only if a client cannot make them, so the
 forwarder signs them with a key derived from the cluster secret, over everything the leader
 acts on: method, path and query, the claims, the idempotency key, content type and a hash of
-the body. A signature is valid for ``MAX_SKEW_S`` either side of the leader's clock, which
-bounds how long a captured request could be replayed (over TLS nothing can be captured).
+the body. A signature is valid for ``MAX_SKEW_S`` either side of the leader's clock, and each node
+accepts a given signature once (``ReplayGuard``), so a captured request cannot be replayed
+(over TLS nothing can be captured in the first place).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -84,3 +86,29 @@ def _canonical(
     )
     # Lengths first, so no two different requests share a canonical form.
     return b"".join(f"{len(p.encode())}:".encode() + p.encode() for p in parts)
+
+
+class ReplayGuard:
+    """Remembers the signatures accepted while they are fresh; a second use is refused.
+
+    A forwarder never re-sends a signature (a retry is signed anew, with a new timestamp), so
+    only a replay repeats one. At most ``capacity`` are kept: past that, the oldest are
+    forgotten early (a very busy node narrows its window rather than grow without bound).
+    """
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._capacity = capacity
+        self._seen: OrderedDict[str, int] = OrderedDict()  # mac -> when it stops being fresh
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def first_use(self, mac: str, timestamp_ms: int, now_ms: int) -> bool:
+        seen = self._seen
+        while seen and (next(iter(seen.values())) < now_ms or len(seen) >= self._capacity):
+            seen.popitem(last=False)
+        key = mac.lower()
+        if key in seen:
+            return False
+        seen[key] = max(timestamp_ms, now_ms) + int(MAX_SKEW_S * 1000)
+        return True
