@@ -64,7 +64,9 @@ class LeaderForwarder:
     ) -> ForwardResult:
         """Send ``request`` (with its raw ``body``) to the leader at ``leader_url``."""
         try:
-            url = URL(leader_url.rstrip("/") + request.raw_path, encoded=True)
+            # The path and query only: ``raw_path`` is the request target as sent, which in
+            # absolute form (``POST http://host/api/v1/...``) names a scheme and host too.
+            url = URL(leader_url.rstrip("/") + request.rel_url.raw_path_qs, encoded=True)
         except ValueError as exc:
             return NotDelivered(f"bad leader URL {leader_url!r}: {exc}")
         out: dict[str, str] = {
