@@ -21,7 +21,7 @@ from aiohttp import web
 from prometheus_client.registry import Collector
 
 from raft3d.api import create_app
-from raft3d.config import Address, HttpSettings, Member, Settings
+from raft3d.config import Address, HttpSettings, LimitSettings, Member, Settings
 from raft3d.consensus.types import Snapshot, SnapshotMeta
 from raft3d.domain.state import FarmStateMachine
 from raft3d.node.driver import NodeCounters, RaftNode, StateMachine
@@ -200,6 +200,7 @@ def fake_settings(
     request_timeout_s: float = 2.0,
     max_body_bytes: int = 64 * 1024,
     members: tuple[Member, ...] = (),
+    limits: LimitSettings | None = None,
 ) -> Settings:
     """Settings for an app under test; ``members`` defaults to this node alone."""
     own = Member(node_id, Address("127.0.0.1", 1), Address("127.0.0.1", 2))
@@ -213,6 +214,7 @@ def fake_settings(
         http_settings=HttpSettings(
             request_timeout_s=request_timeout_s, max_body_bytes=max_body_bytes
         ),
+        limits=limits or LimitSettings(),
     )
 
 
