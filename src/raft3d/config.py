@@ -117,11 +117,6 @@ class RaftSettings:
                 f"raft.heartbeat_ms ({self.heartbeat_ms}), or followers start elections "
                 "while the leader is alive"
             )
-        if self.election_ticks <= self.heartbeat_ticks:
-            raise ConfigError(
-                f"raft.election_timeout_ms ({self.election_timeout_ms}) must span more ticks "
-                f"of raft.tick_ms ({self.tick_ms}) than raft.heartbeat_ms does"
-            )
         if self.max_entry_bytes > self.max_msg_bytes:
             raise ConfigError(
                 f"raft.max_entry_bytes ({self.max_entry_bytes}) must not exceed "
