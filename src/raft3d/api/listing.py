@@ -170,3 +170,20 @@ async def _write_array(
     pending.append(b"]")
     await response.write(b"".join(pending))
     await response.write_eof()
+
+
+async def write_in_slices(response: web.StreamResponse, pieces: Sequence[bytes]) -> None:
+    """Write already-encoded ``pieces`` (then end the body), yielding the loop between slices."""
+    slices = _Slices()
+    pending: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        pending.append(piece)
+        size += len(piece)
+        if size >= WRITE_BYTES or slices.due():
+            await response.write(b"".join(pending))
+            pending, size = [], 0
+            if slices.due():
+                await slices.pause()
+    await response.write(b"".join(pending))
+    await response.write_eof()

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from raft3d.api.errors import BadRequest, Conflict, NotFound, ServerError
 from raft3d.api.inputs import query_params, read_json_object
+from raft3d.api.listing import Listable, write_in_slices
 from raft3d.api.ports import NodePort, SnapshotFileInfo
 from raft3d.api.typedefs import NODE_KEY
 from raft3d.domain.errors import SnapshotDecodeError
@@ -55,24 +56,37 @@ async def list_snapshots(request: web.Request) -> web.StreamResponse:
     return web.json_response({"snapshots": [snapshot_json(info) for info in infos]})
 
 
-def _latest_body(node: NodePort, listed: Sequence[SnapshotFileInfo]) -> bytes | None:
-    """Read, decode and render the newest snapshot; runs in a worker thread (files are big)."""
+def _latest_body(node: NodePort, listed: Sequence[SnapshotFileInfo]) -> list[bytes] | None:
+    """Read, decode and render the newest snapshot, as pieces of the JSON body.
+
+    Runs in a worker thread. Each piece is one small encode, so the thread gives the GIL (and
+    the event loop) a chance between pieces; one ``json.dumps`` of the whole farm would not.
+    """
     snapshot = node.latest_snapshot()
     if snapshot is None:
         return None
     meta = snapshot.meta
     machine = FarmStateMachine()
     machine.restore(snapshot.data)
-    body: dict[str, object] = {"index": meta.index, "term": meta.term}
+    head: dict[str, object] = {"index": meta.index, "term": meta.term}
     info = _find(listed, meta.index)
     if info is not None and info.term == meta.term:
-        body["created_at"] = iso_utc(info.created_at)
-    body["state"] = {
-        "printers": [printer.to_dict() for printer in machine.printers()],
-        "filaments": [filament.to_dict() for filament in machine.filaments()],
-        "print_jobs": [job.to_dict() for job in machine.print_jobs()],
-    }
-    return json.dumps(body).encode("utf-8")
+        head["created_at"] = iso_utc(info.created_at)
+    pieces = [json.dumps(head)[:-1].encode() + b', "state": {']
+    kinds: tuple[tuple[str, Sequence[Listable]], ...] = (
+        ("printers", machine.printers()),
+        ("filaments", machine.filaments()),
+        ("print_jobs", machine.print_jobs()),
+    )
+    for n, (kind, objects) in enumerate(kinds):
+        pieces.append(f'{", " if n else ""}"{kind}": ['.encode())
+        pieces.extend(
+            (b", " if i else b"") + json.dumps(obj.to_dict()).encode()
+            for i, obj in enumerate(objects)
+        )
+        pieces.append(b"]")
+    pieces.append(b"}}")
+    return pieces
 
 
 async def latest_snapshot(request: web.Request) -> web.StreamResponse:
@@ -82,14 +96,19 @@ async def latest_snapshot(request: web.Request) -> web.StreamResponse:
     # and ``created_at`` is simply left out if the one read is no longer listed.
     listed = list(node.snapshots())
     try:
-        body = await asyncio.to_thread(_latest_body, node, listed)
+        pieces = await asyncio.to_thread(_latest_body, node, listed)
     except (StorageError, SnapshotDecodeError) as exc:
         raise ServerError(
             "snapshot_unreadable", "the newest snapshot could not be read", {"reason": str(exc)}
         ) from None
-    if body is None:
+    if pieces is None:
         raise NotFound("no_snapshot", f"node {node.node_id} has no snapshot yet")
-    return web.Response(body=body, content_type="application/json")
+    response = web.StreamResponse()
+    response.content_type = "application/json"
+    response.charset = "utf-8"
+    await response.prepare(request)
+    await write_in_slices(response, pieces)
+    return response
 
 
 async def take_snapshot(request: web.Request) -> web.StreamResponse:
