@@ -172,10 +172,12 @@ async def _write_array(
     await response.write_eof()
 
 
-async def write_in_slices(response: web.StreamResponse, pieces: Sequence[bytes]) -> None:
+async def write_in_slices(
+    response: web.StreamResponse, pieces: Sequence[bytes | memoryview]
+) -> None:
     """Write already-encoded ``pieces`` (then end the body), yielding the loop between slices."""
     slices = _Slices()
-    pending: list[bytes] = []
+    pending: list[bytes | memoryview] = []
     size = 0
     for piece in pieces:
         pending.append(piece)
