@@ -202,3 +202,16 @@ def test_no_demo_secret_warning_with_a_real_secret(tmp_path: Path) -> None:
         node = cluster.nodes["n1"]
         assert "demo secret" not in node.log_path.read_text()
         assert free_ports(1)  # the helper still hands out ports while a node runs
+
+
+def test_a_data_dir_held_by_a_running_node_exits_2_with_one_line(tmp_path: Path) -> None:
+    with ProcessCluster(tmp_path, 1) as cluster:
+        cluster.start()
+        cluster.wait_for_leader(timeout=30)
+        node = cluster.nodes["n1"]
+        done = serve(node.config_path)
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr
+        last = done.stderr.splitlines()[-1]
+        assert last.startswith("raft3d: cannot start node n1: ") and "in use" in last
+        assert node.alive  # the running node is untouched

@@ -23,6 +23,7 @@ from raft3d.api.connections import ConnectionGuard, GuardedSite
 from raft3d.config import ConfigError, Settings, load_settings
 from raft3d.logs import configure_logging
 from raft3d.loop_lag import LoopLagMonitor
+from raft3d.storage.errors import StorageError
 
 log = logging.getLogger("raft3d.cli")
 
@@ -85,7 +86,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 class BindError(Exception):
-    """A listening address cannot be bound (in use, not local, no permission)."""
+    """The node cannot start: a listening address cannot be bound (in use, not local, no
+    permission), or its data directory cannot be opened (e.g. another node holds it)."""
 
 
 # File descriptors kept back from HTTP connections: the Raft port, peer links, the log
@@ -135,7 +137,10 @@ async def run_node(settings: Settings) -> None:
         settings.node_id, max_connections=cap, header_timeout_s=http.header_timeout_s
     )
     lag = LoopLagMonitor()
-    app = build_app(settings, lag)
+    try:
+        app = build_app(settings, lag)  # opens (and locks) the data directory
+    except (OSError, StorageError) as exc:
+        raise BindError(f"cannot start node {settings.node_id}: {exc}") from None
     app.middlewares.insert(0, guard.track_requests)
     runner = web.AppRunner(
         app,
@@ -179,9 +184,9 @@ async def _start_listening(
     a BindError naming the address, after whatever did start is stopped again."""
     try:
         await runner.setup()
-    except OSError as exc:
+    except (OSError, StorageError) as exc:
         await runner.cleanup()
-        if exc.errno in _BIND_ERRNOS:
+        if isinstance(exc, OSError) and exc.errno in _BIND_ERRNOS:
             raise BindError(_bind_problem("raft", settings.raft, exc)) from None
         raise BindError(f"cannot start node {settings.node_id}: {exc}") from None
     site = GuardedSite(runner, settings.http.host, settings.http.port, guard)
