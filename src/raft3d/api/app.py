@@ -76,7 +76,7 @@ async def _forwarding_session(app: web.Application) -> AsyncIterator[None]:
 async def _snapshot_renderer(app: web.Application) -> AsyncIterator[None]:
     renderer = app[RENDERER_KEY] = SnapshotRenderer()
     yield
-    renderer.close()
+    await renderer.close()
 
 
 def _add_routes(router: web.UrlDispatcher) -> None:

@@ -42,7 +42,8 @@ class SnapshotRenderer:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, render_snapshot, data, head)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+            pool, self._pool = self._pool, None
+            # Waiting for the worker to exit takes a while: not on the loop.
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
