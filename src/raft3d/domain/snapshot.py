@@ -62,41 +62,10 @@ def encode_snapshot(last_applied_index: int, farm: Farm, idempotency: Idempotenc
 def decode_snapshot(data: bytes, idempotency_capacity: int) -> RestoredState:
     """Rebuild a state from ``encode_snapshot`` bytes; a table over capacity keeps its newest."""
     try:
-        document = _unpack_in_pieces(data)
+        document = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
         return _state_from_document(document, idempotency_capacity)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise SnapshotDecodeError(f"invalid snapshot: {exc}") from exc
-
-
-# Bytes decoded per call into msgpack: a worker thread decoding a big snapshot gives the GIL
-# (and so the event loop) a chance between pieces, which one call over all of it never does.
-UNPACK_PIECE = 1 << 20
-
-
-def _unpack_in_pieces(data: bytes) -> object:
-    """``msgpack.unpackb(data)`` with the same limits, fed to the decoder a piece at a time."""
-    unpacker = msgpack.Unpacker(
-        raw=False, strict_map_key=True, use_list=True, max_buffer_size=max(1, len(data))
-    )
-    view = memoryview(data)
-    document: object = None
-    found = False
-    for start in range(0, len(data), UNPACK_PIECE):
-        unpacker.feed(view[start : start + UNPACK_PIECE])
-        if found:
-            continue
-        try:
-            document = unpacker.unpack()
-            found = True
-        except msgpack.OutOfData:
-            continue
-    if not found:
-        raise ValueError("truncated snapshot")
-    try:
-        unpacker.unpack()
-    except msgpack.OutOfData:
-        return document
-    raise ValueError("extra data after the snapshot")
 
 
 def _state_from_document(document: object, idempotency_capacity: int) -> RestoredState:
