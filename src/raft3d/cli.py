@@ -1,12 +1,17 @@
-"""Command line: ``raft3d serve`` runs a node; ``raft3d status`` shows a cluster."""
+"""Command line: ``raft3d serve`` runs a node; ``raft3d status`` shows a cluster;
+``raft3d certs`` and ``raft3d token`` help secure one."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
+import os
+import resource
 import signal
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -16,8 +21,14 @@ from typing import Any
 
 from aiohttp import web
 
+from raft3d.api.connections import ConnectionGuard, GuardedSite
 from raft3d.config import ConfigError, Settings, load_settings
 from raft3d.logs import configure_logging
+from raft3d.loop_lag import LoopLagMonitor
+from raft3d.security import commands
+from raft3d.security.settings import SecurityConfigError
+from raft3d.security.tls import TlsContexts
+from raft3d.storage.errors import StorageError
 
 log = logging.getLogger("raft3d.cli")
 
@@ -44,53 +55,205 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = sub.add_parser("status", help="print a table of the cluster's nodes")
     status.add_argument("--url", default="http://127.0.0.1:8080", help="any node's HTTP address")
     status.add_argument("--timeout", type=float, default=2.0)
+    status.add_argument("--ca", type=Path, help="CA file to verify HTTPS nodes with")
+    status.add_argument(
+        "--token", default=os.environ.get("RAFT3D_TOKEN"), help="bearer token (or RAFT3D_TOKEN)"
+    )
+    commands.add_commands(sub)
 
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
-    return _status(args.url, args.timeout)
+    if args.command == "certs":
+        return commands.run_certs(args)
+    if args.command == "token":
+        return commands.run_token(args)
+    return _status(args.url, args.timeout, _Client(args.ca, args.token))
 
 
 def _serve(args: argparse.Namespace) -> int:
     console_level = args.console_level or args.log_level
     try:
         settings = load_settings(args.config, data_dir=args.data_dir, log_level=console_level)
-    except ConfigError as exc:
+        tls = (
+            TlsContexts(settings.tls, settings.node_id, settings.public_http.host.lower())
+            if settings.tls
+            else None
+        )
+    except (ConfigError, SecurityConfigError) as exc:
         print(f"raft3d: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, args.log_file, args.file_level)
+    if settings.uses_demo_secret:
+        log.warning(
+            "cluster.secret is the public demo secret from conf/: anyone can join this "
+            "cluster's peer traffic; set RAFT3D_CLUSTER_SECRET for anything but a local demo"
+        )
+    try:
+        _prepare_data_dir(settings.data_dir)
+    except OSError as exc:
+        print(f"raft3d: cannot use data dir {settings.data_dir}: {exc.strerror}", file=sys.stderr)
+        return 2
     import uvloop
 
-    uvloop.run(run_node(settings))
+    try:
+        uvloop.run(run_node(settings, tls))
+    except BindError as exc:
+        print(f"raft3d: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
-async def run_node(settings: Settings) -> None:
-    """Run a node until SIGTERM or SIGINT; then answer in-flight requests and close cleanly."""
-    app = build_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(
-        runner,
-        settings.http.host,
-        settings.http.port,
-        shutdown_timeout=settings.http_settings.request_timeout_s,
-        reuse_address=True,
+class BindError(Exception):
+    """The node cannot start: a listening address cannot be bound (in use, not local, no
+    permission), or its data directory cannot be opened (e.g. another node holds it)."""
+
+
+# File descriptors kept back from HTTP connections: the Raft port, peer links, the log
+# database and its journal, snapshot files, log files.
+FD_RESERVE = 64
+
+
+def _prepare_data_dir(data_dir: Path) -> None:
+    """Everything the node writes is for this user only: dirs 0700, files 0600."""
+    os.umask(0o077)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft limit on open files to the hard limit; return the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-files limit from %d: %s", soft, exc)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def connection_cap(configured: int, fd_limit: int) -> int:
+    """Connections the node may hold open: a forwarded write holds a second descriptor (the
+    request to the leader), so each connection may cost two, beside the reserve."""
+    return max(1, min(configured, (fd_limit - FD_RESERVE) // 2))
+
+
+async def run_node(settings: Settings, tls: TlsContexts | None = None) -> None:
+    """Run a node until SIGTERM or SIGINT; then answer in-flight requests and close cleanly.
+
+    SIGHUP re-reads the TLS certificate files (a bad set is refused and the old one kept).
+    """
+    http = settings.http_settings
+    fd_limit = raise_fd_limit()
+    cap = connection_cap(http.max_connections, fd_limit)
+    if cap < http.max_connections:
+        log.warning(
+            "http.max_connections lowered from %d to %d to stay below the open-files limit %d",
+            http.max_connections,
+            cap,
+            fd_limit,
+        )
+    guard = ConnectionGuard(
+        settings.node_id, max_connections=cap, header_timeout_s=http.header_timeout_s
     )
-    await site.start()
-    log.info("http listening node=%s addr=%s", settings.node_id, settings.http)
+    lag = LoopLagMonitor()
+    try:
+        app = build_app(settings, tls, lag)  # opens (and locks) the data directory
+    except (OSError, StorageError) as exc:
+        raise BindError(f"cannot start node {settings.node_id}: {exc}") from None
+    app.middlewares.insert(0, guard.track_requests)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        keepalive_timeout=http.keepalive_timeout_s,
+        shutdown_timeout=http.request_timeout_s,
+    )
+    lag.start()
+    try:
+        await _start_listening(settings, runner, guard, tls)
+    except BaseException:
+        lag.stop()
+        raise
+    log.info(
+        "http listening node=%s addr=%s advertised=%s://%s max_connections=%d "
+        "header_timeout_s=%g keepalive_timeout_s=%g fd_limit=%d",
+        settings.node_id,
+        settings.http,
+        settings.http_scheme,
+        settings.public_http,
+        cap,
+        http.header_timeout_s,
+        http.keepalive_timeout_s,
+        fd_limit,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _reload_tls, tls)
     try:
         await stop.wait()
         log.info("shutting down node=%s", settings.node_id)
     finally:
         await runner.cleanup()  # stops listening, waits for handlers, then stops the node
+        lag.stop()
 
 
-def build_app(settings: Settings) -> web.Application:
+def _reload_tls(tls: TlsContexts | None) -> None:
+    if tls is None:
+        log.info("SIGHUP: TLS is off, nothing to reload")
+        return
+    try:
+        tls.reload()
+    except SecurityConfigError as exc:
+        log.error("SIGHUP: TLS reload refused, keeping the current certificates: %s", exc)
+    else:
+        log.info("SIGHUP: TLS certificates reloaded")
+
+
+async def _start_listening(
+    settings: Settings,
+    runner: web.AppRunner,
+    guard: ConnectionGuard,
+    tls: TlsContexts | None = None,
+) -> None:
+    """Start the node (it binds the Raft port) and the HTTP listener; a bind failure becomes
+    a BindError naming the address, after whatever did start is stopped again."""
+    try:
+        await runner.setup()
+    except (OSError, StorageError) as exc:
+        await runner.cleanup()
+        if isinstance(exc, OSError) and exc.errno in _BIND_ERRNOS:
+            raise BindError(_bind_problem("raft", settings.raft, exc)) from None
+        raise BindError(f"cannot start node {settings.node_id}: {exc}") from None
+    site = GuardedSite(
+        runner,
+        settings.http.host,
+        settings.http.port,
+        guard,
+        ssl_context=tls.http_server if tls else None,
+    )
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise BindError(_bind_problem("http", settings.http, exc)) from None
+
+
+_BIND_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
+
+
+def _bind_problem(what: str, address: object, exc: OSError) -> str:
+    reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or exc
+    return f"cannot listen on node.{what} {address}: {reason}"
+
+
+def build_app(
+    settings: Settings, tls: TlsContexts | None = None, lag: LoopLagMonitor | None = None
+) -> web.Application:
     """The node and its HTTP app, wired so the node outlives every request handler."""
     from raft3d.api import create_app
     from raft3d.domain.state import FarmStateMachine
@@ -98,8 +261,15 @@ def build_app(settings: Settings) -> web.Application:
     from raft3d.node.metrics import NodeCollector
 
     state = FarmStateMachine()
-    node = RaftNode(settings, state)
-    app = create_app(settings, node, state, collectors=[NodeCollector(node)])
+    node = RaftNode(settings, state, tls=tls)
+    collectors = [NodeCollector(node)] + ([lag.histogram] if lag is not None else [])
+    app = create_app(
+        settings,
+        node,
+        state,
+        collectors=collectors,
+        client_ssl=tls.http_client if tls else None,
+    )
 
     async def node_lifecycle(_app: web.Application) -> AsyncIterator[None]:
         await node.start()
@@ -110,17 +280,27 @@ def build_app(settings: Settings) -> web.Application:
     return app
 
 
-def _status(url: str, timeout: float) -> int:
+class _Client:
+    """How ``raft3d status`` calls nodes: optional CA for HTTPS, optional bearer token."""
+
+    def __init__(self, ca: Path | None, token: str | None) -> None:
+        self.context = ssl.create_default_context(cafile=str(ca)) if ca else None
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _status(url: str, timeout: float, client: _Client | None = None) -> int:
+    client = client or _Client(None, None)
     base = url.rstrip("/")
     try:
-        first = _get_json(f"{base}/cluster/status", timeout)
+        first = _get_json(f"{base}/cluster/status", timeout, client)
     except (OSError, ValueError) as exc:
         print(f"raft3d: cannot read {base}/cluster/status: {exc}", file=sys.stderr)
         return 1
     rows: list[dict[str, Any]] = [first]
     for peer in first.get("peers", []):
         try:
-            rows.append(_get_json(f"{peer['http_addr'].rstrip('/')}/cluster/status", timeout))
+            peer_url = peer["http_addr"].rstrip("/")
+            rows.append(_get_json(f"{peer_url}/cluster/status", timeout, client))
         except (OSError, ValueError):
             rows.append({"node_id": peer["node_id"], "http": peer["http_addr"], "down": True})
     reach = {p["node_id"]: p.get("reachable") for p in first.get("peers", [])}
@@ -169,8 +349,9 @@ def _yes_no(value: object) -> str:
     return "yes" if value is True else "no" if value is False else "?"
 
 
-def _get_json(url: str, timeout: float) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+def _get_json(url: str, timeout: float, client: _Client) -> dict[str, Any]:
+    request = urllib.request.Request(url, headers=client.headers)
+    with urllib.request.urlopen(request, timeout=timeout, context=client.context) as resp:
         body = json.loads(resp.read())
     if not isinstance(body, dict):
         raise ValueError("expected a JSON object")

@@ -12,6 +12,7 @@ import asyncio
 from aiohttp import web
 
 from raft3d.api import headers
+from raft3d.api.auth import identity_of
 from raft3d.api.errors import ServiceUnavailable
 from raft3d.api.forwarding import MaybeDelivered, Relayed
 from raft3d.api.inputs import ascii_decimal
@@ -70,9 +71,10 @@ async def submit(
             leader_id = exc.leader_id
         except TimeoutError:
             raise ServiceUnavailable(
-                "unavailable",
-                f"no quorum committed the write within {budget:g} s; it may still be applied "
+                "timeout",
+                f"the write was not seen to commit within {budget:g} s; it may still be applied "
                 "later (retry with the same Idempotency-Key to find out)",
+                {"timeout_s": budget},
             ) from None
         else:
             return render_result(result, success_status=success_status)
@@ -93,7 +95,7 @@ async def submit(
             )
         else:
             outcome = await request.app[FORWARDER_KEY].forward(
-                request, body, leader_url, deadline - loop.time()
+                request, body, leader_url, deadline - loop.time(), identity_of(request)
             )
             if isinstance(outcome, Relayed):
                 return outcome.response
