@@ -116,7 +116,7 @@ class ChaosCluster:
         self.nodes: dict[str, NodeProcess] = {}
         for i, nid in enumerate(self.ids):
             raft_table = dict(raft or {})
-            if raft_table.get("snapshot_threshold", 0) > 0:
+            if snapshot_stagger and "snapshot_threshold" in raft_table:
                 raft_table["snapshot_threshold"] += i * snapshot_stagger
             tables = "".join(
                 f"\n[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())

@@ -29,6 +29,7 @@ from .nemesis import Nemesis
 from .verdicts import CheckResult
 
 CONVERGE_TIMEOUT_S = 90.0
+NEVER_SNAPSHOT = 1_000_000_000
 # Settings newer nodes have (SPEC §7); set where supported, so that snapshots keep coming
 # often and laggards still need InstallSnapshot rather than the entries a node keeps.
 SNAPSHOT_TRAILING_ENTRIES = 20
@@ -136,7 +137,8 @@ async def _run(
     config: RunConfig, root: Path, history: History, snapshots: dict[int, bytes]
 ) -> None:
     raft: dict[str, object] = {
-        "snapshot_threshold": config.snapshot_threshold,
+        # "0: no snapshots" is a run option; a node takes a threshold it never reaches.
+        "snapshot_threshold": config.snapshot_threshold or NEVER_SNAPSHOT,
         "snapshot_chunk_bytes": config.snapshot_chunk_bytes,
     }
     if config.snapshot_threshold > 0:
@@ -146,7 +148,7 @@ async def _run(
         config.nodes,
         raft=raft,
         http={"request_timeout_s": config.request_timeout_s},
-        snapshot_stagger=max(1, config.snapshot_threshold // 5),
+        snapshot_stagger=config.snapshot_threshold // 5,
     )
     try:
         await cluster.start()
