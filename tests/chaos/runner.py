@@ -81,7 +81,7 @@ class RunReport:
         lines = [
             f"chaos run: seed {self.config.seed}, {self.config.duration:g} s, "
             f"{self.config.nodes} nodes, {self.config.clients} clients "
-            f"(took {h.ended - h.started:.0f} s)",
+            f"(faults and clients ran {h.ended - h.started:.0f} s)",
             f"operations: {len(h.writes) + len(h.reads)} ({len(h.writes)} writes, "
             f"{len(h.reads)} reads)",
             f"writes: {outcomes[OK]} acknowledged, {outcomes[REFUSED]} refused, "
@@ -186,8 +186,8 @@ async def _run(
                 await asyncio.sleep(config.duration)  # the length of the run
             finally:
                 stop.set()
+                history.ended = time.monotonic()  # the end of the faults and new operations
                 await asyncio.gather(chaos, *workers, return_exceptions=True)
-                history.ended = time.monotonic()
                 await nemesis.heal_all()
             converged = await _wait_converged(cluster, nemesis)
             if converged is None:
