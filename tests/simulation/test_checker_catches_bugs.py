@@ -1,6 +1,6 @@
 """The checker must notice classic Raft bugs.
 
-Each case plugs a deliberately broken core or storage (``faults.py``) into the simulation and
+Each case plugs a deliberately broken core or storage (``mutants.py``) into the simulation and
 runs the default seeds in order until the checker reports an invariant violation. The
 budget is far above the seed that catches each bug today (noted per case), so harness changes
 that shift the random streams do not make the test flaky, yet a checker that went blind
@@ -15,7 +15,7 @@ import pytest
 
 from raft3d.consensus import Entry, MsgType, RaftCore, ReadState, Ready, Role
 
-from . import faults, harness
+from . import harness, mutants
 from .checker import InvariantViolation
 from .harness import Cluster, CoreFactory, SimConfig, StorageFactory, default_shape, run_seed
 from .storage import MemoryStorage
@@ -34,34 +34,34 @@ class Fault:
 CASES = {
     # Restart forgets the vote: a node votes twice in one term (caught at seed 0).
     "vote-not-persisted": Fault(
-        storage=faults.ForgetsVoteStorage, reasons=("voted for both", "Election Safety")
+        storage=mutants.ForgetsVoteStorage, reasons=("voted for both", "Election Safety")
     ),
     # Figure 8 of the Raft paper (caught at seed 6).
     "commit-previous-term-entry-by-count": Fault(
-        core=faults.CommitsOldTermByCount,
+        core=mutants.CommitsOldTermByCount,
         reasons=("would vote for", "Leader Completeness", "State Machine Safety"),
     ),
     # A stale APP erases acknowledged entries (caught at seed 0).
     "follower-truncates-matching-suffix": Fault(
-        core=faults.TruncatesMatchingSuffix,
+        core=mutants.TruncatesMatchingSuffix,
         reasons=("no longer has", "durable on only", "Leader Completeness"),
     ),
     # The leader counts its own copy before it is durable (caught at seed 37).
     "leader-counts-own-unpersisted-entry": Fault(
-        core=faults.CountsOwnUnpersistedEntries, reasons=("durable on only",)
+        core=mutants.CountsOwnUnpersistedEntries, reasons=("durable on only",)
     ),
     # Votes without the up-to-date check: a leader lacks committed entries (caught at seed 5).
     "grant-vote-to-stale-log": Fault(
-        core=faults.VotesForStaleLogs,
+        core=mutants.VotesForStaleLogs,
         reasons=("Leader Completeness", "would vote for", "State Machine Safety"),
     ),
     # Beyond the required ones: bugs of the commit index and of ReadIndex.
     "heartbeat-commit-not-capped-at-match": Fault(
-        core=faults.HeartbeatCommitsUnacknowledged,
+        core=mutants.HeartbeatCommitsUnacknowledged,
         reasons=("committed entry", "State Machine Safety", "durable on only"),
     ),
     "read-index-before-leader-committed-in-its-term": Fault(
-        core=faults.ReadsBeforeCommittingInTerm, reasons=("linearizability",)
+        core=mutants.ReadsBeforeCommittingInTerm, reasons=("linearizability",)
     ),
 }
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from raft3d.config import Settings
-from raft3d.consensus import CoreConfig, RaftCore
+from raft3d.consensus import RaftCore
 from raft3d.consensus.sending import sendable_before_persist
 from raft3d.consensus.types import (
     Entry,
@@ -36,6 +36,7 @@ from raft3d.consensus.types import (
 )
 from raft3d.node.errors import NodeStoppedError, NoLeaderError, OutcomeUnknownError
 from raft3d.node.status import NodeStatus, PeerInfo
+from raft3d.node.wiring import core_config
 from raft3d.storage import DurableStorage, SnapshotInfo
 from raft3d.transport import Transport
 
@@ -111,18 +112,7 @@ class RaftNode:
         self._sm = state_machine
         self._rng = rng or random.Random()
         rs = settings.raft_settings
-        self._core_config = CoreConfig(
-            node_id=settings.node_id,
-            voters=tuple(m.node_id for m in settings.members),
-            election_ticks=rs.election_ticks,
-            heartbeat_ticks=rs.heartbeat_ticks,
-            pre_vote=rs.pre_vote,
-            check_quorum=rs.check_quorum,
-            max_msg_bytes=rs.max_msg_bytes,
-            max_inflight_msgs=rs.max_inflight_msgs,
-            max_entry_bytes=rs.max_entry_bytes,
-            snapshot_chunk_bytes=rs.snapshot_chunk_bytes,
-        )
+        self._core_config = core_config(settings.node_id, [m.node_id for m in settings.members], rs)
         self.storage = DurableStorage(settings.data_dir, snapshots_keep=rs.snapshots_keep)
         self._core: RaftCore | None = None
         # Set from storage by start(); the defaults let stop() run after a failed start.
