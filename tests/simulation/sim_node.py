@@ -14,6 +14,7 @@ from .storage import MemoryStorage
 class SimNode:
     node_id: NodeId
     storage: MemoryStorage
+    bootstrap: tuple[NodeId, ...] = ()  # voters of a new cluster; () for a node that joins
     core: RaftCore | None = None  # None while crashed
     sm: SimStateMachine = field(default_factory=SimStateMachine)
     pending: Ready | None = None  # a Ready whose persist has not finished ("slow disk")
