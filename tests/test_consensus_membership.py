@@ -201,6 +201,7 @@ def test_removed_node_stops_campaigning_and_cannot_disrupt() -> None:
     index, _ = leader.propose(b"after")
     net.settle()
     assert leader.commit_index >= index  # the two remaining voters commit alone
+    assert [p.node_id for p in leader.status().peers] == ["b"]  # c has been let go
 
 
 def test_leader_that_removes_itself_hands_over_after_the_removal_commits() -> None:

@@ -400,16 +400,6 @@ class RaftCore(Reconfiguration):
             and self._election_elapsed < self._cfg.election_ticks
         )
 
-    def _stranger_may_campaign(self, msg: Message) -> bool:
-        """A vote request from a node outside our configuration is answered (it may be a
-        voter of a configuration we have not received yet, and need our vote) unless we
-        heard from a leader within the election timeout: then it is a removed node and
-        must not disrupt the cluster (Raft thesis, section 4.2.3)."""
-        if msg.type is not MsgType.VOTE and msg.type is not MsgType.PRE_VOTE:
-            return False
-        heard = self._leader_id is not None and self._election_elapsed < self._cfg.election_ticks
-        return not heard or msg.context == TRANSFER_CONTEXT
-
     def _start_election(self) -> None:
         if self._cfg.pre_vote:
             self._become_pre_candidate()

@@ -35,9 +35,11 @@ from raft3d.consensus.membership import (
 )
 from raft3d.consensus.progress import Progress
 from raft3d.consensus.types import (
+    TRANSFER_CONTEXT,
     ConfState,
     Entry,
     EntryType,
+    Message,
     MsgType,
     NodeId,
     NotLeaderError,
@@ -63,6 +65,7 @@ class Reconfiguration:
     _transfer: NodeId | None
     _transfer_elapsed: int
     _leaving: dict[NodeId, int]  # leader: removed peer -> index of its removal
+    _election_elapsed: int
 
     # --- provided by RaftCore ---------------------------------------------------------------
 
@@ -241,6 +244,16 @@ class Reconfiguration:
         if best is not None and self._progress[best].match == log.last_index:
             self._send(MsgType.TIMEOUT_NOW, best)
         self._become_follower(self._term, None)
+
+    def _stranger_may_campaign(self, msg: Message) -> bool:
+        """A vote request from a node outside our configuration is answered (it may be a
+        voter of a configuration we have not received yet, and need our vote) unless we
+        heard from a leader within the election timeout: then it is a removed node and
+        must not disrupt the cluster (Raft thesis, section 4.2.3)."""
+        if msg.type is not MsgType.VOTE and msg.type is not MsgType.PRE_VOTE:
+            return False
+        heard = self._leader_id is not None and self._election_elapsed < self._cfg.election_ticks
+        return not heard or msg.context == TRANSFER_CONTEXT
 
     def _on_timeout_now(self) -> None:
         if self._id in self._voters:
