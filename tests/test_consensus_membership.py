@@ -319,3 +319,27 @@ def test_a_stale_node_votes_for_a_voter_it_does_not_know_yet_when_there_is_no_le
     c.step(Message(MsgType.VOTE, "c", "d", 3, log_term=2, index=10))
     answers = [(m.type, m.to, m.reject) for m in drain(c).messages]
     assert c.term == 3 and answers == [(MsgType.VOTE_RESP, "d", False)]
+
+
+def test_a_node_that_missed_its_removal_cannot_depose_a_live_leader_even_without_pre_vote() -> None:
+    # b never learned that c was removed, so c still counts as a voter for b; c campaigns
+    # with ever higher terms. While b hears from the leader it ignores c (leader stickiness),
+    # with or without check-quorum.
+    net = Net.of(pre_vote=False, check_quorum=False)
+    leader = net.elect("a")
+    net.settle()
+    b = net.cores["b"]
+    term = leader.term
+    b.step(Message(MsgType.VOTE, "b", "c", term + 3, log_term=term, index=b.last_index + 5))
+    assert b.term == term and b.leader_id == "a" and not net.take(MsgType.VOTE_RESP)
+
+
+def test_a_stale_leader_is_told_the_newer_term_even_without_pre_vote_or_check_quorum() -> None:
+    # Its followers may ignore the votes that would otherwise depose it: the answer to its
+    # own messages is then the only way it learns.
+    b = make_core(
+        "b", ABC, InitialState(HardState(5, None, 0), None, []), pre_vote=False, check_quorum=False
+    )
+    b.step(Message(MsgType.HEARTBEAT, "b", "a", 3))
+    answers = [(m.type, m.to, m.term) for m in drain(b).messages]
+    assert answers == [(MsgType.APP_RESP, "a", 5)]

@@ -393,12 +393,11 @@ class RaftCore(Reconfiguration):
         self._randomized_timeout = ticks + self._rng.randrange(ticks)
 
     def _in_leader_lease(self) -> bool:
-        """Heard from a live leader within the minimum election timeout (or are one)."""
-        return (
-            self._cfg.check_quorum
-            and self._leader_id is not None
-            and self._election_elapsed < self._cfg.election_ticks
-        )
+        """Heard from a live leader within the minimum election timeout (or are one). Vote
+        requests are then ignored (leader stickiness, Raft thesis 4.2.3), with or without
+        check-quorum: a node that missed its own removal, or a partitioned one, must not
+        depose a leader that everyone else still hears."""
+        return self._leader_id is not None and self._election_elapsed < self._cfg.election_ticks
 
     def _start_election(self) -> None:
         if self._cfg.pre_vote:
@@ -530,11 +529,13 @@ class RaftCore(Reconfiguration):
 
     def _answer_stale_sender(self, msg: Message) -> None:
         """A message from an older term. Tell a deposed leader about the newer term (it may be
-        cut off from everyone else), and refuse stale pre-votes outright."""
+        cut off from everyone else, or its followers may ignore our votes), and refuse stale
+        pre-votes outright."""
         mtype = msg.type
         if mtype in _LEADER_MESSAGES:
-            if self._cfg.check_quorum or self._cfg.pre_vote:
-                self._send(MsgType.APP_RESP, msg.frm)
+            # Always: with leader stickiness, the higher-term node may never get the votes
+            # that would otherwise depose the stale leader.
+            self._send(MsgType.APP_RESP, msg.frm)
         elif mtype is MsgType.PRE_VOTE:
             self._send(MsgType.PRE_VOTE_RESP, msg.frm, reject=True)
 
