@@ -22,7 +22,10 @@ Only one Ready may be outstanding: ``has_ready()`` is False between ``ready()`` 
 
 Decisions that fault-injection tests override live in small methods: ``_grants_vote``,
 ``_candidate_log_ok``, ``_commit_candidate``, ``_own_match``, ``_handle_append``,
-``_current_messages``, ``_heartbeat_commit``, ``_may_serve_reads``, ``_leader_read``.
+``_current_messages``, ``_heartbeat_commit``, ``_may_serve_reads``, ``_leader_read``, and
+for membership (``reconfig.Reconfiguration``, which also holds the public
+``propose_conf_change``, ``transfer_leadership`` and ``conf_state``): ``_committed_in_term``,
+``_conf_change_pending``, ``_quorum_voters``.
 """
 
 from __future__ import annotations
