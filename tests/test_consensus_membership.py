@@ -21,13 +21,16 @@ from raft3d.consensus import (
 )
 from raft3d.consensus.membership import (
     ConfChange,
+    ConfChangeError,
     ConfChangeInProgressError,
     ConfChangeType,
+    ConfTracker,
     LeadershipTransferError,
     MemberExistsError,
     NoCommitInTermError,
     NotAVoterError,
     UnknownMemberError,
+    apply_change,
     decode_conf_entry,
     encode_conf_entry,
 )
@@ -343,3 +346,39 @@ def test_a_stale_leader_is_told_the_newer_term_even_without_pre_vote_or_check_qu
     b.step(Message(MsgType.HEARTBEAT, "b", "a", 3))
     answers = [(m.type, m.to, m.term) for m in drain(b).messages]
     assert answers == [(MsgType.APP_RESP, "a", 5)]
+
+
+def conf_entry(index: int, state: ConfState) -> Entry:
+    change = ConfChange(ADD, state.members[-1])
+    return Entry(index, 1, encode_conf_entry(change, state), EntryType.CONF_CHANGE)
+
+
+def test_tracker_follows_appends_truncations_compaction_and_restore() -> None:
+    base = ConfState(ABC)
+    two = ConfState(ABC, ("d",))
+    three = ConfState(ABC, ("d", "e"))
+    tracker = ConfTracker(base, 0)
+    assert not tracker.on_entries([Entry(1, 1), Entry(2, 1, b"", EntryType.NOOP)])
+    assert tracker.on_entries([conf_entry(3, two), Entry(4, 1), conf_entry(5, three)])
+    assert (tracker.current, tracker.index) == (three, 5)
+    assert [tracker.state_at(i) for i in (2, 3, 4, 5, 9)] == [base, two, two, three, three]
+    assert tracker.truncate_from(5) and (tracker.current, tracker.index) == (two, 3)
+    assert not tracker.truncate_from(4)
+    tracker.compact(4)
+    assert (tracker.current, tracker.index, tracker.state_at(1)) == (two, 3, two)
+    tracker.restore(base, 20)
+    assert (tracker.current, tracker.index) == (base, 20)
+
+
+def test_a_malformed_configuration_entry_changes_nothing() -> None:
+    tracker = ConfTracker(ConfState(ABC), 0)
+    assert not tracker.on_entries([Entry(1, 1, b"\xc1garbage", EntryType.CONF_CHANGE)])
+    assert tracker.current == ConfState(ABC)
+    with pytest.raises(ValueError, match="malformed"):
+        decode_conf_entry(b"\x93\x01\x02\x03")
+
+
+def test_removing_the_last_voter_is_refused() -> None:
+    with pytest.raises(ConfChangeError, match="last voter"):
+        apply_change(ConfState(("a",), ("b",)), ConfChange(REMOVE, "a"))
+    assert apply_change(ConfState(("a",), ("b",)), ConfChange(REMOVE, "b")) == ConfState(("a",))
