@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from prometheus_client.registry import Collector
@@ -24,10 +24,16 @@ from raft3d.api import create_app
 from raft3d.config import Address, HttpSettings, Member, Settings
 from raft3d.consensus.types import Snapshot, SnapshotMeta
 from raft3d.domain.state import FarmStateMachine
-from raft3d.node.driver import NodeCounters, RaftNode, StateMachine
+from raft3d.node.driver import RaftNode
 from raft3d.node.errors import NodeStoppedError, NotLeaderError
+from raft3d.node.ready import NodeCounters
+from raft3d.node.seams import StateMachine
 from raft3d.node.status import NodeStatus, PeerInfo
+from raft3d.node.wiring import build_node
+from tests.support.settings import node_settings
 from tests.support.waiting import eventually
+
+R = TypeVar("R")
 
 # Where the fake's snapshot clock starts: 2023-11-14T22:13:20Z.
 FAKE_EPOCH = 1_700_000_000.0
@@ -218,15 +224,7 @@ def fake_settings(
 
 def single_voter_settings(data_dir: Path) -> Settings:
     """Settings for a real one-node cluster (it elects itself) on a free loopback Raft port."""
-    own = Member("solo", Address("127.0.0.1", 0), Address("127.0.0.1", 0))
-    return Settings(
-        node_id=own.node_id,
-        http=own.http,
-        raft=own.raft,
-        data_dir=data_dir,
-        cluster_secret=b"test-secret-0123456789",
-        members=(own,),
-    )
+    return node_settings(data_dir)
 
 
 def make_app(
@@ -239,9 +237,11 @@ def make_app(
 
 
 @asynccontextmanager
-async def running_single_voter(data_dir: Path, state: StateMachine) -> AsyncIterator[RaftNode]:
+async def running_single_voter(
+    data_dir: Path, state: StateMachine[R]
+) -> AsyncIterator[RaftNode[R]]:
     """A real one-node cluster, started and elected; stopped on exit."""
-    node = RaftNode(single_voter_settings(data_dir), state)
+    node = build_node(single_voter_settings(data_dir), state)
     await node.start()
     try:
         await eventually(lambda: node.is_leader, 10, "a single voter to elect itself")

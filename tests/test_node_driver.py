@@ -17,7 +17,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from raft3d.config import Address, Member, RaftSettings, Settings
+from raft3d.config import Settings
 from raft3d.consensus.types import (
     Entry,
     HardState,
@@ -28,13 +28,18 @@ from raft3d.consensus.types import (
 )
 from raft3d.node.driver import RaftNode
 from raft3d.node.errors import NodeStoppedError, OutcomeUnknownError
+from raft3d.node.seams import Storage
+from raft3d.node.wiring import build_node
 from raft3d.storage import DurableStorage
 from tests.fakes import running_single_voter, single_voter_settings
+from tests.support.settings import node_settings
 from tests.support.waiting import eventually
 
 LEADER = "a"
 FOLLOWER = "b"
 VOTERS = (LEADER, FOLLOWER, "c")
+
+Node = RaftNode[tuple[int, bytes]]
 
 
 class RecordingStateMachine:
@@ -44,7 +49,7 @@ class RecordingStateMachine:
         self.last_index = 0
         self.commands: list[bytes] = []
 
-    def apply(self, index: int, data: bytes) -> object:
+    def apply(self, index: int, data: bytes) -> tuple[int, bytes]:
         self.last_index = index
         self.commands.append(data)
         return (index, data.upper())
@@ -59,7 +64,7 @@ class RecordingStateMachine:
 class DiskGate:
     """Holds ``DurableStorage.persist`` on the disk thread until released."""
 
-    def __init__(self, storage: DurableStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
         self.closed = False
         self.entered = threading.Event()
         self._open = threading.Event()
@@ -91,20 +96,12 @@ def follower_settings(data_dir: Path, snapshot_threshold: int) -> Settings:
 
     The election timeout is long so that the follower stays a follower of the scripted leader.
     """
-    members = tuple(
-        Member(node_id, Address("127.0.0.1", 0), Address("127.0.0.1", 0)) for node_id in VOTERS
-    )
-    own = members[1]
-    return Settings(
-        node_id=own.node_id,
-        http=own.http,
-        raft=own.raft,
-        data_dir=data_dir,
-        cluster_secret=b"test-secret-0123456789",
-        members=members,
-        raft_settings=RaftSettings(
-            election_timeout_ms=600_000, snapshot_threshold=snapshot_threshold
-        ),
+    return node_settings(
+        data_dir,
+        FOLLOWER,
+        VOTERS,
+        election_timeout_ms=600_000,
+        snapshot_threshold=snapshot_threshold,
     )
 
 
@@ -138,7 +135,7 @@ def whole_snapshot(index: int, term: int = 1) -> Message:
 
 
 @pytest.fixture
-async def solo(tmp_path: Path) -> AsyncIterator[RaftNode]:
+async def solo(tmp_path: Path) -> AsyncIterator[Node]:
     async with running_single_voter(tmp_path, RecordingStateMachine()) as node:
         yield node
 
@@ -149,8 +146,8 @@ def machine() -> RecordingStateMachine:
 
 
 @pytest.fixture
-async def follower(tmp_path: Path, machine: RecordingStateMachine) -> AsyncIterator[RaftNode]:
-    node = RaftNode(follower_settings(tmp_path, snapshot_threshold=5), machine)
+async def follower(tmp_path: Path, machine: RecordingStateMachine) -> AsyncIterator[Node]:
+    node = build_node(follower_settings(tmp_path, snapshot_threshold=5), machine)
     await node.start()
     try:
         yield node
@@ -158,11 +155,11 @@ async def follower(tmp_path: Path, machine: RecordingStateMachine) -> AsyncItera
         await node.stop()
 
 
-def deliver(node: RaftNode, msg: Message) -> None:
-    node.transport.deliver(msg)
+def deliver(node: Node, msg: Message) -> None:
+    node.receive(msg)
 
 
-def refuses_work(node: RaftNode) -> bool:
+def refuses_work(node: Node) -> bool:
     try:
         node.events(0, 1)
     except NodeStoppedError:
@@ -173,7 +170,7 @@ def refuses_work(node: RaftNode) -> bool:
 # --- a single voter ---------------------------------------------------------------------------
 
 
-async def test_a_proposal_resolves_with_the_state_machines_result(solo: RaftNode) -> None:
+async def test_a_proposal_resolves_with_the_state_machines_result(solo: Node) -> None:
     first = await solo.propose(b"print", 5.0)
     second = await solo.propose(b"pause", 5.0)
     index = solo.applied_index
@@ -183,7 +180,7 @@ async def test_a_proposal_resolves_with_the_state_machines_result(solo: RaftNode
 
 
 async def test_read_barrier_returns_once_the_commit_at_the_call_is_applied(
-    solo: RaftNode,
+    solo: Node,
 ) -> None:
     await solo.propose(b"one", 5.0)
     commit_at_call = solo.core.commit_index
@@ -193,7 +190,7 @@ async def test_read_barrier_returns_once_the_commit_at_the_call_is_applied(
 
 
 async def test_take_snapshot_returns_the_applied_index_and_lists_the_file(
-    solo: RaftNode,
+    solo: Node,
 ) -> None:
     await solo.propose(b"one", 5.0)
     await solo.propose(b"two", 5.0)
@@ -209,7 +206,7 @@ async def test_take_snapshot_returns_the_applied_index_and_lists_the_file(
 
 
 async def test_stop_fails_a_pending_proposal_instead_of_leaving_it_waiting(
-    solo: RaftNode, monkeypatch: pytest.MonkeyPatch
+    solo: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gate = DiskGate(solo.storage, monkeypatch)
     gate.close()
@@ -227,7 +224,7 @@ async def test_stop_fails_a_pending_proposal_instead_of_leaving_it_waiting(
 
 
 async def test_a_cancelled_proposal_is_forgotten_but_still_applied(
-    solo: RaftNode, monkeypatch: pytest.MonkeyPatch
+    solo: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gate = DiskGate(solo.storage, monkeypatch)
     gate.close()
@@ -238,7 +235,7 @@ async def test_a_cancelled_proposal_is_forgotten_but_still_applied(
         proposal.cancel()
         with pytest.raises(asyncio.CancelledError):
             await proposal
-        assert index not in solo._pending  # nobody is left to read its result
+        assert index not in solo.step.proposals  # nobody is left to read its result
     finally:
         gate.open()
     await eventually(lambda: solo.applied_index >= index, 10, "the entry to be applied")
@@ -246,14 +243,14 @@ async def test_a_cancelled_proposal_is_forgotten_but_still_applied(
 
 
 async def test_stop_of_a_node_never_started_releases_the_data_directory(tmp_path: Path) -> None:
-    node = RaftNode(single_voter_settings(tmp_path), RecordingStateMachine())
+    node = build_node(single_voter_settings(tmp_path), RecordingStateMachine())
     await node.stop()
     reopened = DurableStorage(tmp_path)  # takes the directory lock: it must be free again
     reopened.close()
 
 
 async def test_a_restarted_node_recovers_its_applied_state(tmp_path: Path) -> None:
-    node = RaftNode(single_voter_settings(tmp_path), RecordingStateMachine())
+    node = build_node(single_voter_settings(tmp_path), RecordingStateMachine())
     await node.start()
     try:
         await eventually(lambda: node.is_leader, 10, "a single voter to elect itself")
@@ -264,7 +261,7 @@ async def test_a_restarted_node_recovers_its_applied_state(tmp_path: Path) -> No
     finally:
         await node.stop()
     machine = RecordingStateMachine()
-    again = RaftNode(single_voter_settings(tmp_path), machine)
+    again = build_node(single_voter_settings(tmp_path), machine)
     await again.start()
     try:
         await eventually(lambda: again.applied_index >= applied, 10, "the log to be replayed")
@@ -278,7 +275,7 @@ async def test_a_restarted_node_recovers_its_applied_state(tmp_path: Path) -> No
 
 
 async def test_follower_read_barrier_waits_for_the_leaders_read_index_to_apply(
-    follower: RaftNode, machine: RecordingStateMachine, monkeypatch: pytest.MonkeyPatch
+    follower: Node, machine: RecordingStateMachine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sent: list[Message] = []
     monkeypatch.setattr(follower.transport, "send", sent.append)
@@ -309,7 +306,7 @@ async def test_follower_read_barrier_waits_for_the_leaders_read_index_to_apply(
 
 
 async def test_automatic_snapshot_while_a_received_snapshot_waits_to_install(
-    follower: RaftNode, machine: RecordingStateMachine, monkeypatch: pytest.MonkeyPatch
+    follower: Node, machine: RecordingStateMachine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A snapshot from the leader arrives while a write is on the disk thread, and the entries
     that write carries take the follower past its snapshot threshold. The local snapshot would
@@ -335,7 +332,7 @@ async def test_automatic_snapshot_while_a_received_snapshot_waits_to_install(
 
 
 async def test_take_snapshot_while_a_received_snapshot_waits_to_install(
-    follower: RaftNode, machine: RecordingStateMachine
+    follower: Node, machine: RecordingStateMachine
 ) -> None:
     deliver(follower, append(0, 1, 3, commit=3))
     await eventually(lambda: follower.applied_index == 3, 10, "entries 1..3 to apply")

@@ -94,11 +94,11 @@ def build_app(settings: Settings) -> web.Application:
     """The node and its HTTP app, wired so the node outlives every request handler."""
     from raft3d.api import create_app
     from raft3d.domain.state import FarmStateMachine
-    from raft3d.node.driver import RaftNode
     from raft3d.node.metrics import NodeCollector
+    from raft3d.node.wiring import build_node
 
     state = FarmStateMachine()
-    node = RaftNode(settings, state)
+    node = build_node(settings, state)
     app = create_app(settings, node, state, collectors=[NodeCollector(node)])
 
     async def node_lifecycle(_app: web.Application) -> AsyncIterator[None]:
