@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from raft3d.api import create_app
 from raft3d.config import Address, HttpSettings, Member, Settings
 from raft3d.consensus.types import Snapshot, SnapshotMeta
+from raft3d.domain.results import Result
 from raft3d.domain.state import FarmStateMachine
 from raft3d.node.driver import RaftNode
 from raft3d.node.errors import NodeStoppedError, NotLeaderError
@@ -47,7 +48,7 @@ class FakeEntry:
     term: int
     is_noop: bool
     data: bytes
-    outcome: object
+    outcome: Result | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,7 @@ class FakeNode:
     def applied_index(self) -> int:
         return self._index
 
-    async def propose(self, command: bytes, timeout: float) -> object:
+    async def propose(self, command: bytes, timeout: float) -> Result:
         await asyncio.sleep(0)  # yield until other tasks ran, as a real node always does
         self.proposals.append(command)
         if self._propose_errors:

@@ -15,6 +15,7 @@ from raft3d.api.middleware import add_node_headers, error_middleware, metrics_mi
 from raft3d.api.ports import NodePort
 from raft3d.api.typedefs import FORWARDER_KEY, METRICS_KEY, NODE_KEY, SETTINGS_KEY, STATE_KEY
 from raft3d.config import Settings
+from raft3d.domain.results import Result
 from raft3d.domain.state import FarmStateMachine
 
 API = "/api/v1"
@@ -22,7 +23,7 @@ API = "/api/v1"
 
 def create_app(
     settings: Settings,
-    node: NodePort,
+    node: NodePort[Result],
     state: FarmStateMachine,
     *,
     collectors: Iterable[Collector] = (),

@@ -35,6 +35,7 @@ from raft3d.api.rendering import outcome_json
 from raft3d.api.typedefs import NODE_KEY
 from raft3d.domain.commands import Command, decode_command
 from raft3d.domain.errors import CommandDecodeError
+from raft3d.domain.results import Result
 
 AFTER_PARAM = "after"
 LIMIT_PARAM = "limit"
@@ -58,7 +59,7 @@ def command_payload(command: Command) -> dict[str, object]:
     return payload
 
 
-def event_json(entry: CommittedEntry) -> dict[str, object]:
+def event_json(entry: CommittedEntry[Result]) -> dict[str, object]:
     kind = NOOP_TYPE
     payload: dict[str, object] | None = {}
     if not entry.is_noop:
@@ -77,7 +78,7 @@ def event_json(entry: CommittedEntry) -> dict[str, object]:
     }
 
 
-def page_json(page: EventPageView) -> dict[str, object]:
+def page_json(page: EventPageView[Result]) -> dict[str, object]:
     return {
         "first_index": page.first_index,
         "last_index": page.last_index,

@@ -19,6 +19,7 @@ from raft3d.api.ports import NodePort
 from raft3d.api.rendering import render_result
 from raft3d.api.typedefs import FORWARDER_KEY, NODE_KEY, SETTINGS_KEY
 from raft3d.domain.commands import Command, encode_command
+from raft3d.domain.results import Result
 from raft3d.node.errors import NotLeaderError
 
 # How often a node without a known leader looks again (elections take a few hundred ms).
@@ -38,7 +39,7 @@ def request_budget(request: web.Request) -> float:
     return budget
 
 
-def _leader_url(node: NodePort, request: web.Request, leader_id: str | None) -> str | None:
+def _leader_url(node: NodePort[Result], request: web.Request, leader_id: str | None) -> str | None:
     if leader_id is None or leader_id == node.node_id:
         return None
     status = node.status()
