@@ -22,7 +22,7 @@ from raft3d.node.status import PeerInfo
 from raft3d.node.wiring import build_node
 from raft3d.storage.errors import StorageCorruptError
 from raft3d.transport.stats import DROP_REASONS
-from tests.fakes import FakeEntry, FakeNode, make_app, single_voter_settings
+from tests.support.fakes import FakeEntry, FakeNode, make_app, single_voter_settings
 from tests.support.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]

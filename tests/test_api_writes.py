@@ -17,7 +17,7 @@ from raft3d.node.errors import (
     NotLeaderError,
     OutcomeUnknownError,
 )
-from tests.fakes import FakeNode, fake_settings, make_app
+from tests.support.fakes import FakeNode, fake_settings, make_app
 
 Client = TestClient[web.Request, web.Application]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -31,7 +31,7 @@ from raft3d.node.errors import NodeStoppedError, OutcomeUnknownError
 from raft3d.node.seams import Storage
 from raft3d.node.wiring import build_node
 from raft3d.storage import DurableStorage
-from tests.fakes import running_single_voter, single_voter_settings
+from tests.support.fakes import running_single_voter, single_voter_settings
 from tests.support.settings import node_settings
 from tests.support.waiting import eventually
 

@@ -19,7 +19,7 @@ from raft3d.node.driver import RaftNode
 from raft3d.node.metrics import PROPOSAL_RESULTS, NodeCollector
 from raft3d.node.ready import NodeCounters
 from raft3d.transport.stats import DROP_REASONS
-from tests.fakes import running_single_voter
+from tests.support.fakes import running_single_voter
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

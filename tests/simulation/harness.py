@@ -45,8 +45,6 @@ CoreFactory = Callable[[CoreConfig, InitialState, random.Random], RaftCore]
 StorageFactory = Callable[[], MemoryStorage]
 Trace = Callable[[str], None]
 
-# Messages a leader may send before its own persist finished: none acknowledges anything.
-
 
 class LivenessViolation(AssertionError):
     """After all faults healed, the cluster did not elect a leader and commit in time."""

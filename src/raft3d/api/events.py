@@ -22,9 +22,6 @@ answers from this node at once).
 
 from __future__ import annotations
 
-import dataclasses
-from enum import Enum
-
 from aiohttp import web
 
 from raft3d.api import headers
@@ -33,7 +30,7 @@ from raft3d.api.ports import CommittedEntry, EventPageView
 from raft3d.api.reads import CONSISTENCY_PARAM, consistent_read
 from raft3d.api.rendering import outcome_json
 from raft3d.api.typedefs import NODE_KEY
-from raft3d.domain.commands import Command, decode_command
+from raft3d.domain.commands import Command, command_arguments, decode_command
 from raft3d.domain.errors import CommandDecodeError
 from raft3d.domain.results import Result
 
@@ -48,12 +45,7 @@ UNDECODABLE_TYPE = "undecodable"
 
 
 def command_payload(command: Command) -> dict[str, object]:
-    payload: dict[str, object] = {}
-    for field in dataclasses.fields(command):
-        if field.name == "idempotency":
-            continue
-        value = getattr(command, field.name)
-        payload[field.name] = value.value if isinstance(value, Enum) else value
+    payload: dict[str, object] = command_arguments(command)
     if command.idempotency is not None:
         payload["idempotency"] = {"key": command.idempotency.key}
     return payload
