@@ -11,6 +11,7 @@ from raft3d.consensus import CoreConfig, NodeId
 from raft3d.node.driver import RaftNode
 from raft3d.node.options import MemberAddress, NodeOptions
 from raft3d.node.seams import StateMachine
+from raft3d.security.tls import TlsContexts
 from raft3d.storage import DurableStorage
 from raft3d.transport import Transport
 
@@ -47,9 +48,14 @@ def node_options(settings: Settings) -> NodeOptions:
 
 
 def build_node(
-    settings: Settings, state_machine: StateMachine[R], *, rng: random.Random | None = None
+    settings: Settings,
+    state_machine: StateMachine[R],
+    *,
+    rng: random.Random | None = None,
+    tls: TlsContexts | None = None,
 ) -> RaftNode[R]:
-    """A node on durable storage in ``settings.data_dir`` and the TCP peer transport."""
+    """A node on durable storage in ``settings.data_dir`` and the TCP peer transport (over
+    mutual TLS when ``tls`` is given)."""
     raft = settings.raft_settings
     storage = DurableStorage(settings.data_dir, snapshots_keep=raft.snapshots_keep)
     try:
@@ -61,6 +67,8 @@ def build_node(
             settings.cluster_secret,
             lambda msg: node.receive(msg),
             on_peer_change=lambda peer, up: node.peer_changed(peer, up),
+            ssl_server=tls.peer_server if tls else None,
+            ssl_client=tls.peer_client if tls else None,
         )
     except BaseException:
         storage.close()
