@@ -240,8 +240,7 @@ class SafetyChecker:
                 f"{entry.index} in term {entry.term} before any entry of that term committed"
             )
 
-    def on_persist(self, node: SimNode, before: HardState, rd: Ready) -> None:
-        hard = rd.hard_state
+    def on_persist(self, node: SimNode, before: HardState, hard: HardState | None) -> None:
         if hard is None:
             return
         if hard.term < before.term:

@@ -28,7 +28,6 @@ from raft3d.consensus.types import (
     Entry,
     EntryType,
     NodeId,
-    ProposalDroppedError,
     RaftError,
 )
 
@@ -206,8 +205,9 @@ class MemberExistsError(ConfChangeError):
         super().__init__(f"node {node!r} is already a member of the cluster")
 
 
-class LeadershipTransferError(ProposalDroppedError):
-    """Proposals are refused while the leader hands leadership over."""
+class LeadershipTransferError(RaftError):
+    """Proposals (and configuration changes) are refused while the leader hands leadership
+    over."""
 
     def __init__(self, target: NodeId) -> None:
         self.target = target
