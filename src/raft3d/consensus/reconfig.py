@@ -14,8 +14,13 @@
   timeout.
 - A leader that removes itself keeps leading (without counting itself toward any quorum)
   until the removal commits; then it sends TIMEOUT_NOW to the most up-to-date voter if that
-  one holds its whole log, and steps down. A node that is not a voter in its configuration
-  never campaigns, and every node ignores all but leader messages from non-members.
+  one holds its whole log, and steps down.
+- A removed peer keeps receiving the log from the leader that removed it until it holds its
+  removal and that committed (``_leaving``); it counts toward nothing meanwhile. A node that
+  is not a voter of its own configuration never campaigns.
+- Messages from non-members are ignored, except a leader's (a joining node learns the log
+  from a leader it does not know yet) and vote requests while no leader is heard from (the
+  candidate may be a voter of a configuration this node has not received yet).
 """
 
 from __future__ import annotations
