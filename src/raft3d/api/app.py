@@ -8,7 +8,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client.registry import Collector
 
-from raft3d.api import cluster, events, farm, snapshots
+from raft3d.api import cluster, events, farm, objects, snapshots
 from raft3d.api.forwarding import LeaderForwarder
 from raft3d.api.metrics import create_metrics
 from raft3d.api.middleware import add_node_headers, error_middleware, metrics_middleware
@@ -71,6 +71,9 @@ def _add_routes(router: web.UrlDispatcher) -> None:
     router.add_get(f"{API}/filaments", farm.list_filaments)
     router.add_post(f"{API}/print_jobs", farm.create_print_job)
     router.add_get(f"{API}/print_jobs", farm.list_print_jobs)
+    router.add_get(f"{API}/printers/{{id}}", objects.get_printer)
+    router.add_get(f"{API}/filaments/{{id}}", objects.get_filament)
+    router.add_get(f"{API}/print_jobs/{{id}}", objects.get_print_job)
     router.add_post(f"{API}/print_jobs/{{id}}/status", farm.change_job_status)
     router.add_put(f"{API}/print_jobs/{{id}}/status", farm.change_job_status)
     router.add_get(f"{API}/events", events.list_events)

@@ -9,11 +9,11 @@ from typing import Any, Protocol
 from aiohttp import web
 from marshmallow import Schema, ValidationError
 
-from raft3d.api import headers
+from raft3d.api import headers, objects
 from raft3d.api.errors import BadRequest, NotFound
 from raft3d.api.idempotency import tag_for
 from raft3d.api.inputs import query_params, read_json_object
-from raft3d.api.reads import consistent_read
+from raft3d.api.reads import CONSISTENCY_PARAM, consistent_read
 from raft3d.api.schemas import (
     MAX_ID_CHARS,
     FilamentSchema,
@@ -110,7 +110,7 @@ async def create_filament(request: web.Request) -> web.StreamResponse:
 
 async def list_filaments(request: web.Request) -> web.StreamResponse:
     await consistent_read(request)
-    return _listing(request, request.app[STATE_KEY].filaments())
+    return objects.filament_listing(request)
 
 
 async def create_print_job(request: web.Request) -> web.StreamResponse:
@@ -139,9 +139,11 @@ def _status_param(value: str) -> JobStatus:
 
 
 async def list_print_jobs(request: web.Request) -> web.StreamResponse:
-    params = await consistent_read(request, extra_params=(STATUS_PARAM,))
-    wanted = _status_param(params[STATUS_PARAM]) if STATUS_PARAM in params else None
-    return _listing(request, request.app[STATE_KEY].print_jobs(status=wanted))
+    # Filters are checked before the read barrier: a bad request costs the cluster nothing.
+    params = query_params(request, (CONSISTENCY_PARAM, *objects.JOB_FILTER_PARAMS))
+    filters = objects.JobFilters(params)
+    await consistent_read(request, extra_params=objects.JOB_FILTER_PARAMS)
+    return objects.job_listing(request, filters)
 
 
 def _job_id_from_path(request: web.Request) -> str:
