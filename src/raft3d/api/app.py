@@ -8,7 +8,8 @@ import aiohttp
 from aiohttp import web
 from prometheus_client.registry import Collector
 
-from raft3d.api import cluster, events, farm, objects, snapshots
+from raft3d.api import cluster, events, farm, objects, openapi, pages, snapshots
+from raft3d.api.cors import add_cors_headers, preflight_middleware
 from raft3d.api.forwarding import LeaderForwarder
 from raft3d.api.metrics import create_metrics
 from raft3d.api.middleware import add_node_headers, error_middleware, metrics_middleware
@@ -37,13 +38,14 @@ def create_app(
     app = web.Application(
         client_max_size=settings.http_settings.max_body_bytes,
         # Outermost first: metrics see the status the error middleware rendered.
-        middlewares=[metrics_middleware, error_middleware],
+        middlewares=[metrics_middleware, preflight_middleware, error_middleware],
     )
     app[SETTINGS_KEY] = settings
     app[NODE_KEY] = node
     app[STATE_KEY] = state
     app[METRICS_KEY] = create_metrics(node, collectors)
     app.on_response_prepare.append(add_node_headers)
+    app.on_response_prepare.append(add_cors_headers)
     app.cleanup_ctx.append(_forwarding_session)
     _add_routes(app.router)
     return app
@@ -85,3 +87,8 @@ def _add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/healthz", cluster.healthz)
     router.add_get("/readyz", cluster.readyz)
     router.add_get("/metrics", cluster.metrics)
+    # For people: the API document, its readable page, the dashboard and their assets.
+    router.add_get("/openapi.json", openapi.openapi_document)
+    router.add_get("/docs", pages.api_docs)
+    router.add_get("/", pages.dashboard)
+    router.add_get("/static/{name}", pages.static_asset)

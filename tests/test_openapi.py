@@ -1,0 +1,144 @@
+"""The OpenAPI document, the pages and assets a browser loads, and cross-node CORS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from openapi_spec_validator import validate
+from pytest_aiohttp import AiohttpClient
+
+from raft3d.api import operations
+from raft3d.api.openapi import UndocumentedRouteError, build_document
+from raft3d.api.pages import ASSETS
+from raft3d.node.status import PeerInfo
+from tests.fakes import FakeNode, make_app
+
+Client = TestClient[web.Request, web.Application]
+
+
+@pytest.fixture
+def node() -> FakeNode:
+    return FakeNode("n1")
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, node: FakeNode) -> Client:
+    return await aiohttp_client(make_app(node))
+
+
+async def document(client: Client) -> dict[str, Any]:
+    response = await client.get("/openapi.json")
+    assert response.status == 200
+    doc: dict[str, Any] = await response.json()
+    return doc
+
+
+async def test_document_is_valid_openapi_3(client: Client) -> None:
+    doc = await document(client)
+    validate(doc)  # raises on an invalid document
+    assert doc["openapi"].startswith("3.")
+
+
+async def test_every_route_is_documented_with_its_inputs_answers_and_errors(
+    client: Client,
+) -> None:
+    doc = await document(client)
+    registered = {
+        (route.method, route.resource.canonical)
+        for route in client.app.router.routes()
+        if route.method != "HEAD" and route.resource is not None
+    }
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    assert documented == registered
+    create_job = doc["paths"]["/api/v1/print_jobs"]["post"]
+    body = create_job["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/PrintJobInput"}
+    for status in ("400", "409", "422", "503"):
+        error = create_job["responses"][status]["content"]["application/json"]["schema"]
+        assert error == {"$ref": "#/components/schemas/Error"}
+    filters = {p["name"] for p in doc["paths"]["/api/v1/print_jobs"]["get"]["parameters"]}
+    assert filters == {"consistency", "status", "printer_id", "filament_id"}
+    by_id = doc["paths"]["/api/v1/filaments/{id}"]["get"]
+    assert set(by_id["responses"]) >= {"200", "404"}
+
+
+async def test_schemas_come_from_the_validating_marshmallow_schemas(client: Client) -> None:
+    schemas = (await document(client))["components"]["schemas"]
+    printer_in = schemas["PrinterInput"]
+    assert printer_in["required"] == ["company", "model"]
+    assert printer_in["additionalProperties"] is False
+    assert printer_in["properties"]["company"] == {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 256,
+    }
+    grams = schemas["FilamentInput"]["properties"]["total_weight_in_grams"]
+    assert (grams["type"], grams["minimum"], grams["maximum"]) == ("integer", 1, 10_000_000)
+    roll_type = schemas["FilamentInput"]["properties"]["type"]["pattern"]
+    assert "[pP][eE][tT][gG]" in roll_type
+    assert "available_weight_in_grams" in schemas["FilamentView"]["required"]
+    assert set(schemas["Error"]["properties"]) == {"error"}
+
+
+def test_a_route_without_an_operation_fails_the_build(node: FakeNode) -> None:
+    app = make_app(node)
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    app.router.add_get("/undocumented", handler)
+    with pytest.raises(UndocumentedRouteError, match="/undocumented"):
+        build_document(app.router)
+    assert ("GET", "/undocumented") not in operations.OPERATIONS
+
+
+@pytest.mark.parametrize(("path", "marker"), [("/", "Raft3D farm"), ("/docs", "API reference")])
+async def test_pages_are_served_from_the_package(client: Client, path: str, marker: str) -> None:
+    response = await client.get(path)
+    assert response.status == 200
+    assert response.content_type == "text/html"
+    text = await response.text()
+    assert marker in text
+    assert "http://" not in text and "https://" not in text  # nothing from elsewhere
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+
+
+async def test_assets_are_served_and_nothing_else(client: Client) -> None:
+    for name, content_type in ASSETS.items():
+        response = await client.get(f"/static/{name}")
+        assert response.status == 200, name
+        assert response.content_type == content_type
+        assert len(await response.read()) > 100
+    for bad in ("index.html.bak", "..%2F__init__.py", "%2e%2e%2fpages.py", "nope.js"):
+        response = await client.get(f"/static/{bad}")
+        assert response.status == 404
+        assert (await response.json())["error"]["code"] == "not_found"
+
+
+async def test_cors_allows_the_clusters_members_only(client: Client, node: FakeNode) -> None:
+    node.peers = (PeerInfo("n2", "127.0.0.1:9002", "http://127.0.0.1:8002", True, None),)
+    member = {"Origin": "http://localhost:8002"}
+    response = await client.get("/api/v1/printers", headers=member)
+    assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:8002"
+    assert "X-Raft3D-Applied-Index" in response.headers["Access-Control-Expose-Headers"]
+    preflight = await client.options(
+        "/api/v1/printers",
+        headers={
+            **member,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert preflight.status == 204
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert "Content-Type" in preflight.headers["Access-Control-Allow-Headers"]
+    stranger = {"Origin": "http://evil.example:8002"}
+    response = await client.get("/api/v1/printers", headers=stranger)
+    assert "Access-Control-Allow-Origin" not in response.headers
+    preflight = await client.options(
+        "/api/v1/printers", headers={**stranger, "Access-Control-Request-Method": "POST"}
+    )
+    assert "Access-Control-Allow-Methods" not in preflight.headers
