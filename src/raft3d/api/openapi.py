@@ -23,9 +23,9 @@ from raft3d.api.schemas import CaseInsensitiveEnum, Id, Text
 OPENAPI_VERSION = "3.0.3"
 _DESCRIPTION = (
     "A Raft-replicated print-farm manager. Every node serves the whole API: writes sent to a "
-    "follower are forwarded to the leader; reads are linearizable unless `?consistency=local`. "
-    'Every error is JSON: `{"error": {"code", "message", "details"}}`. Responses carry '
-    "`X-Raft3D-Node-Id` and `X-Raft3D-Applied-Index`."
+    "follower are forwarded to the leader; reads are linearizable unless ?consistency=local. "
+    'Every error is JSON: {"error": {"code", "message", "details"}}. Responses carry the '
+    "X-Raft3D-Node and X-Raft3D-Applied-Index headers."
 )
 
 
