@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
 from pytest_aiohttp import AiohttpClient
 
-from raft3d.api import operations
+from raft3d.api import operations, pages
 from raft3d.api.openapi import UndocumentedRouteError, build_document
 from raft3d.api.pages import ASSETS
 from raft3d.node.status import PeerInfo
@@ -81,6 +82,18 @@ async def test_schemas_come_from_the_validating_marshmallow_schemas(client: Clie
     assert "[pP][eE][tT][gG]" in roll_type
     assert "available_weight_in_grams" in schemas["FilamentView"]["required"]
     assert set(schemas["Error"]["properties"]) == {"error"}
+
+
+async def test_operation_ids_are_unique(client: Client) -> None:
+    doc = await document(client)
+    ids = [op["operationId"] for ops in doc["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids))
+
+
+def test_every_shipped_file_is_served() -> None:
+    static = Path(pages.__file__).with_name("static")
+    shipped = {path.name for path in static.iterdir()}
+    assert shipped == {*ASSETS, "index.html", "docs.html"}
 
 
 def test_a_route_without_an_operation_fails_the_build(node: FakeNode) -> None:
