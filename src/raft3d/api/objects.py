@@ -118,7 +118,7 @@ def filament_listing(request: web.Request) -> web.Response:
 
 
 def job_listing(request: web.Request, filters: JobFilters) -> web.Response:
-    jobs = request.app[STATE_KEY].print_jobs(
-        filters.status, printer_id=filters.printer_id, filament_id=filters.filament_id
+    jobs = request.app[STATE_KEY].matching_jobs(
+        filters.status, filters.printer_id, filters.filament_id
     )
     return _read_response(request, [job.to_dict() for job in jobs])

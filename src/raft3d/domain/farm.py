@@ -41,22 +41,16 @@ class Farm:
     def filaments(self) -> list[Filament]:
         return list(self._filaments.values())
 
-    def print_jobs(
-        self,
-        status: JobStatus | None = None,
-        *,
-        printer_id: str | None = None,
-        filament_id: str | None = None,
-    ) -> list[PrintJob]:
-        if status is None and printer_id is None and filament_id is None:
+    def print_jobs(self, status: JobStatus | None = None) -> list[PrintJob]:
+        if status is None:
             return list(self._jobs.values())
-        return [
-            job
-            for job in self._jobs.values()
-            if (status is None or job.status == status)
-            and (printer_id is None or job.printer_id == printer_id)
-            and (filament_id is None or job.filament_id == filament_id)
-        ]
+        return [job for job in self._jobs.values() if job.status == status]
+
+    def print_job(self, job_id: str) -> PrintJob | None:
+        return self._jobs.get(job_id)
+
+    def reserved_grams(self, filament_id: str) -> int:
+        return self._reserved_grams.get(filament_id, 0)
 
     def printer(self, printer_id: str) -> Printer | None:
         return self._printers.get(printer_id)
@@ -64,11 +58,20 @@ class Farm:
     def filament(self, filament_id: str) -> Filament | None:
         return self._filaments.get(filament_id)
 
-    def print_job(self, job_id: str) -> PrintJob | None:
-        return self._jobs.get(job_id)
-
-    def reserved_grams(self, filament_id: str) -> int:
-        return self._reserved_grams.get(filament_id, 0)
+    def matching_jobs(
+        self,
+        status: JobStatus | None = None,
+        printer_id: str | None = None,
+        filament_id: str | None = None,
+    ) -> list[PrintJob]:
+        """Jobs in creation order; each criterion given narrows the list (they combine)."""
+        return [
+            job
+            for job in self._jobs.values()
+            if (status is None or job.status == status)
+            and (printer_id is None or job.printer_id == printer_id)
+            and (filament_id is None or job.filament_id == filament_id)
+        ]
 
     def available_grams(self, filament: Filament) -> int:
         """What new jobs may still reserve on a roll (SPEC rule 2's bound)."""

@@ -99,15 +99,16 @@ class FarmStateMachine:
         """All filament rolls in creation order."""
         return self._farm.filaments()
 
-    def print_jobs(
-        self,
-        status: JobStatus | None = None,
-        *,
-        printer_id: str | None = None,
-        filament_id: str | None = None,
-    ) -> list[PrintJob]:
-        """Print jobs in creation order; each filter given narrows the list (they combine)."""
-        return self._farm.print_jobs(status, printer_id=printer_id, filament_id=filament_id)
+    def print_jobs(self, status: JobStatus | None = None) -> list[PrintJob]:
+        """Print jobs in creation order, optionally only those with ``status``."""
+        return self._farm.print_jobs(status)
+
+    def print_job(self, job_id: str) -> PrintJob | None:
+        return self._farm.print_job(job_id)
+
+    def reserved_grams(self, filament_id: str) -> int:
+        """Total print weight of the Queued and Running jobs on a filament (0 if unknown)."""
+        return self._farm.reserved_grams(filament_id)
 
     def printer(self, printer_id: str) -> Printer | None:
         return self._farm.printer(printer_id)
@@ -115,13 +116,15 @@ class FarmStateMachine:
     def filament(self, filament_id: str) -> Filament | None:
         return self._farm.filament(filament_id)
 
-    def print_job(self, job_id: str) -> PrintJob | None:
-        return self._farm.print_job(job_id)
+    def matching_jobs(
+        self,
+        status: JobStatus | None = None,
+        printer_id: str | None = None,
+        filament_id: str | None = None,
+    ) -> list[PrintJob]:
+        """Print jobs in creation order; each criterion given narrows the list (they combine)."""
+        return self._farm.matching_jobs(status, printer_id, filament_id)
 
     def available_grams(self, filament: Filament) -> int:
         """Remaining weight minus the weight of the Queued/Running jobs on the roll."""
         return self._farm.available_grams(filament)
-
-    def reserved_grams(self, filament_id: str) -> int:
-        """Total print weight of the Queued and Running jobs on a filament (0 if unknown)."""
-        return self._farm.reserved_grams(filament_id)
