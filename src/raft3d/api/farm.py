@@ -110,7 +110,7 @@ async def create_filament(request: web.Request) -> web.StreamResponse:
 
 async def list_filaments(request: web.Request) -> web.StreamResponse:
     await consistent_read(request)
-    return objects.filament_listing(request)
+    return _listing(request, objects.roll_views(request.app[STATE_KEY]))
 
 
 async def create_print_job(request: web.Request) -> web.StreamResponse:
@@ -143,7 +143,8 @@ async def list_print_jobs(request: web.Request) -> web.StreamResponse:
     params = query_params(request, (CONSISTENCY_PARAM, *objects.JOB_FILTER_PARAMS))
     filters = objects.JobFilters(params)
     await consistent_read(request, extra_params=objects.JOB_FILTER_PARAMS)
-    return objects.job_listing(request, filters)
+    jobs = request.app[STATE_KEY].print_jobs()
+    return _listing(request, [job for job in jobs if filters.matches(job)])
 
 
 def _job_id_from_path(request: web.Request) -> str:

@@ -8,6 +8,7 @@ what new jobs may still reserve on it, computed from the same committed state as
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +19,7 @@ from raft3d.api.errors import BadRequest, NotFound
 from raft3d.api.reads import consistent_read
 from raft3d.api.schemas import Id, job_status_field
 from raft3d.api.typedefs import NODE_KEY, STATE_KEY
-from raft3d.domain.model import Filament, JobStatus
+from raft3d.domain.model import Filament, JobStatus, PrintJob
 from raft3d.domain.state import FarmStateMachine
 
 STATUS_PARAM = "status"
@@ -30,8 +31,27 @@ _status_field = job_status_field()
 _id_field = Id()
 
 
-def filament_json(state: FarmStateMachine, filament: Filament) -> dict[str, Any]:
-    return {**filament.to_dict(), "available_weight_in_grams": state.available_grams(filament)}
+@dataclass(frozen=True, slots=True)
+class RollView:
+    """A filament roll as reads show it: its fields plus the weight still free to reserve."""
+
+    filament: Filament
+    available_weight_in_grams: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.filament.to_dict(),
+            "available_weight_in_grams": self.available_weight_in_grams,
+        }
+
+
+def roll_view(state: FarmStateMachine, filament: Filament) -> RollView:
+    return RollView(filament, state.available_grams(filament))
+
+
+def roll_views(state: FarmStateMachine) -> list[RollView]:
+    """Every roll in creation order, as reads show them."""
+    return [roll_view(state, filament) for filament in state.filaments()]
 
 
 def _read_response(request: web.Request, body: object) -> web.Response:
@@ -74,7 +94,7 @@ async def get_filament(request: web.Request) -> web.StreamResponse:
     filament = state.filament(filament_id)
     if filament is None:
         raise _not_found("filament_not_found", "filament", filament_id)
-    return _read_response(request, filament_json(state, filament))
+    return _read_response(request, roll_view(state, filament).to_dict())
 
 
 async def get_print_job(request: web.Request) -> web.StreamResponse:
@@ -87,12 +107,10 @@ async def get_print_job(request: web.Request) -> web.StreamResponse:
 
 
 class JobFilters:
-    """The job list's filters, checked; each one given narrows the list."""
+    """The job list's filters, checked; each one given narrows the list (they combine)."""
 
     def __init__(self, params: Mapping[str, str]) -> None:
         self.status: JobStatus | None = None
-        self.printer_id: str | None = None
-        self.filament_id: str | None = None
         if STATUS_PARAM in params:
             try:
                 self.status = _status_field.deserialize(params[STATUS_PARAM])
@@ -111,14 +129,9 @@ class JobFilters:
             raise _bad_query(name, exc) from None
         return value
 
-
-def filament_listing(request: web.Request) -> web.Response:
-    state = request.app[STATE_KEY]
-    return _read_response(request, [filament_json(state, f) for f in state.filaments()])
-
-
-def job_listing(request: web.Request, filters: JobFilters) -> web.Response:
-    jobs = request.app[STATE_KEY].matching_jobs(
-        filters.status, filters.printer_id, filters.filament_id
-    )
-    return _read_response(request, [job.to_dict() for job in jobs])
+    def matches(self, job: PrintJob) -> bool:
+        return (
+            (self.status is None or job.status == self.status)
+            and (self.printer_id is None or job.printer_id == self.printer_id)
+            and (self.filament_id is None or job.filament_id == self.filament_id)
+        )

@@ -58,21 +58,6 @@ class Farm:
     def filament(self, filament_id: str) -> Filament | None:
         return self._filaments.get(filament_id)
 
-    def matching_jobs(
-        self,
-        status: JobStatus | None = None,
-        printer_id: str | None = None,
-        filament_id: str | None = None,
-    ) -> list[PrintJob]:
-        """Jobs in creation order; each criterion given narrows the list (they combine)."""
-        return [
-            job
-            for job in self._jobs.values()
-            if (status is None or job.status == status)
-            and (printer_id is None or job.printer_id == printer_id)
-            and (filament_id is None or job.filament_id == filament_id)
-        ]
-
     def available_grams(self, filament: Filament) -> int:
         """What new jobs may still reserve on a roll (SPEC rule 2's bound)."""
         return filament.remaining_weight_in_grams - self.reserved_grams(filament.id)

@@ -116,15 +116,6 @@ class FarmStateMachine:
     def filament(self, filament_id: str) -> Filament | None:
         return self._farm.filament(filament_id)
 
-    def matching_jobs(
-        self,
-        status: JobStatus | None = None,
-        printer_id: str | None = None,
-        filament_id: str | None = None,
-    ) -> list[PrintJob]:
-        """Print jobs in creation order; each criterion given narrows the list (they combine)."""
-        return self._farm.matching_jobs(status, printer_id, filament_id)
-
     def available_grams(self, filament: Filament) -> int:
         """Remaining weight minus the weight of the Queued/Running jobs on the roll."""
         return self._farm.available_grams(filament)
