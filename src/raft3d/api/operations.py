@@ -152,6 +152,14 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         query=out.EventsQuery,
         errors={**_READ_ERRORS, 410: "the events after this index were compacted away"},
     ),
+    # Served once the event stream lands (SPEC §7); documented here so the merge needs nothing.
+    ("GET", f"{API}/events/stream"): Operation(
+        "Committed commands as Server-Sent Events (id: log index; resumes after Last-Event-ID)",
+        "events",
+        {200: Answer("an event stream that stays open", content_type="text/event-stream")},
+        query=out.StreamQuery,
+        errors={**_READ_ERRORS, 410: "the events after this index were compacted away"},
+    ),
     ("GET", "/cluster/status"): Operation(
         "This node's view of the cluster: role, term, indexes, peers",
         "cluster",

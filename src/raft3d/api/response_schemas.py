@@ -173,6 +173,13 @@ class EventsQuery(ConsistencyQuery):
     limit = fields.Integer(validate=validate.Range(1, 1000), metadata={"example": 100})
 
 
+class StreamQuery(Schema):
+    after = fields.Integer(
+        validate=validate.Range(0, 2**63 - 1),
+        metadata={"description": "start after this index (Last-Event-ID wins)"},
+    )
+
+
 def enum_pattern(field: CaseInsensitiveEnum[Any]) -> str:
     """A regular expression accepting exactly what a case-insensitive enum field accepts."""
 
