@@ -8,11 +8,14 @@ import aiohttp
 from aiohttp import web
 from prometheus_client.registry import Collector
 
-from raft3d.api import cluster, events, farm, objects, openapi, pages, snapshots
-from raft3d.api.cors import add_cors_headers, preflight_middleware
+from raft3d.api import cluster, events, farm, snapshots
 from raft3d.api.forwarding import LeaderForwarder
 from raft3d.api.metrics import create_metrics
 from raft3d.api.middleware import add_node_headers, error_middleware, metrics_middleware
+from raft3d.api.objects import get_filament, get_print_job, get_printer
+from raft3d.api.openapi import openapi_document
+from raft3d.api.origins import add_cors_headers, preflight_middleware
+from raft3d.api.pages import api_docs, dashboard, static_asset
 from raft3d.api.ports import NodePort
 from raft3d.api.typedefs import FORWARDER_KEY, METRICS_KEY, NODE_KEY, SETTINGS_KEY, STATE_KEY
 from raft3d.config import Settings
@@ -73,9 +76,9 @@ def _add_routes(router: web.UrlDispatcher) -> None:
     router.add_get(f"{API}/filaments", farm.list_filaments)
     router.add_post(f"{API}/print_jobs", farm.create_print_job)
     router.add_get(f"{API}/print_jobs", farm.list_print_jobs)
-    router.add_get(f"{API}/printers/{{id}}", objects.get_printer)
-    router.add_get(f"{API}/filaments/{{id}}", objects.get_filament)
-    router.add_get(f"{API}/print_jobs/{{id}}", objects.get_print_job)
+    router.add_get(f"{API}/printers/{{id}}", get_printer)
+    router.add_get(f"{API}/filaments/{{id}}", get_filament)
+    router.add_get(f"{API}/print_jobs/{{id}}", get_print_job)
     router.add_post(f"{API}/print_jobs/{{id}}/status", farm.change_job_status)
     router.add_put(f"{API}/print_jobs/{{id}}/status", farm.change_job_status)
     router.add_get(f"{API}/events", events.list_events)
@@ -88,7 +91,7 @@ def _add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/readyz", cluster.readyz)
     router.add_get("/metrics", cluster.metrics)
     # For people: the API document, its readable page, the dashboard and their assets.
-    router.add_get("/openapi.json", openapi.openapi_document)
-    router.add_get("/docs", pages.api_docs)
-    router.add_get("/", pages.dashboard)
-    router.add_get("/static/{name}", pages.static_asset)
+    router.add_get("/openapi.json", openapi_document)
+    router.add_get("/docs", api_docs)
+    router.add_get("/", dashboard)
+    router.add_get("/static/{name}", static_asset)
