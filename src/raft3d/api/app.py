@@ -43,12 +43,12 @@ def create_app(
         # Outermost first: metrics see the status the error middleware rendered.
         middlewares=[metrics_middleware, preflight_middleware, error_middleware],
     )
+    app.on_response_prepare.append(add_cors_headers)
     app[SETTINGS_KEY] = settings
     app[NODE_KEY] = node
     app[STATE_KEY] = state
     app[METRICS_KEY] = create_metrics(node, collectors)
     app.on_response_prepare.append(add_node_headers)
-    app.on_response_prepare.append(add_cors_headers)
     app.cleanup_ctx.append(_forwarding_session)
     _add_routes(app.router)
     return app
