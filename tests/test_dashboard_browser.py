@@ -88,6 +88,7 @@ def test_dashboard_drives_the_farm_and_survives_its_node(
     expect(page.locator(f'#cluster-rows tr[data-node="{leader.node_id}"] .role')).to_have_text(
         "leader"
     )
+    expect(page.locator("#cluster-leader")).to_have_text(re.compile(rf"Leader: {leader.node_id} "))
 
     # A printer through the form.
     form = page.locator("#printer-form")
@@ -169,8 +170,13 @@ def test_dashboard_drives_the_farm_and_survives_its_node(
 
     # The node the page came from dies: the page moves to another member and stays live.
     leader.kill()
-    expect(page.locator("#cluster-rows .role.down")).to_have_count(1)
+    down = page.locator("#cluster-rows tr.down")
+    expect(down).to_have_count(1)
+    expect(down).to_contain_text(re.compile(rf"^{leader.node_id}http://.*unreachable"))
     api_node = cluster.wait_for_leader(timeout=20)
+    expect(page.locator("#cluster-leader")).to_have_text(
+        re.compile(rf"Leader: {api_node.node_id} ")
+    )
     api(api_node, "POST", "/printers", {"id": "p3", "company": "Bambu", "model": "X1"})
     expect(page.locator('[data-printer="p3"]')).to_contain_text("Bambu X1")
     expect(page.locator("#connection")).to_have_text(

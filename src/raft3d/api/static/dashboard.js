@@ -18,6 +18,7 @@
   const $ = (id) => document.getElementById(id);
   const members = new Members(window.location.origin, (url) => showConnection(url));
   let connectedNode = null;
+  const nodeNames = new Map(); // url -> node id, remembered for members that stop answering
   let refreshing = null;
   let refreshAgain = false;
 
@@ -251,10 +252,15 @@
   function drawCluster(answers) {
     const rows = $("cluster-rows");
     rows.replaceChildren();
+    const leaders = answers.filter(([, status]) => status && status.role === "leader");
+    $("cluster-leader").textContent = leaders.length
+      ? `Leader: ${leaders.map(([, s]) => `${s.node_id} (term ${s.term})`).join(", ")}`
+      : "No leader right now: writes wait for an election.";
     for (const [url, status] of answers) {
+      if (status) nodeNames.set(url, status.node_id);
       if (!status) {
         rows.append(el("tr", { class: "down", "data-node-url": url },
-          el("th", { scope: "row", text: "?" }), el("td", { text: url }),
+          el("th", { scope: "row", text: nodeNames.get(url) || "?" }), el("td", { text: url }),
           el("td", {}, el("span", { class: "role down", text: "unreachable" })),
           el("td"), el("td"), el("td")));
         continue;
