@@ -13,6 +13,7 @@ from raft3d.api.forwarding import LeaderForwarder
 from raft3d.api.metrics import create_metrics
 from raft3d.api.middleware import add_node_headers, error_middleware, metrics_middleware
 from raft3d.api.objects import get_filament, get_print_job, get_printer
+from raft3d.api.openapi import install as install_openapi
 from raft3d.api.openapi import openapi_document
 from raft3d.api.origins import add_cors_headers, preflight_middleware
 from raft3d.api.pages import api_docs, dashboard, static_asset
@@ -44,6 +45,7 @@ def create_app(
         middlewares=[metrics_middleware, preflight_middleware, error_middleware],
     )
     app.on_response_prepare.append(add_cors_headers)
+    install_openapi(app)
     app[SETTINGS_KEY] = settings
     app[NODE_KEY] = node
     app[STATE_KEY] = state
