@@ -90,6 +90,18 @@ def test_dashboard_drives_the_farm_and_survives_its_node(
     )
     expect(page.locator("#cluster-leader")).to_have_text(re.compile(rf"Leader: {leader.node_id} "))
 
+    # Accessible markup: every field has a label, every action is a real button.
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll("input, select")]
+            .filter((e) => !e.id || !document.querySelector(`label[for="${e.id}"]`))
+            .map((e) => e.name)"""
+    )
+    assert unlabelled == []
+    assert (
+        page.locator("[onclick], a:not([href]), div[role=button], span[role=button]").count() == 0
+    )
+    expect(page.get_by_role("button", name="Add printer")).to_be_visible()
+
     # A printer through the form.
     form = page.locator("#printer-form")
     form.get_by_label("Id").fill("p1")
@@ -163,6 +175,11 @@ def test_dashboard_drives_the_farm_and_survives_its_node(
     api(others[1], "POST", "/print_jobs", job2)
     expect(page.locator('#job-rows tr[data-job="j2"]')).to_contain_text("Queued")
     expect(page.locator('[data-roll="f1"]')).to_contain_text("580 g available")
+    api(others[0], "PUT", "/print_jobs/j2/status", {"status": "running"})
+    expect(page.locator('[data-printer="p1"]')).to_contain_text("Printing prints/shield.gcode")
+    expect(page.locator('#job-rows tr[data-job="j2"]').get_by_role("button")).to_have_text(
+        ["Mark done", "Cancel"]
+    )
 
     shot = Path(os.environ.get("RAFT3D_SCREENSHOT") or tmp_path / "dashboard.png")
     page.screenshot(path=str(shot), full_page=True)

@@ -14,6 +14,7 @@
     Cancelled: [],
   };
   const CLUSTER_POLL_MS = 1000;
+  const RETRY_MS = 1000;
 
   const $ = (id) => document.getElementById(id);
   const members = new Members(window.location.origin, (url) => showConnection(url));
@@ -21,6 +22,7 @@
   const nodeNames = new Map(); // url -> node id, remembered for members that stop answering
   let refreshing = null;
   let refreshAgain = false;
+  let retryTimer = null;
 
   function el(tag, attrs = {}, ...children) {
     const node = document.createElement(tag);
@@ -65,6 +67,9 @@
           showConnection(members.current);
         } catch (error) {
           showConnection(members.current, `Cannot read the farm: ${error.message}`);
+          // E.g. no quorum during an election: try again soon even if nothing else changes.
+          clearTimeout(retryTimer);
+          retryTimer = setTimeout(refresh, RETRY_MS);
         }
       } while (refreshAgain);
       refreshing = null;
