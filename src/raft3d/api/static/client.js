@@ -47,9 +47,8 @@ class Members {
     }
   }
 
-  // One request to the current member; a network failure moves on to the next member and
-  // retries there (a read, or a write the dead node never answered: its outcome is unknown,
-  // which the caller is told through the error if every member fails).
+  // A read from the current member; when it cannot answer (no connection, a timeout, a 503)
+  // the next member is asked, and becomes the current one if it answers.
   async request(path, options = {}) {
     let lastError = null;
     const start = this.urls.indexOf(this.current);
@@ -63,7 +62,9 @@ class Members {
         }
         return body;
       } catch (error) {
-        if (error instanceof ApiError && error.code !== "node_stopped") throw error;
+        // An answer is final unless the member cannot serve at all right now (stopping,
+        // halted, cut off from the quorum): then another member may.
+        if (error instanceof ApiError && error.status !== 503) throw error;
         lastError = error;
       }
     }
