@@ -155,3 +155,11 @@ async def test_cors_allows_the_clusters_members_only(client: Client, node: FakeN
         "/api/v1/printers", headers={**stranger, "Access-Control-Request-Method": "POST"}
     )
     assert "Access-Control-Allow-Methods" not in preflight.headers
+
+
+def test_documented_examples_pass_their_own_schemas() -> None:
+    examples = [(op.body, op.example) for op in operations.OPERATIONS.values() if op.example]
+    assert len(examples) >= 4
+    for body, example in examples:
+        assert body is not None
+        body().load(dict(example))  # raises ValidationError if the example has gone stale

@@ -94,9 +94,13 @@ def _operation(op: Operation, method: str) -> dict[str, Any]:
     if op.body is not None:
         operation["requestBody"] = {
             "required": op.body_required,
-            "content": {JSON: {"schema": op.body}},
+            "content": {JSON: {"schema": op.body, **_example(op)}},
         }
     return operation
+
+
+def _example(op: Operation) -> dict[str, Any]:
+    return {} if op.example is None else {"example": dict(op.example)}
 
 
 def _ref(schema: type[Schema]) -> dict[str, str]:

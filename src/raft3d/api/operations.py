@@ -37,6 +37,7 @@ class Operation:
     body: type[Schema] | None = None
     body_required: bool = True
     path_id: str | None = None  # what the ``{id}`` in the path names
+    example: Mapping[str, object] | None = None  # a request body that succeeds
     errors: Mapping[int, str] = field(default_factory=dict)
 
 
@@ -64,6 +65,7 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         "printers",
         {201: _ok("the created printer", out.PrinterOut)},
         body=PrinterSchema,
+        example={"id": "p1", "company": "Creality", "model": "Ender 3"},
         errors=_WRITE_ERRORS,
     ),
     ("GET", f"{API}/printers"): Operation(
@@ -86,6 +88,7 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         "filaments",
         {201: _ok("the created roll", out.FilamentOut)},
         body=FilamentSchema,
+        example={"id": "f1", "type": "PLA", "color": "red", "total_weight_in_grams": 1000},
         errors=_WRITE_ERRORS,
     ),
     ("GET", f"{API}/filaments"): Operation(
@@ -108,6 +111,13 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         "print jobs",
         {201: _ok("the created job", out.PrintJobOut)},
         body=PrintJobSchema,
+        example={
+            "id": "j1",
+            "printer_id": "p1",
+            "filament_id": "f1",
+            "filepath": "prints/sword/hilt.gcode",
+            "print_weight_in_grams": 100,
+        },
         errors=_WRITE_ERRORS,
     ),
     ("GET", f"{API}/print_jobs"): Operation(
@@ -132,6 +142,7 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         query=out.StatusQuery,
         body=StatusChangeSchema,
         body_required=False,
+        example={"status": "running"},
         path_id="print job id",
         errors={**_WRITE_ERRORS, 404: "no print job has this id"},
     ),
@@ -142,6 +153,7 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         query=out.StatusQuery,
         body=StatusChangeSchema,
         body_required=False,
+        example={"status": "running"},
         path_id="print job id",
         errors={**_WRITE_ERRORS, 404: "no print job has this id"},
     ),

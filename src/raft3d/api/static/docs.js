@@ -75,6 +75,10 @@
       inputs.push(["(body)", "body", body.schema, op.requestBody.required]);
     }
     if (inputs.length) box.append(fieldTable(inputs));
+    if (body && body.example) {
+      box.append(el("p", { class: "muted", text: "Example body:" }),
+        el("pre", {}, el("code", { text: JSON.stringify(body.example) })));
+    }
     const answers = el("ul");
     for (const [status, answer] of Object.entries(op.responses)) {
       const [type, content] = Object.entries(answer.content || {})[0] || ["", {}];
