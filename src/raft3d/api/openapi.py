@@ -9,6 +9,7 @@ by ``_our_fields`` so the document says exactly what they accept.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -50,7 +51,7 @@ def _our_fields(self: Any, field: fields.Field[Any], **kwargs: Any) -> dict[str,
     return {}
 
 
-def _operation(op: Operation, method: str) -> dict[str, Any]:
+def _operation(op: Operation, method: str, path: str) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status, answer in sorted(op.answers.items()):
         body: dict[str, Any] = {}
@@ -76,17 +77,16 @@ def _operation(op: Operation, method: str) -> dict[str, Any]:
         "operationId": _operation_id(method, op),
         "responses": responses,
     }
-    parameters: list[Any] = []
-    if op.path_id is not None:
-        parameters.append(
-            {
-                "in": "path",
-                "name": "id" if op.path_id != "file name" else "name",
-                "required": True,
-                "description": op.path_id,
-                "schema": {"type": "string"},
-            }
-        )
+    parameters: list[Any] = [
+        {
+            "in": "path",
+            "name": name,
+            "required": True,
+            "description": op.path_id or name,
+            "schema": {"type": "string"},
+        }
+        for name in re.findall(r"\{(\w+)\}", path)
+    ]
     if op.query is not None:
         parameters.append({"in": "query", "schema": op.query})
     if parameters:
@@ -144,7 +144,7 @@ def build_document(router: web.UrlDispatcher) -> dict[str, Any]:
         op = OPERATIONS.get((method, path))
         if op is None:
             raise UndocumentedRouteError(f"{method} {path} has no entry in OPERATIONS")
-        paths.setdefault(path, {})[method.lower()] = _operation(op, method)
+        paths.setdefault(path, {})[method.lower()] = _operation(op, method, path)
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)
     return spec.to_dict()

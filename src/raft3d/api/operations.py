@@ -36,7 +36,7 @@ class Operation:
     query: type[Schema] | None = None
     body: type[Schema] | None = None
     body_required: bool = True
-    path_id: str | None = None  # what the ``{id}`` in the path names
+    path_id: str | None = None  # what the path's ``{...}`` part names
     example: Mapping[str, object] | None = None  # a request body that succeeds
     errors: Mapping[int, str] = field(default_factory=dict)
 
