@@ -10,6 +10,7 @@ has the counters ``raft3d.node.metrics.NodeCollector`` reads.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -27,7 +28,12 @@ from raft3d.domain.state import FarmStateMachine
 from raft3d.node.driver import NodeCounters, RaftNode, StateMachine
 from raft3d.node.errors import NodeStoppedError, NotLeaderError
 from raft3d.node.status import NodeStatus, PeerInfo
+from raft3d.security.forwarding_mac import ForwardClaims, forwarding_key, sign
+from raft3d.security.settings import AuthSettings
+from raft3d.security.tokens import ANONYMOUS_ADMIN, Identity
 from tests.support.waiting import eventually
+
+FAKE_SECRET = b"test-secret-0123456789"
 
 # Where the fake's snapshot clock starts: 2023-11-14T22:13:20Z.
 FAKE_EPOCH = 1_700_000_000.0
@@ -200,6 +206,7 @@ def fake_settings(
     request_timeout_s: float = 2.0,
     max_body_bytes: int = 64 * 1024,
     members: tuple[Member, ...] = (),
+    auth: AuthSettings | None = None,
 ) -> Settings:
     """Settings for an app under test; ``members`` defaults to this node alone."""
     own = Member(node_id, Address("127.0.0.1", 1), Address("127.0.0.1", 2))
@@ -208,11 +215,12 @@ def fake_settings(
         http=own.http,
         raft=own.raft,
         data_dir=Path("unused"),
-        cluster_secret=b"test-secret-0123456789",
+        cluster_secret=FAKE_SECRET,
         members=members or (own,),
         http_settings=HttpSettings(
             request_timeout_s=request_timeout_s, max_body_bytes=max_body_bytes
         ),
+        auth=auth or AuthSettings(),
     )
 
 
@@ -224,7 +232,7 @@ def single_voter_settings(data_dir: Path) -> Settings:
         http=own.http,
         raft=own.raft,
         data_dir=data_dir,
-        cluster_secret=b"test-secret-0123456789",
+        cluster_secret=FAKE_SECRET,
         members=(own,),
     )
 
@@ -248,3 +256,36 @@ async def running_single_voter(data_dir: Path, state: StateMachine) -> AsyncIter
         yield node
     finally:
         await node.stop()
+
+
+def peers_named(node_id: str, *others: str) -> tuple[Member, ...]:
+    """Members for ``fake_settings``: this node and ``others`` (at unused addresses)."""
+    return tuple(
+        Member(name, Address("127.0.0.1", 1), Address("127.0.0.1", 2))
+        for name in (node_id, *others)
+    )
+
+
+def forwarded_by(
+    peer: str,
+    method: str,
+    path_qs: str,
+    body: bytes,
+    *,
+    budget_ms: int = 1000,
+    caller: Identity = ANONYMOUS_ADMIN,
+    content_type: str = "application/json",
+    secret: bytes = FAKE_SECRET,
+) -> dict[str, str]:
+    """The headers a peer signs when it forwards a request (``LeaderForwarder``)."""
+    claims = ForwardClaims(peer, budget_ms, caller.name, caller.role, int(time.time() * 1000))
+    out = {
+        "X-Raft3D-Forwarded-By": peer,
+        "X-Raft3D-Budget-Ms": str(budget_ms),
+        "X-Raft3D-Caller": caller.name,
+        "X-Raft3D-Caller-Role": caller.role,
+        "X-Raft3D-Forward-Time": str(claims.timestamp_ms),
+        "Content-Type": content_type,
+    }
+    out["X-Raft3D-Forward-Mac"] = sign(forwarding_key(secret), method, path_qs, claims, out, body)
+    return out

@@ -12,6 +12,7 @@ import asyncio
 from aiohttp import web
 
 from raft3d.api import headers
+from raft3d.api.auth import identity_of
 from raft3d.api.errors import ServiceUnavailable
 from raft3d.api.forwarding import MaybeDelivered, Relayed
 from raft3d.api.inputs import ascii_decimal
@@ -93,7 +94,7 @@ async def submit(
             )
         else:
             outcome = await request.app[FORWARDER_KEY].forward(
-                request, body, leader_url, deadline - loop.time()
+                request, body, leader_url, deadline - loop.time(), identity_of(request)
             )
             if isinstance(outcome, Relayed):
                 return outcome.response

@@ -36,6 +36,7 @@ from raft3d.consensus.types import (
 )
 from raft3d.node.errors import NodeStoppedError, NoLeaderError, OutcomeUnknownError
 from raft3d.node.status import NodeStatus, PeerInfo
+from raft3d.security.tls import TlsContexts
 from raft3d.storage import DurableStorage, SnapshotInfo
 from raft3d.transport import Transport
 
@@ -106,6 +107,7 @@ class RaftNode:
         state_machine: StateMachine,
         *,
         rng: random.Random | None = None,
+        tls: TlsContexts | None = None,
     ) -> None:
         self.settings = settings
         self._sm = state_machine
@@ -134,6 +136,8 @@ class RaftNode:
             settings.cluster_secret,
             self._on_message,
             on_peer_change=self._on_peer_change,
+            ssl_server=tls.peer_server if tls else None,
+            ssl_client=tls.peer_client if tls else None,
         )
         self.counters = NodeCounters()
         self._pending: dict[int, _Pending] = {}
