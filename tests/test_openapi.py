@@ -15,7 +15,10 @@ from raft3d.api import operations, pages
 from raft3d.api.openapi import UndocumentedRouteError, build_document
 from raft3d.api.pages import ASSETS
 from raft3d.node.status import PeerInfo
+from raft3d.security.settings import AuthSettings, TokenEntry
+from raft3d.security.tokens import hash_token
 from tests.fakes import FakeNode, make_app
+from tests.support.secure import TOKENS, bearer
 
 Client = TestClient[web.Request, web.Application]
 
@@ -163,3 +166,20 @@ def test_documented_examples_pass_their_own_schemas() -> None:
     for body, example in examples:
         assert body is not None
         body().load(dict(example))  # raises ValidationError if the example has gone stale
+
+
+async def test_with_tokens_on_pages_are_public_and_the_farm_is_not(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    auth = AuthSettings(
+        enabled=True,
+        tokens=(TokenEntry("vic", "viewer", hash_token(TOKENS["viewer"])),),
+    )
+    client = await aiohttp_client(make_app(FakeNode("n1"), auth=auth))
+    for path in ("/", "/docs", "/openapi.json", "/static/dashboard.js"):
+        assert (await client.get(path)).status == 200, path
+    for method, path in (("GET", "/api/v1/printers"), ("POST", "/"), ("GET", "/cluster/status")):
+        response = await client.request(method, path)
+        assert response.status == 401, (method, path)
+    response = await client.get("/api/v1/printers", headers=bearer("viewer"))
+    assert response.status == 200

@@ -44,7 +44,8 @@ def _origin_key(url: str) -> tuple[str, str, int | None] | None:
 
 
 def _member_origins(request: web.Request) -> set[tuple[str, str, int | None]]:
-    own = f"http://{request.app[SETTINGS_KEY].http}"
+    settings = request.app[SETTINGS_KEY]
+    own = f"{settings.http_scheme}://{settings.public_http}"
     urls = [own, *(peer.http_addr for peer in request.app[NODE_KEY].status().peers)]
     return {key for key in map(_origin_key, urls) if key is not None}
 

@@ -27,6 +27,19 @@ _CSP = (
 )
 
 
+PUBLIC_PAGES = frozenset({"/", "/docs", "/openapi.json"})
+_ASSET_PREFIX = "/static/"
+
+
+def is_public_page(method: str, path: str) -> bool:
+    """A page, asset or the API document: no farm data, so served even when tokens are on.
+
+    The dashboard's data comes from the API with the user's token; a browser cannot send one
+    to load the page itself.
+    """
+    return method in ("GET", "HEAD") and (path in PUBLIC_PAGES or path.startswith(_ASSET_PREFIX))
+
+
 def _read(name: str) -> bytes:
     return (_STATIC / name).read_bytes()
 
