@@ -8,6 +8,7 @@ that way).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterator
@@ -16,7 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.procs import NodeProcess, ProcessCluster, http_json
+from raft3d.security.tokens import hash_token
+from tests.support.procs import NodeProcess, ProcessCluster, http_json, wait_until
+from tests.support.secure import TOKENS
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists() and os.environ.get("RAFT3D_REQUIRE_BROWSER") != "1":
@@ -218,3 +221,51 @@ def test_api_reference_page_renders_the_document(cluster: ProcessCluster, page: 
     expect(create.first).to_contain_text("PrintJobInput")
     expect(page.locator("#schema-FilamentView")).to_contain_text("available_weight_in_grams")
     expect(page.get_by_role("link", name="GET /api/v1/print_jobs/{id}")).to_be_visible()
+
+
+def ready(url: str) -> bool:
+    return http_json("GET", f"{url}/readyz")[0] == 200
+
+
+def test_with_tokens_on_the_page_asks_for_one_and_shows_what_a_role_may_not(
+    tmp_path: Path, page: Page
+) -> None:
+    tokens = "".join(
+        f'\n[[auth.tokens]]\nname = "{role}-user"\nrole = "{role}"\n'
+        f'sha256 = "{hash_token(TOKENS[role])}"\n'
+        for role in ("viewer", "operator")
+    )
+    auth = f'\n[auth]\nenabled = true\nopen = ["/healthz", "/readyz"]\n{tokens}'
+    with ProcessCluster(tmp_path, 3, extra_toml=auth) as cluster:
+        cluster.start()
+        for node in cluster.nodes.values():  # /cluster/status needs a token now; /readyz not
+            wait_until(functools.partial(ready, node.url), 30, f"{node.node_id} ready")
+        node = cluster.nodes["n2"]
+        page.goto(node.url + "/")
+        token_form = page.locator("#token-form")
+        expect(token_form).to_be_visible()
+        expect(page.locator("#connection")).to_contain_text("needs an access token")
+
+        token_form.get_by_label("Access token").fill(TOKENS["viewer"])
+        token_form.get_by_role("button", name="Use token").click()
+        expect(token_form).to_be_hidden()
+        expect(page.locator("#cluster-rows tr")).to_have_count(3)
+        form = page.locator("#printer-form")
+        form.get_by_label("Company").fill("Prusa")
+        form.get_by_label("Model").fill("MK4")
+        form.get_by_role("button", name="Add printer").click()
+        expect(form.get_by_role("alert")).to_contain_text("has role viewer; this needs operator")
+
+        page.reload()  # the token is kept for the tab
+        expect(page.locator("#cluster-rows tr")).to_have_count(3)
+        page.evaluate("window.sessionStorage.clear()")
+        page.reload()
+        expect(token_form).to_be_visible()
+        token_form.get_by_label("Access token").fill(TOKENS["operator"])
+        token_form.get_by_role("button", name="Use token").click()
+        form.get_by_label("Id").fill("p1")
+        form.get_by_label("Company").fill("Prusa")
+        form.get_by_label("Model").fill("MK4")
+        form.get_by_role("button", name="Add printer").click()
+        expect(page.locator('[data-printer="p1"]')).to_contain_text("Prusa MK4")
+        print(cluster.logs())  # shown only when the test failed

@@ -160,7 +160,9 @@ class ProcessCluster:
         command: Sequence[str] | None = None,
         raft: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
+        extra_toml: str = "",
     ) -> None:
+        """``extra_toml`` is appended to every node's config (e.g. an ``[auth]`` table)."""
         self.root = root
         command = list(command or [sys.executable, "-m", "raft3d", "serve"])
         ports = free_ports(2 * size)
@@ -179,6 +181,7 @@ class ProcessCluster:
                 f'[node]\nid = "{nid}"\nhttp = "127.0.0.1:{ports[2 * i]}"\n'
                 f'raft = "127.0.0.1:{ports[2 * i + 1]}"\ndata_dir = "{data_dir}"\n\n'
                 f'[cluster]\nsecret = "{SECRET}"\n{members}\n[raft]\n{raft_table}'
+                f"{extra_toml}"
             )
             self.nodes[nid] = NodeProcess(
                 nid,

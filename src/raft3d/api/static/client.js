@@ -19,11 +19,20 @@ class ApiError extends Error {
   }
 }
 
+const TOKEN_KEY = "raft3d-token";
+
 class Members {
   constructor(origin, onSwitch) {
     this.urls = [origin];
     this.current = origin;
     this.onSwitch = onSwitch || (() => {});
+    // With [auth] on, every call carries the user's bearer token (kept for this tab only).
+    this.token = window.sessionStorage.getItem(TOKEN_KEY) || "";
+  }
+
+  setToken(token) {
+    this.token = token;
+    window.sessionStorage.setItem(TOKEN_KEY, token);
   }
 
   // Adds every member named in a /cluster/status answer (their advertised HTTP addresses).
@@ -37,7 +46,9 @@ class Members {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), timeoutMs);
     try {
-      const response = await fetch(base + path, { ...options, signal: controller.signal });
+      const headers = { ...(options.headers || {}) };
+      if (this.token) headers.Authorization = `Bearer ${this.token}`;
+      const response = await fetch(base + path, { ...options, headers, signal: controller.signal });
       const text = await response.text();
       const body = text ? JSON.parse(text) : null;
       if (!response.ok) throw new ApiError(response.status, body);

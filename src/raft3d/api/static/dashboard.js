@@ -23,6 +23,7 @@
   let refreshing = null;
   let refreshAgain = false;
   let retryTimer = null;
+  let connected = false; // the cluster panel and change feed are running
 
   function el(tag, attrs = {}, ...children) {
     const node = document.createElement(tag);
@@ -66,6 +67,10 @@
           drawChoices(printers, rolls);
           showConnection(members.current);
         } catch (error) {
+          if (error instanceof ApiError && error.status === 401) {
+            askForToken(error);
+            break;
+          }
           showConnection(members.current, `Cannot read the farm: ${error.message}`);
           // E.g. no quorum during an election: try again soon even if nothing else changes.
           clearTimeout(retryTimer);
@@ -283,24 +288,48 @@
 
   // -- start ------------------------------------------------------------------------------
 
-  async function start() {
+  function askForToken(error) {
+    const form = $("token-form");
+    form.hidden = false;
+    showConnection(members.current, `This cluster needs an access token (${error.message})`);
+    $("token").focus();
+  }
+
+  async function connect() {
+    let status;
+    try {
+      status = await members.get("/cluster/status");
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) return askForToken(error);
+      showConnection(members.current, `Cannot reach the node: ${error.message}`);
+      status = { peers: [], applied_index: 0 };
+    }
+    connected = true;
+    members.learn(status);
+    connectedNode = status.node_id || null;
+    $("token-form").hidden = true;
+    pollCluster();
+    await refresh();
+    const feed = new PollingFeed(members, () => refresh(), (error) => {
+      if (error instanceof ApiError && error.status === 401) askForToken(error);
+      else showConnection(members.current, `Lost the change feed: ${error.message}`);
+    });
+    feed.start(status.applied_index);
+  }
+
+  function start() {
     wireForm("printer-form", "/api/v1/printers");
     wireForm("roll-form", "/api/v1/filaments");
     wireForm("job-form", "/api/v1/print_jobs");
-    let from = 0;
-    try {
-      const status = await members.get("/cluster/status");
-      members.learn(status);
-      connectedNode = status.node_id;
-      from = status.applied_index;
-    } catch (error) {
-      showConnection(members.current, `Cannot reach the node: ${error.message}`);
-    }
-    pollCluster();
-    await refresh();
-    const feed = new PollingFeed(members, () => refresh(),
-      (error) => showConnection(members.current, `Lost the change feed: ${error.message}`));
-    feed.start(from);
+    $("token-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      members.setToken($("token").value.trim());
+      $("token").value = "";
+      $("token-form").hidden = true;
+      if (connected) refresh();
+      else connect();
+    });
+    connect();
   }
 
   start();
