@@ -22,7 +22,7 @@ from aiohttp import web
 from prometheus_client.registry import Collector
 
 from raft3d.api import create_app
-from raft3d.config import Address, HttpSettings, Member, Settings
+from raft3d.config import Address, HttpSettings, LimitSettings, Member, Settings
 from raft3d.consensus.types import Snapshot, SnapshotMeta
 from raft3d.domain.state import FarmStateMachine
 from raft3d.node.driver import NodeCounters, RaftNode, StateMachine
@@ -207,6 +207,7 @@ def fake_settings(
     max_body_bytes: int = 64 * 1024,
     members: tuple[Member, ...] = (),
     auth: AuthSettings | None = None,
+    limits: LimitSettings | None = None,
 ) -> Settings:
     """Settings for an app under test; ``members`` defaults to this node alone."""
     own = Member(node_id, Address("127.0.0.1", 1), Address("127.0.0.1", 2))
@@ -221,6 +222,7 @@ def fake_settings(
             request_timeout_s=request_timeout_s, max_body_bytes=max_body_bytes
         ),
         auth=auth or AuthSettings(),
+        limits=limits or LimitSettings(),
     )
 
 

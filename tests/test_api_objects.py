@@ -9,6 +9,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
+from raft3d.api.objects import roll_views
 from raft3d.domain.commands import (
     Command,
     CreateFilament,
@@ -203,3 +204,58 @@ def test_available_grams_is_remaining_minus_active_reservations() -> None:
     assert available() == 30  # used: remaining 50, reserved 20
     move("b", JobStatus.CANCELLED)
     assert available() == 50
+
+
+async def test_filters_combine_with_pages(client: Client) -> None:
+    await farm(client)
+    response = await client.get("/api/v1/print_jobs?printer_id=p2&limit=1")
+    assert [job["id"] for job in await response.json()] == ["d1"]
+    assert "after=d1" in response.headers["Link"]
+    response = await client.get("/api/v1/print_jobs?printer_id=p2&limit=1&after=d1")
+    assert [job["id"] for job in await response.json()] == ["c1"]
+    response = await client.get("/api/v1/print_jobs?printer_id=p2&limit=5&after=c1")
+    assert [job["id"] for job in await response.json()] == ["q2"]
+    assert "Link" not in response.headers
+
+
+async def test_roll_pages_show_available_weight(client: Client) -> None:
+    await farm(client)
+    response = await client.get("/api/v1/filaments?limit=1")
+    assert [(r["id"], r["available_weight_in_grams"]) for r in await response.json()] == [
+        ("f1", 650)
+    ]
+    response = await client.get("/api/v1/filaments?limit=1&after=f1")
+    assert [(r["id"], r["available_weight_in_grams"]) for r in await response.json()] == [
+        ("f2", 470)
+    ]
+
+
+def test_roll_views_keep_the_reservations_they_were_made_with() -> None:
+    state = FarmStateMachine()
+    for command in (
+        CreatePrinter(id="p", company="C", model="M", idempotency=None),
+        CreateFilament(
+            id="f",
+            type=FilamentType.PLA,
+            color="red",
+            total_weight_in_grams=100,
+            remaining_weight_in_grams=100,
+            idempotency=None,
+        ),
+    ):
+        state.apply(state.last_applied_index + 1, encode_command(command))
+    views = roll_views(state)
+    job = CreatePrintJob(
+        id="a",
+        printer_id="p",
+        filament_id="f",
+        filepath="x",
+        print_weight_in_grams=30,
+        idempotency=None,
+    )
+    state.apply(state.last_applied_index + 1, encode_command(job))
+    # Taken before the job: a list encoded across loop slices shows one state throughout.
+    assert [v.to_dict()["available_weight_in_grams"] for v in views[0:1]] == [100]
+    assert views[0].available_weight_in_grams == 100
+    assert roll_views(state)[0].available_weight_in_grams == 70
+    assert len(views) == 1

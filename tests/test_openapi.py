@@ -64,7 +64,7 @@ async def test_every_route_is_documented_with_its_inputs_answers_and_errors(
         error = create_job["responses"][status]["content"]["application/json"]["schema"]
         assert error == {"$ref": "#/components/schemas/Error"}
     filters = {p["name"] for p in doc["paths"]["/api/v1/print_jobs"]["get"]["parameters"]}
-    assert filters == {"consistency", "status", "printer_id", "filament_id"}
+    assert filters == {"consistency", "status", "printer_id", "filament_id", "limit", "after"}
     by_id = doc["paths"]["/api/v1/filaments/{id}"]["get"]
     assert set(by_id["responses"]) >= {"200", "404"}
 

@@ -160,9 +160,11 @@ class ProcessCluster:
         command: Sequence[str] | None = None,
         raft: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
+        tables: dict[str, dict[str, Any]] | None = None,
         extra_toml: str = "",
     ) -> None:
-        """``extra_toml`` is appended to every node's config (e.g. an ``[auth]`` table)."""
+        """``raft`` fills the ``[raft]`` table; ``tables`` adds others (``{"http": {...}}``);
+        ``extra_toml`` is appended as it is (e.g. ``[auth]`` with its arrays of tables)."""
         self.root = root
         command = list(command or [sys.executable, "-m", "raft3d", "serve"])
         ports = free_ports(2 * size)
@@ -173,6 +175,10 @@ class ProcessCluster:
             for i, nid in enumerate(ids)
         )
         raft_table = "".join(f"{k} = {json.dumps(v)}\n" for k, v in (raft or {}).items())
+        for name, values in (tables or {}).items():
+            raft_table += f"\n[{name}]\n" + "".join(
+                f"{k} = {json.dumps(v)}\n" for k, v in values.items()
+            )
         self.nodes: dict[str, NodeProcess] = {}
         for i, nid in enumerate(ids):
             data_dir = root / nid

@@ -19,7 +19,15 @@ from raft3d.api.openapi import openapi_document
 from raft3d.api.origins import add_cors_headers, preflight_middleware
 from raft3d.api.pages import api_docs, dashboard, static_asset
 from raft3d.api.ports import NodePort
-from raft3d.api.typedefs import FORWARDER_KEY, METRICS_KEY, NODE_KEY, SETTINGS_KEY, STATE_KEY
+from raft3d.api.snapshot_render import SnapshotRenderer
+from raft3d.api.typedefs import (
+    FORWARDER_KEY,
+    METRICS_KEY,
+    NODE_KEY,
+    RENDERER_KEY,
+    SETTINGS_KEY,
+    STATE_KEY,
+)
 from raft3d.config import Settings
 from raft3d.domain.state import FarmStateMachine
 
@@ -58,6 +66,7 @@ def create_app(
     app[CLIENT_SSL_KEY] = client_ssl
     app.cleanup_ctx.append(_forwarding_session)
     auth.install(app)
+    app.cleanup_ctx.append(_snapshot_renderer)
     _add_routes(app.router)
     return app
 
@@ -78,6 +87,12 @@ async def _forwarding_session(app: web.Application) -> AsyncIterator[None]:
             app[SETTINGS_KEY].node_id, session, app[auth.AUTHENTICATOR_KEY].forward_key
         )
         yield
+
+
+async def _snapshot_renderer(app: web.Application) -> AsyncIterator[None]:
+    renderer = app[RENDERER_KEY] = SnapshotRenderer()
+    yield
+    await renderer.close()
 
 
 def _add_routes(router: web.UrlDispatcher) -> None:

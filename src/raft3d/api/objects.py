@@ -7,9 +7,9 @@ what new jobs may still reserve on it, computed from the same committed state as
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from aiohttp import web
 from marshmallow import ValidationError
@@ -38,6 +38,10 @@ class RollView:
     filament: Filament
     available_weight_in_grams: int
 
+    @property
+    def id(self) -> str:
+        return self.filament.id
+
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.filament.to_dict(),
@@ -49,9 +53,35 @@ def roll_view(state: FarmStateMachine, filament: Filament) -> RollView:
     return RollView(filament, state.available_grams(filament))
 
 
-def roll_views(state: FarmStateMachine) -> list[RollView]:
+class RollViews(Sequence[RollView]):
+    """Every roll as reads show them, made as the list is encoded (possibly across slices of
+    loop time) from the rolls and reservations taken together, so all come from one state."""
+
+    def __init__(self, state: FarmStateMachine) -> None:
+        self._rolls = state.filaments()
+        self._reserved = state.reservations()
+
+    def __len__(self) -> int:
+        return len(self._rolls)
+
+    @overload
+    def __getitem__(self, index: int) -> RollView: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[RollView]: ...
+
+    def __getitem__(self, index: int | slice) -> RollView | list[RollView]:
+        if isinstance(index, slice):
+            return [self._view(roll) for roll in self._rolls[index]]
+        return self._view(self._rolls[index])
+
+    def _view(self, roll: Filament) -> RollView:
+        return RollView(roll, roll.remaining_weight_in_grams - self._reserved.get(roll.id, 0))
+
+
+def roll_views(state: FarmStateMachine) -> RollViews:
     """Every roll in creation order, as reads show them."""
-    return [roll_view(state, filament) for filament in state.filaments()]
+    return RollViews(state)
 
 
 def _read_response(request: web.Request, body: object) -> web.Response:
@@ -135,3 +165,8 @@ class JobFilters:
             and (self.printer_id is None or job.printer_id == self.printer_id)
             and (self.filament_id is None or job.filament_id == self.filament_id)
         )
+
+    @property
+    def any(self) -> bool:
+        """Whether a filter was given at all (else every job matches)."""
+        return not (self.status is None and self.printer_id is None and self.filament_id is None)

@@ -72,7 +72,7 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         "List printers in creation order",
         "printers",
         {200: _ok("every printer", out.PrinterOut, many=True)},
-        query=out.ConsistencyQuery,
+        query=out.ListQuery,
         errors=_READ_ERRORS,
     ),
     ("GET", f"{API}/printers/{{id}}"): Operation(
@@ -95,7 +95,7 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         "List filament rolls in creation order, with the weight still free to reserve",
         "filaments",
         {200: _ok("every roll", out.FilamentView, many=True)},
-        query=out.ConsistencyQuery,
+        query=out.ListQuery,
         errors=_READ_ERRORS,
     ),
     ("GET", f"{API}/filaments/{{id}}"): Operation(

@@ -11,6 +11,7 @@ from typing import Any
 
 from marshmallow import INCLUDE, Schema, fields, validate
 
+from raft3d.api.listing import MAX_LIMIT as MAX_LIST_LIMIT
 from raft3d.api.schemas import MAX_ID_CHARS, CaseInsensitiveEnum, job_status_field
 from raft3d.domain.model import FilamentType, JobStatus
 
@@ -154,7 +155,18 @@ class ConsistencyQuery(Schema):
     )
 
 
-class JobListQuery(ConsistencyQuery):
+class ListQuery(ConsistencyQuery):
+    limit = fields.Integer(
+        validate=validate.Range(1, MAX_LIST_LIMIT),
+        metadata={"description": "page size; a Link: rel=\"next\" header names the next page"},
+    )
+    after = fields.String(
+        validate=validate.Length(min=1),
+        metadata={"description": "the id of the last item of the previous page"},
+    )
+
+
+class JobListQuery(ListQuery):
     status = job_status_field(metadata={"description": "Queued, Running, Done or Cancelled"})
     printer_id = fields.String(
         validate=validate.Length(1, MAX_ID_CHARS), metadata={"description": "jobs on this printer"}

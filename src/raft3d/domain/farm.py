@@ -20,7 +20,14 @@ from raft3d.domain.commands import (
     UpdateJobStatus,
 )
 from raft3d.domain.errors import FarmInconsistentError
-from raft3d.domain.model import Filament, JobStatus, Printer, PrintJob, is_allowed_transition
+from raft3d.domain.model import (
+    Filament,
+    JobStatus,
+    ObjectCounts,
+    Printer,
+    PrintJob,
+    is_allowed_transition,
+)
 from raft3d.domain.results import Accepted, RejectionCode, Result, rejected
 
 _T = TypeVar("_T")
@@ -49,6 +56,9 @@ class Farm:
     def print_job(self, job_id: str) -> PrintJob | None:
         return self._jobs.get(job_id)
 
+    def counts(self) -> ObjectCounts:
+        return ObjectCounts(len(self._printers), len(self._filaments), len(self._jobs))
+
     def reserved_grams(self, filament_id: str) -> int:
         return self._reserved_grams.get(filament_id, 0)
 
@@ -57,6 +67,10 @@ class Farm:
 
     def filament(self, filament_id: str) -> Filament | None:
         return self._filaments.get(filament_id)
+
+    def reservations(self) -> dict[str, int]:
+        """A copy of every roll's reserved weight, taken at once (a C-speed dict copy)."""
+        return dict(self._reserved_grams)
 
     def available_grams(self, filament: Filament) -> int:
         """What new jobs may still reserve on a roll (SPEC rule 2's bound)."""

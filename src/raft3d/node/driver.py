@@ -34,7 +34,7 @@ from raft3d.consensus.types import (
     Role,
     Snapshot,
 )
-from raft3d.node.errors import NodeStoppedError, NoLeaderError, OutcomeUnknownError
+from raft3d.node.errors import NodeStoppedError, OutcomeUnknownError
 from raft3d.node.status import NodeStatus, PeerInfo
 from raft3d.security.tls import TlsContexts
 from raft3d.storage import DurableStorage, SnapshotInfo
@@ -249,8 +249,9 @@ class RaftNode:
         """Replicate ``data``; return the state machine's result once it is applied here.
 
         Raises NotLeaderError (naming the leader when known), EntryTooLargeError up front,
-        OutcomeUnknownError when the term ends (or the deadline passes) before the entry is
-        seen to commit.
+        OutcomeUnknownError when the term ends before the entry is seen to commit, and
+        TimeoutError when the deadline passes first (the entry may still commit later; its
+        leadership did not change, so it is not reported as such).
         """
         self._check_running()
         try:
@@ -268,7 +269,9 @@ class RaftNode:
         except TimeoutError:
             self._forget_pending(index, future)
             self.counters.proposals["outcome_unknown"] += 1
-            raise OutcomeUnknownError(index, term) from None
+            raise TimeoutError(
+                f"entry {index} (term {term}) was not seen to commit within {timeout:g} s"
+            ) from None
         except asyncio.CancelledError:
             self._forget_pending(index, future)  # the caller left; nobody will read the result
             raise
@@ -290,7 +293,7 @@ class RaftNode:
             await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
             future.cancel()
-            raise NoLeaderError("no leader confirmed a read index in time") from None
+            raise TimeoutError(f"no leader confirmed a read index within {timeout:g} s") from None
 
     async def take_snapshot(self) -> int:
         """Snapshot the state machine now (at the applied index) and wait until it is durable.
