@@ -151,6 +151,9 @@ async def test_cors_allows_the_clusters_members_only(client: Client, node: FakeN
     assert preflight.status == 204
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
     assert "Content-Type" in preflight.headers["Access-Control-Allow-Headers"]
+    assert response.headers["Vary"] == "Origin"
+    plain = await client.get("/api/v1/printers")  # no Origin (curl): no CORS headers at all
+    assert not {"Vary", "Access-Control-Allow-Origin"} & set(plain.headers)
     stranger = {"Origin": "http://evil.example:8002"}
     response = await client.get("/api/v1/printers", headers=stranger)
     assert "Access-Control-Allow-Origin" not in response.headers

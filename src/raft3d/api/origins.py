@@ -77,8 +77,10 @@ async def preflight_middleware(request: web.Request, handler: Handler) -> web.St
 
 async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: name a member origin as allowed, on every answer to it."""
-    origin = allowed_origin(request)
+    if hdrs.ORIGIN not in request.headers:
+        return  # not a cross-origin call (curl, a same-origin page load): nothing to say
     response.headers.add(hdrs.VARY, hdrs.ORIGIN)
+    origin = allowed_origin(request)
     if origin is not None:
         response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
         response.headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = _EXPOSED_HEADERS
