@@ -160,9 +160,7 @@ class ConfTracker:
     def compact(self, index: int) -> None:
         """The log up to ``index`` became a snapshot."""
         self._base = self.state_at(index)
-        self._base_index = max(
-            [self._base_index] + [at for at, _ in self._entries if at <= index]
-        )
+        self._base_index = max([self._base_index] + [at for at, _ in self._entries if at <= index])
         self._entries = [item for item in self._entries if item[0] > index]
 
     def restore(self, state: ConfState, index: int) -> None:
