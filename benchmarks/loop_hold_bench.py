@@ -21,7 +21,7 @@ import time
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from tests.fakes import FakeNode, make_app
+from tests.support.fakes import FakeNode, make_app
 from tests.test_api_listing import farm_state
 
 from raft3d.domain.commands import CreatePrinter, encode_command

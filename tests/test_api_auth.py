@@ -15,7 +15,7 @@ from pytest_aiohttp import AiohttpClient
 from raft3d.api.auth import required_role
 from raft3d.security.settings import AuthSettings, TokenEntry
 from raft3d.security.tokens import Identity, TokenTable, hash_token, new_token
-from tests.fakes import FAKE_SECRET, FakeNode, forwarded_by, make_app, peers_named
+from tests.support.fakes import FAKE_SECRET, FakeNode, forwarded_by, make_app, peers_named
 from tests.support.secure import TOKENS, bearer
 
 Client = TestClient[web.Request, web.Application]

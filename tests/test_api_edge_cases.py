@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
 from pytest_aiohttp import AiohttpClient
 
-from tests.fakes import FakeNode, make_app
+from tests.support.fakes import FakeNode, make_app
 from tests.test_api_inputs import FILAMENT, JOB, MAX_BODY, PRINTER, Bad, F, J, P, S, lists
 
 Client = TestClient[web.Request, web.Application]

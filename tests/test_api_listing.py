@@ -22,7 +22,7 @@ from raft3d.domain.idempotency import IdempotencyTable
 from raft3d.domain.model import Filament, FilamentType, JobStatus, Printer, PrintJob
 from raft3d.domain.snapshot import encode_snapshot
 from raft3d.domain.state import FarmStateMachine
-from tests.fakes import FakeNode, make_app
+from tests.support.fakes import FakeNode, make_app
 
 Client = TestClient[web.Request, web.Application]
 J = "/api/v1/print_jobs"

@@ -15,15 +15,16 @@ from pytest_aiohttp import AiohttpClient
 
 from raft3d.api import create_app
 from raft3d.api.events import command_payload
+from raft3d.config import api_options
 from raft3d.domain.commands import CreatePrinter, decode_command, encode_command
 from raft3d.domain.state import FarmStateMachine
-from raft3d.node.driver import RaftNode
 from raft3d.node.errors import NoLeaderError
 from raft3d.node.metrics import NodeCollector
 from raft3d.node.status import PeerInfo
+from raft3d.node.wiring import build_node
 from raft3d.storage.errors import StorageCorruptError
 from raft3d.transport.stats import DROP_REASONS
-from tests.fakes import (
+from tests.support.fakes import (
     FakeEntry,
     FakeNode,
     forwarded_by,
@@ -516,8 +517,9 @@ def test_event_payloads_are_the_commands_fields() -> None:
 async def real_client(aiohttp_client: AiohttpClient, tmp_path: Path) -> Client:
     """The app wired as ``cli.build_app`` wires it, over a real node that elects itself."""
     state = FarmStateMachine()
-    node = RaftNode(single_voter_settings(tmp_path), state)
-    app = create_app(node.settings, node, state, collectors=[NodeCollector(node)])
+    settings = single_voter_settings(tmp_path)
+    node = build_node(settings, state)
+    app = create_app(api_options(settings), node, state, collectors=[NodeCollector(node)])
 
     async def node_lifecycle(_app: web.Application) -> AsyncIterator[None]:
         await node.start()

@@ -18,7 +18,7 @@ from raft3d.node.errors import (
     NotLeaderError,
     OutcomeUnknownError,
 )
-from tests.fakes import FakeNode, fake_settings, forwarded_by, make_app, peers_named
+from tests.support.fakes import FakeNode, fake_settings, forwarded_by, make_app, peers_named
 
 Client = TestClient[web.Request, web.Application]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -224,8 +224,9 @@ async def test_unreachable_leader_is_retried_until_the_deadline(
 
 def make_app_with(settings: Any, node: FakeNode) -> web.Application:
     from raft3d.api import create_app
+    from raft3d.config import api_options
 
-    return create_app(settings, node, node.state)
+    return create_app(api_options(settings), node, node.state)
 
 
 class FlakyLeader:

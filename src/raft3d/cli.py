@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from raft3d.api.connections import ConnectionGuard, GuardedSite
-from raft3d.config import ConfigError, Settings, load_settings
+from raft3d.config import ConfigError, Settings, api_options, load_settings
 from raft3d.logs import configure_logging
 from raft3d.loop_lag import LoopLagMonitor
 from raft3d.security import commands
@@ -257,14 +257,14 @@ def build_app(
     """The node and its HTTP app, wired so the node outlives every request handler."""
     from raft3d.api import create_app
     from raft3d.domain.state import FarmStateMachine
-    from raft3d.node.driver import RaftNode
     from raft3d.node.metrics import NodeCollector
+    from raft3d.node.wiring import build_node
 
     state = FarmStateMachine()
-    node = RaftNode(settings, state, tls=tls)
+    node = build_node(settings, state, tls=tls)
     collectors = [NodeCollector(node)] + ([lag.histogram] if lag is not None else [])
     app = create_app(
-        settings,
+        api_options(settings),
         node,
         state,
         collectors=collectors,

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from raft3d.consensus import (
     CoreConfig,
+    Entry,
     InitialState,
     Message,
     MsgType,
@@ -30,12 +31,15 @@ from raft3d.consensus import (
     RaftCore,
     Role,
 )
-from raft3d.consensus.sending import sendable_before_persist
+from raft3d.consensus.membership import ConfChange, LeadershipTransferError
+from raft3d.node.ready import ReadyStep
+from raft3d.node.roles import RoleWatch
 
 from .checker import InvariantViolation, SafetyChecker
+from .membership import MembershipNemesis
 from .network import NetworkWeather, SimNetwork
 from .sim_node import SimNode
-from .state_machine import SimStateMachine
+from .state_machine import SimApp, SimStateMachine
 from .storage import MemoryStorage
 from .workload import Workload
 
@@ -43,7 +47,7 @@ CoreFactory = Callable[[CoreConfig, InitialState, random.Random], RaftCore]
 StorageFactory = Callable[[], MemoryStorage]
 Trace = Callable[[str], None]
 
-# Messages a leader may send before its own persist finished: none acknowledges anything.
+MEMBERSHIP_SHARE = 0.4  # of the seeds run with membership changes
 
 
 class LivenessViolation(AssertionError):
@@ -76,11 +80,35 @@ class SimConfig:
     read_rate: float = 0.1
     slow_disk_rate: float = 0.2  # typical chance a persist is still running at a given moment
     early_send: bool = False
+    # Write every commit index change before applying (the node driver does not: it leaves a
+    # commit-only change volatile). On, so that the checker's "a restart never falls below
+    # what was applied" holds; test_checker_catches_bugs shows what happens with it off.
+    sync_commit: bool = True
+    # Ticks before an unanswered read is asked again (the driver: 0.1 s). Off by default so
+    # that every seed keeps the history it had before reads were retried (regression seeds
+    # replay what they were kept for); test_simulation runs seeds with it on.
+    read_retry_ticks: float = float("inf")
     eager_drive: float = 0.6  # chance a node runs its Ready loop right after an input
     wire_rate: float = 0.02
+    membership_rate: float = 0.0  # chance per step of a membership change (membership.py)
+    promote_lag: int = 4
 
     @classmethod
     def from_seed(cls, seed: int, nodes: int, steps: int) -> SimConfig:
+        """Pick the run's knobs from the seed; membership changes come from a stream of
+        their own, so that turning them on leaves the other knobs as they were."""
+        cfg = cls._knobs_from_seed(seed, nodes, steps)
+        rng = random.Random(seed * 6007 + nodes)
+        if rng.random() < MEMBERSHIP_SHARE:
+            return replace(
+                cfg,
+                membership_rate=rng.uniform(0.02, 0.1),
+                promote_lag=rng.choice([0, 2, 8]),
+            )
+        return cfg
+
+    @classmethod
+    def _knobs_from_seed(cls, seed: int, nodes: int, steps: int) -> SimConfig:
         """Pick the run's knobs from the seed, so that seeds explore different regimes."""
         rng = random.Random(seed * 7919 + nodes)
         if rng.random() < 0.35:
@@ -161,6 +189,7 @@ class SimConfig:
             max_entry_bytes=1024,
             snapshot_chunk_bytes=self.chunk_bytes,
             max_committed_bytes_per_ready=256,
+            promote_lag=self.promote_lag,
         )
 
 
@@ -178,6 +207,9 @@ class SimResult:
     messages: int
     crashes: int
     snapshots_installed: int
+    conf_changes: int = 0  # membership changes the leaders accepted
+    transfers: int = 0  # leadership transfers started
+    final_members: tuple[NodeId, ...] = ()
     notes: list[str] = field(default_factory=list)
 
 
@@ -193,16 +225,18 @@ class Cluster:
         self.rng = random.Random(cfg.seed)
         self._core_factory = core_factory
         self._trace = trace
-        self.voters = tuple(f"n{k + 1}" for k in range(cfg.nodes))
-        self.nodes = {nid: SimNode(nid, storage_factory()) for nid in self.voters}
+        self._storage_factory = storage_factory
+        self.voters = tuple(f"n{k + 1}" for k in range(cfg.nodes))  # the bootstrap config
+        self.nodes = {nid: SimNode(nid, storage_factory(), self.voters) for nid in self.voters}
         self._node_list = list(self.nodes.values())
         for node in self._node_list:
-            # Disks differ: some nodes write at once, others often take several steps.
-            rate = cfg.slow_disk_rate
-            node.disk_slowness = self.rng.choice([0.0, rate, min(0.8, 2 * rate)])
+            self._pick_disk(node)
         self.weather = NetworkWeather(cfg.drop_rate, cfg.dup_rate, 1, cfg.max_delay)
         self.network = SimNetwork(self.rng, self.weather, cfg.wire_rate)
-        self.checker = SafetyChecker(self.nodes, len(self.voters) // 2 + 1)
+        self.checker = SafetyChecker(self.nodes)
+        self.membership = (
+            MembershipNemesis(self, cfg.seed, cfg.membership_rate) if cfg.membership_rate else None
+        )
         self.workload = Workload()
         self.now = 0
         self.crashes = 0
@@ -220,22 +254,52 @@ class Cluster:
         if self._trace is not None:
             self._trace(f"[t={self.now}] {text}")
 
+    def _pick_disk(self, node: SimNode) -> None:
+        # Disks differ: some nodes write at once, others often take several steps.
+        rate = self.cfg.slow_disk_rate
+        node.disk_slowness = self.rng.choice([0.0, rate, min(0.8, 2 * rate)])
+
+    def add_node(self, node_id: NodeId) -> SimNode:
+        """Start a brand-new process with an empty disk and no configuration (it joins)."""
+        node = SimNode(node_id, self._storage_factory())
+        self._pick_disk(node)
+        self.nodes[node_id] = node
+        self._node_list.append(node)
+        self.checker.add_node(node)
+        self._start(node)
+        self._log(f"NEW NODE {node_id}")
+        return node
+
     def _start(self, node: SimNode) -> None:
         storage = node.storage
         rng = random.Random(self.rng.getrandbits(64))
-        config = self.cfg.core_config(node.node_id, self.voters)
-        node.core = self._core_factory(config, storage.initial_state(), rng)
+        config = self.cfg.core_config(node.node_id, node.bootstrap)
+        core = node.core = self._core_factory(config, storage.initial_state(), rng)
         snap = storage.snapshot
         node.sm = SimStateMachine.from_snapshot(snap.data) if snap else SimStateMachine()
+        # The node driver's own per-Ready decisions and proposal/read bookkeeping.
+        step = node.step = ReadyStep(
+            SimApp(self, node),
+            durable=storage.hard_state,
+            applied=storage.snapshot_index,
+            snapshot_threshold=self.cfg.snapshot_every,
+            read_retry=self.cfg.read_retry_ticks,
+            read_context_prefix=f"{node.node_id}.{node.incarnation}.".encode(),
+            on_apply=lambda entry: self._applied(node, entry),
+            sync_commit=self.cfg.sync_commit,
+        )
+        node.roles = RoleWatch(node.node_id, core.term, step.counters, step.proposals.fail)
         node.pending = None
-        node.unsent = []
+        node.plan = None
 
     def crash(self, node: SimNode) -> None:
         self._log(f"CRASH {node.node_id} (pending persist lost: {node.pending is not None})")
         self.checker.on_crash(node)
         node.core = None
+        node.step = None
+        node.roles = None
         node.pending = None
-        node.unsent = []
+        node.plan = None
         node.incarnation += 1
         self.crashes += 1
         # Its peers' transports see the connection drop, usually at once.
@@ -263,15 +327,20 @@ class Cluster:
 
     # --- the driver ------------------------------------------------------------------------
 
+    def after_input(self, node: SimNode) -> None:
+        self._after_input(node)
+
     def _after_input(self, node: SimNode) -> None:
         self.checker.observe(node)
         if self.rng.random() < self.cfg.eager_drive:
             self.drive(node)
 
     def drive(self, node: SimNode) -> None:
-        """Run the node's Ready loop as far as its (possibly slow) disk allows."""
-        core = node.core
-        if core is None:
+        """Run the node's Ready loop as far as its (possibly slow) disk allows: the node
+        driver's loop (``raft3d.node.driver``) in virtual time, making the same decisions
+        through the same ``ReadyStep``."""
+        core, step = node.core, node.step
+        if core is None or step is None:
             return
         slow = node.disk_slowness if self._faults_on else 0.0
         rng = self.rng
@@ -282,54 +351,59 @@ class Cluster:
         while core.has_ready():
             rd = core.ready()
             self.checker.on_ready(node, rd)
-            node.pending = rd
-            if self.cfg.early_send and rd.messages:
-                # Exactly the node driver's rule for what may precede the write.
-                early = sendable_before_persist(rd, node.storage.hard_state)
-                unsent = []
-                for msg in rd.messages:
-                    if msg.type in early:
-                        self._send(msg)
-                    else:
-                        unsent.append(msg)
-                node.unsent = unsent
-            else:
-                node.unsent = rd.messages
+            plan = step.plan(rd, early_send=self.cfg.early_send)
+            node.pending, node.plan = rd, plan
+            for msg in plan.early:
+                self._send(msg)
             if slow and rng.random() < slow:
                 return
             self._finish_ready(node)
 
+    def _wake(self, node: SimNode) -> None:
+        """What the driver does on every wakeup besides handling Readies: notice leadership
+        changes (proposals of ended terms are in doubt) and ask again for overdue reads.
+        Once per step is a valid schedule: a driver may coalesce many inputs per wakeup."""
+        core, step, roles = node.core, node.step, node.roles
+        if core is None or step is None or roles is None:
+            return
+        roles.observe(core)
+        step.reads.issue(self.now, core.read_index)
+
     def _finish_ready(self, node: SimNode) -> None:
-        rd = node.pending
-        core = node.core
-        assert rd is not None and core is not None
-        node.pending = None
+        rd, plan, core, step = node.pending, node.plan, node.core, node.step
+        assert rd is not None and plan is not None and core is not None and step is not None
+        node.pending = node.plan = None
         before = node.storage.hard_state
-        node.storage.persist(rd)
-        self.checker.on_persist(node, before, rd)
-        for msg in node.unsent:
+        write = plan.write
+        if write is not None:
+            node.storage.persist(write.hard_state, write.entries, write.snapshot)
+            step.written(plan)
+        self.checker.on_persist(node, before, None if write is None else write.hard_state)
+        for msg in plan.late:
             self._send(msg)
-        node.unsent = []
-        if rd.snapshot is not None:
-            node.sm = SimStateMachine.from_snapshot(rd.snapshot.data)
-            self.snapshots_installed += 1
-            self._log(f"{node.node_id} installed snapshot at {rd.snapshot.meta.index}")
-            self.checker.on_restore(node)
-        for entry in rd.committed_entries:
-            node.sm.apply(entry)
-            self.checker.on_apply(node, entry)
-            self.workload.on_apply(node.node_id, node.incarnation, entry)
-        for state in rd.read_states:
-            self.workload.on_read_state(node.node_id, node.incarnation, state)
+        step.finish(rd)  # installs and applies through SimApp and _applied
         core.advance(rd)
         self.checker.observe(node)
-        self._maybe_compact(node, core)
+        if step.snapshot_due():
+            self._compact(node, core, step)
 
-    def _maybe_compact(self, node: SimNode, core: RaftCore) -> None:
-        applied = core.applied_index
-        if applied - core.snapshot_index < self.cfg.snapshot_every:
+    def restored(self, node: SimNode, data: bytes) -> None:
+        """The node's state machine restores a snapshot received from the leader."""
+        node.sm = SimStateMachine.from_snapshot(data)
+        self.snapshots_installed += 1
+        self._log(f"{node.node_id} installed snapshot at {node.sm.applied_index}")
+        self.checker.on_restore(node)
+
+    def _applied(self, node: SimNode, entry: Entry) -> None:
+        node.sm.apply(entry)
+        self.checker.on_apply(node, entry)
+
+    def _compact(self, node: SimNode, core: RaftCore, step: ReadyStep[int]) -> None:
+        index = step.snapshot_point(core.snapshot_index)
+        if index is None:
             return
-        snapshot = core.compact(applied, node.sm.snapshot_bytes())
+        snapshot = core.compact(index, node.sm.snapshot_bytes())
+        step.compacted(index)
         self.checker.on_compact(node, snapshot)
         node.storage.save_compaction(snapshot, node.sm.terms)
 
@@ -346,6 +420,8 @@ class Cluster:
         if self._faults_on:
             self._inject_faults()
         self._clients()
+        if self.membership is not None and self._faults_on:
+            self.membership.step()
         nodes = self._node_list
         for node in nodes:
             core = node.core
@@ -362,6 +438,7 @@ class Cluster:
             core.step(msg)
             self._after_input(node)
         for node in nodes:
+            self._wake(node)
             self.drive(node)
         if self._faults_on:
             self._cut_off_new_leaders()
@@ -376,7 +453,7 @@ class Cluster:
                 continue
             node.led_term = core.term
             if self.rng.random() < self.cfg.leader_flap_rate:
-                others = [i for i in self.voters if i != node.node_id]
+                others = [i for i in self.nodes if i != node.node_id]
                 self.network.partition([[node.node_id], others])
                 # Long enough for the others to elect someone else.
                 hold = self.rng.randint(self.cfg.election_ticks, 3 * self.cfg.election_ticks)
@@ -408,7 +485,7 @@ class Cluster:
         if live and rng.random() < 0.01:  # a flaky link: dropped and redialled at once
             observer = rng.choice(live)
             self._link_broken(
-                observer, rng.choice([i for i in self.voters if i != observer.node_id])
+                observer, rng.choice([i for i in self.nodes if i != observer.node_id])
             )
         if rng.random() < 0.02:
             self.weather.drop_rate = rng.choice([0.0, cfg.drop_rate, 2 * cfg.drop_rate])
@@ -417,7 +494,7 @@ class Cluster:
 
     def _partition(self) -> None:
         rng = self.rng
-        ids = list(self.voters)
+        ids = list(self.nodes)
         kind = rng.random()
         if kind < 0.5:
             rng.shuffle(ids)
@@ -469,16 +546,25 @@ class Cluster:
             if exc.leader_id != core.leader_id:
                 raise InvariantViolation("NotLeaderError names the wrong leader") from exc
             return None
+        except LeadershipTransferError:
+            return None  # leadership is being handed over
         self._log(f"PROPOSE {payload[:12]!r} at {node.node_id} -> ({index}, {term})")
-        self.workload.on_propose(node.node_id, node.incarnation, index, term)
+        node.live_step().proposals.add(index, term, self.workload.write())
         self._after_input(node)
         return index, term
 
+    def propose_conf_change(self, node: SimNode, change: ConfChange) -> None:
+        """Propose ``change`` at ``node``; raises what the core raises."""
+        index, term = node.live_core().propose_conf_change(change)
+        what = f"{change.type.name} {change.node_id}"
+        self._log(f"CONF {what} at {node.node_id} -> ({index}, {term})")
+        self._after_input(node)
+
     def read(self, node: SimNode) -> None:
         self._reads += 1
-        context = b"r%d" % self._reads
-        self.workload.on_read_issued(context, node.node_id, node.incarnation)
-        node.live_core().read_index(context)
+        reads = node.live_step().reads
+        reads.add(self.workload.read(node.node_id))
+        reads.issue(self.now, node.live_core().read_index)  # as the driver's next wakeup does
         self._after_input(node)
 
     # --- the end of the run ----------------------------------------------------------------
@@ -512,9 +598,11 @@ class Cluster:
             leaders = [n for n in self._node_list if n.live_core().role is Role.LEADER]
             if marker is not None:
                 node, index, term = marker
+                # Every member of the leader's configuration; removed nodes are left behind.
+                members = [self.nodes[m] for m in node.live_core().conf_state.members]
                 if all(
                     n.live_core().applied_index >= index and n.sm.terms[index - 1] == term
-                    for n in self._node_list
+                    for n in members
                 ):
                     self._check_replicas_agree()
                     return self.now - start
@@ -542,6 +630,7 @@ class Cluster:
             node.live_core().step(msg)
             self._after_input(node)
         for node in self._node_list:
+            self._wake(node)
             self.drive(node)
         self.checker.end_of_step()
 
@@ -580,7 +669,16 @@ class Cluster:
             messages=self.network.sent,
             crashes=self.crashes,
             snapshots_installed=self.snapshots_installed,
+            conf_changes=self.membership.proposed if self.membership else 0,
+            transfers=self.membership.transfers if self.membership else 0,
+            final_members=self._final_members(),
         )
+
+    def _final_members(self) -> tuple[NodeId, ...]:
+        leaders = [n.live_core() for n in self._node_list if n.core and n.core.role is Role.LEADER]
+        if not leaders:
+            return ()
+        return max(leaders, key=lambda core: core.term).conf_state.members
 
 
 def _describe(msg: Message) -> str:

@@ -6,10 +6,12 @@ small range; each failing seed is reported with the one command that replays it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from .checker import InvariantViolation
-from .harness import LivenessViolation, default_shape, replay_command, run_seed
+from .harness import LivenessViolation, SimConfig, default_shape, replay_command, run_seed
 
 CHUNKS = 8
 MAX_REPORTED = 5
@@ -40,4 +42,18 @@ def run_seeds_shaped(runs: list[tuple[int, int, int]]) -> list[str]:
 def test_random_seeds_keep_raft_safe_and_live(chunk: int, sim_seed_range: range) -> None:
     seeds = sim_seed_range[chunk::CHUNKS]
     failures = run_seeds(seeds)
+    assert not failures, "\n".join(failures)
+
+
+def test_seeds_with_reads_asked_again_keep_raft_safe_and_live() -> None:
+    """Lost ReadIndex requests are asked again, as the node driver does, in a sample of
+    seeds (the default runs leave them unanswered to keep their histories)."""
+    failures = []
+    for seed in range(300_000, 300_060):
+        nodes, steps = default_shape(seed)
+        cfg = replace(SimConfig.from_seed(seed, nodes, steps), read_retry_ticks=10)
+        try:
+            run_seed(seed, nodes, steps, cfg=cfg)
+        except (InvariantViolation, LivenessViolation) as exc:
+            failures.append(f"seed {seed}: {type(exc).__name__}: {exc}")
     assert not failures, "\n".join(failures)

@@ -13,17 +13,23 @@ from raft3d.api import auth, cluster, events, farm, snapshots
 from raft3d.api.forwarding import LeaderForwarder
 from raft3d.api.metrics import create_metrics
 from raft3d.api.middleware import add_node_headers, error_middleware, metrics_middleware
+from raft3d.api.objects import get_filament, get_print_job, get_printer
+from raft3d.api.openapi import install as install_openapi
+from raft3d.api.openapi import openapi_document
+from raft3d.api.options import ApiOptions
+from raft3d.api.origins import add_cors_headers, preflight_middleware
+from raft3d.api.pages import api_docs, dashboard, static_asset
 from raft3d.api.ports import NodePort
 from raft3d.api.snapshot_render import SnapshotRenderer
 from raft3d.api.typedefs import (
     FORWARDER_KEY,
     METRICS_KEY,
     NODE_KEY,
+    OPTIONS_KEY,
     RENDERER_KEY,
-    SETTINGS_KEY,
     STATE_KEY,
 )
-from raft3d.config import Settings
+from raft3d.domain.results import Result
 from raft3d.domain.state import FarmStateMachine
 
 API = "/api/v1"
@@ -31,8 +37,8 @@ CLIENT_SSL_KEY: web.AppKey[ssl.SSLContext | None] = web.AppKey("client_ssl")
 
 
 def create_app(
-    settings: Settings,
-    node: NodePort,
+    options: ApiOptions,
+    node: NodePort[Result],
     state: FarmStateMachine,
     *,
     collectors: Iterable[Collector] = (),
@@ -47,11 +53,13 @@ def create_app(
     are forwarded over HTTPS.
     """
     app = web.Application(
-        client_max_size=settings.http_settings.max_body_bytes,
+        client_max_size=options.max_body_bytes,
         # Outermost first: metrics see the status the error middleware rendered.
-        middlewares=[metrics_middleware, error_middleware],
+        middlewares=[metrics_middleware, preflight_middleware, error_middleware],
     )
-    app[SETTINGS_KEY] = settings
+    app.on_response_prepare.append(add_cors_headers)
+    install_openapi(app)
+    app[OPTIONS_KEY] = options
     app[NODE_KEY] = node
     app[STATE_KEY] = state
     app[METRICS_KEY] = create_metrics(node, collectors)
@@ -77,7 +85,7 @@ async def _forwarding_session(app: web.Application) -> AsyncIterator[None]:
     connector = aiohttp.TCPConnector(force_close=True, ssl=client_ssl or True)
     async with aiohttp.ClientSession(connector=connector) as session:
         app[FORWARDER_KEY] = LeaderForwarder(
-            app[SETTINGS_KEY].node_id, session, app[auth.AUTHENTICATOR_KEY].forward_key
+            app[OPTIONS_KEY].node_id, session, app[auth.AUTHENTICATOR_KEY].forward_key
         )
         yield
 
@@ -95,6 +103,9 @@ def _add_routes(router: web.UrlDispatcher) -> None:
     router.add_get(f"{API}/filaments", farm.list_filaments)
     router.add_post(f"{API}/print_jobs", farm.create_print_job)
     router.add_get(f"{API}/print_jobs", farm.list_print_jobs)
+    router.add_get(f"{API}/printers/{{id}}", get_printer)
+    router.add_get(f"{API}/filaments/{{id}}", get_filament)
+    router.add_get(f"{API}/print_jobs/{{id}}", get_print_job)
     router.add_post(f"{API}/print_jobs/{{id}}/status", farm.change_job_status)
     router.add_put(f"{API}/print_jobs/{{id}}/status", farm.change_job_status)
     router.add_get(f"{API}/events", events.list_events)
@@ -106,3 +117,8 @@ def _add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/healthz", cluster.healthz)
     router.add_get("/readyz", cluster.readyz)
     router.add_get("/metrics", cluster.metrics)
+    # For people: the API document, its readable page, the dashboard and their assets.
+    router.add_get("/openapi.json", openapi_document)
+    router.add_get("/docs", api_docs)
+    router.add_get("/", dashboard)
+    router.add_get("/static/{name}", static_asset)

@@ -27,7 +27,7 @@ from raft3d.api.listing import WRITE_BYTES, write_in_slices
 from raft3d.api.ports import SnapshotFileInfo
 from raft3d.api.typedefs import NODE_KEY, RENDERER_KEY
 from raft3d.domain.errors import SnapshotDecodeError
-from raft3d.storage.errors import StorageError
+from raft3d.node.errors import StorageError
 
 
 def iso_utc(unix_seconds: float) -> str:

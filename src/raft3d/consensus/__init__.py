@@ -3,6 +3,8 @@
 from raft3d.consensus.config import CoreConfig
 from raft3d.consensus.core import RaftCore
 from raft3d.consensus.types import (
+    TRANSFER_CONTEXT,
+    ConfState,
     CoreStatus,
     Entry,
     EntryTooLargeError,
@@ -14,7 +16,6 @@ from raft3d.consensus.types import (
     NodeId,
     NotLeaderError,
     PeerStatus,
-    ProposalDroppedError,
     RaftError,
     ReadState,
     Ready,
@@ -24,6 +25,8 @@ from raft3d.consensus.types import (
 )
 
 __all__ = [
+    "TRANSFER_CONTEXT",
+    "ConfState",
     "CoreConfig",
     "CoreStatus",
     "Entry",
@@ -36,7 +39,6 @@ __all__ = [
     "NodeId",
     "NotLeaderError",
     "PeerStatus",
-    "ProposalDroppedError",
     "RaftCore",
     "RaftError",
     "ReadState",

@@ -1,4 +1,8 @@
-"""Static settings of one Raft core."""
+"""Static settings of one Raft core.
+
+The defaults a node runs with live in ``raft3d.config.RaftSettings``; the node builds a
+``CoreConfig`` from them in one place (``raft3d.node.wiring.core_config``).
+"""
 
 from __future__ import annotations
 
@@ -10,22 +14,25 @@ from raft3d.consensus.types import NodeId
 @dataclass(frozen=True)
 class CoreConfig:
     node_id: NodeId
-    voters: tuple[NodeId, ...]  # every voter, this node included
-    election_ticks: int = 30  # election timeout is randomized in [this, 2 * this)
-    heartbeat_ticks: int = 5
-    pre_vote: bool = True
-    check_quorum: bool = True
-    max_msg_bytes: int = 1024 * 1024  # entry bytes per APP message (one entry always fits)
-    max_inflight_msgs: int = 256  # un-acked APP messages per follower in replicate state
-    max_entry_bytes: int = 64 * 1024
-    snapshot_chunk_bytes: int = 256 * 1024
-    max_committed_bytes_per_ready: int = 4 * 1024 * 1024
+    # The voters a new cluster starts with (used until the log or a snapshot holds a
+    # configuration); empty for a node that joins an existing cluster.
+    voters: tuple[NodeId, ...]
+    election_ticks: int  # election timeout is randomized in [this, 2 * this)
+    heartbeat_ticks: int
+    pre_vote: bool
+    check_quorum: bool
+    max_msg_bytes: int  # entry bytes per APP message (one entry always fits)
+    max_inflight_msgs: int  # un-acked APP messages per follower in replicate state
+    max_entry_bytes: int
+    snapshot_chunk_bytes: int
+    max_committed_bytes_per_ready: int = 4 * 1024 * 1024  # not a node setting
+    promote_lag: int = 16  # a learner this close to the leader's last index is promoted
 
     def __post_init__(self) -> None:
-        if not self.voters or len(set(self.voters)) != len(self.voters):
-            raise ValueError("voters must be a non-empty tuple of distinct node ids")
-        if self.node_id not in self.voters:
-            raise ValueError(f"node {self.node_id!r} is not among the voters")
+        if len(set(self.voters)) != len(self.voters):
+            raise ValueError("voters must be distinct node ids")
+        if self.promote_lag < 0:
+            raise ValueError("promote_lag must not be negative")
         if self.heartbeat_ticks < 1 or self.election_ticks <= self.heartbeat_ticks:
             raise ValueError("need 1 <= heartbeat_ticks < election_ticks")
         for name in (
@@ -38,8 +45,3 @@ class CoreConfig:
                 raise ValueError(f"{name} must be positive")
         if self.max_entry_bytes < 0:
             raise ValueError("max_entry_bytes must not be negative")
-
-    @property
-    def quorum(self) -> int:
-        """Strict majority of the voters."""
-        return len(self.voters) // 2 + 1

@@ -16,24 +16,38 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from prometheus_client.registry import Collector
 
 from raft3d.api import create_app
-from raft3d.config import Address, HttpSettings, LimitSettings, Member, Settings
+from raft3d.config import (
+    Address,
+    HttpSettings,
+    LimitSettings,
+    Member,
+    Settings,
+    api_options,
+)
 from raft3d.consensus.types import Snapshot, SnapshotMeta
+from raft3d.domain.results import Result
 from raft3d.domain.state import FarmStateMachine
-from raft3d.node.driver import NodeCounters, RaftNode, StateMachine
+from raft3d.node.driver import RaftNode
 from raft3d.node.errors import NodeStoppedError, NotLeaderError
+from raft3d.node.ready import NodeCounters
+from raft3d.node.seams import StateMachine
 from raft3d.node.status import NodeStatus, PeerInfo
+from raft3d.node.wiring import build_node
 from raft3d.security.forwarding_mac import ForwardClaims, forwarding_key, sign
 from raft3d.security.settings import AuthSettings
 from raft3d.security.tokens import ANONYMOUS_ADMIN, Identity
+from tests.support.settings import SECRET, node_settings
 from tests.support.waiting import eventually
 
-FAKE_SECRET = b"test-secret-0123456789"
+R = TypeVar("R")
+
+FAKE_SECRET = SECRET
 
 # Where the fake's snapshot clock starts: 2023-11-14T22:13:20Z.
 FAKE_EPOCH = 1_700_000_000.0
@@ -47,7 +61,7 @@ class FakeEntry:
     term: int
     is_noop: bool
     data: bytes
-    outcome: object
+    outcome: Result | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +132,7 @@ class FakeNode:
     def applied_index(self) -> int:
         return self._index
 
-    async def propose(self, command: bytes, timeout: float) -> object:
+    async def propose(self, command: bytes, timeout: float) -> Result:
         await asyncio.sleep(0)  # yield until other tasks ran, as a real node always does
         self.proposals.append(command)
         if self._propose_errors:
@@ -228,15 +242,7 @@ def fake_settings(
 
 def single_voter_settings(data_dir: Path) -> Settings:
     """Settings for a real one-node cluster (it elects itself) on a free loopback Raft port."""
-    own = Member("solo", Address("127.0.0.1", 0), Address("127.0.0.1", 0))
-    return Settings(
-        node_id=own.node_id,
-        http=own.http,
-        raft=own.raft,
-        data_dir=data_dir,
-        cluster_secret=FAKE_SECRET,
-        members=(own,),
-    )
+    return node_settings(data_dir)
 
 
 def make_app(
@@ -244,14 +250,19 @@ def make_app(
 ) -> web.Application:
     """The real app over ``node``; other keyword arguments go to ``fake_settings``."""
     return create_app(
-        fake_settings(node.node_id, **settings), node, node.state, collectors=collectors
+        api_options(fake_settings(node.node_id, **settings)),
+        node,
+        node.state,
+        collectors=collectors,
     )
 
 
 @asynccontextmanager
-async def running_single_voter(data_dir: Path, state: StateMachine) -> AsyncIterator[RaftNode]:
+async def running_single_voter(
+    data_dir: Path, state: StateMachine[R]
+) -> AsyncIterator[RaftNode[R]]:
     """A real one-node cluster, started and elected; stopped on exit."""
-    node = RaftNode(single_voter_settings(data_dir), state)
+    node = build_node(single_voter_settings(data_dir), state)
     await node.start()
     try:
         await eventually(lambda: node.is_leader, 10, "a single voter to elect itself")
