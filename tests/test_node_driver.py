@@ -30,6 +30,7 @@ from raft3d.node.driver import RaftNode
 from raft3d.node.errors import NodeStoppedError, OutcomeUnknownError
 from raft3d.storage import DurableStorage
 from tests.fakes import running_single_voter, single_voter_settings
+from tests.support.machines import EagerCapture, KeptOutcomes
 from tests.support.waiting import eventually
 
 LEADER = "a"
@@ -37,17 +38,21 @@ FOLLOWER = "b"
 VOTERS = (LEADER, FOLLOWER, "c")
 
 
-class RecordingStateMachine:
+class RecordingStateMachine(KeptOutcomes):
     """Applies by recording each command; ``apply`` returns a value derived from the input."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.last_index = 0
         self.commands: list[bytes] = []
 
     def apply(self, index: int, data: bytes) -> object:
         self.last_index = index
         self.commands.append(data)
-        return (index, data.upper())
+        return self.keep(index, (index, data.upper()))
+
+    def capture(self) -> EagerCapture:
+        return EagerCapture(self.snapshot())
 
     def snapshot(self) -> bytes:
         return msgpack.packb([self.last_index, self.commands])  # type: ignore[no-any-return]

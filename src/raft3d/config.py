@@ -80,6 +80,10 @@ class RaftSettings:
     max_msg_bytes: int = 1024 * 1024
     max_inflight_msgs: int = 256
     snapshot_threshold: int = 10_000  # applied entries between snapshots
+    # ...and only once those entries' bytes reach this fraction of the last snapshot's size:
+    # writing a big state again costs more than replaying a small log.
+    snapshot_log_ratio: float = 0.1
+    snapshot_trailing_entries: int = 5_000  # log entries kept after a snapshot, for readers
     snapshots_keep: int = 2
     snapshot_chunk_bytes: int = 256 * 1024
 

@@ -8,7 +8,7 @@ dataclasses (``SnapshotInfo``, ``EventPage``, ``CommittedEvent``) satisfy them a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from raft3d.consensus.types import Snapshot
@@ -72,6 +72,11 @@ class EventPageView(Protocol):
         ...
 
     @property
+    def snapshot_index(self) -> int:
+        """Index of the node's newest snapshot (0 when none)."""
+        ...
+
+    @property
     def events(self) -> Sequence[CommittedEntry]: ...
 
 
@@ -100,6 +105,22 @@ class NodePort(Protocol):
         ...
 
     def status(self) -> NodeStatus: ...
+
+    @property
+    def halted_reason(self) -> str | None:
+        """Why the node halted (disk error, corrupt entry); None while it runs normally.
+
+        A halted node serves nothing but this fact until its process exits.
+        """
+        ...
+
+    def subscribe(self, listener: Callable[[CommittedEntry], None]) -> Callable[[], None]:
+        """Call ``listener`` with each entry as it is applied, from then on, in log order.
+
+        The listener runs on the node's apply path: it must return at once and never raise.
+        Returns the function that unsubscribes it.
+        """
+        ...
 
     def events(self, after: int, limit: int) -> EventPageView:
         """Up to ``limit`` applied entries with index > ``after``, oldest first.

@@ -44,16 +44,35 @@ log = logging.getLogger("raft3d.node")
 # Outstanding ReadIndex requests are re-issued after this long without an answer (the request
 # or its answer may have been lost, or the leader changed).
 READ_RETRY_S = 0.1
+# Per-entry bookkeeping counted with an entry's data when weighing the log against a snapshot.
+_ENTRY_OVERHEAD_BYTES = 32
+
+
+class StateCapture(Protocol):
+    """A frozen picture of the state machine; ``encode`` runs on a worker thread."""
+
+    def encode(self) -> bytes: ...
 
 
 class StateMachine(Protocol):
-    """What the driver needs of an application. ``apply`` must be deterministic."""
+    """What the driver needs of an application. ``apply`` must be deterministic.
+
+    ``capture`` runs on the event loop and must be cheap at any state size (O(1) for the
+    farm: ``raft3d.domain.persistent``); its ``encode`` runs on the snapshot thread. The
+    machine keeps each applied entry's outcome until ``forget_outcomes`` (called as the log
+    is compacted) and carries the ones it holds in its snapshots, so that every entry still in
+    the log has its outcome, on every node, across restarts and snapshot installs.
+    """
 
     def apply(self, index: int, data: bytes) -> object: ...
 
-    def snapshot(self) -> bytes: ...
+    def capture(self) -> StateCapture: ...
 
     def restore(self, data: bytes) -> None: ...
+
+    def outcome(self, index: int) -> object: ...
+
+    def forget_outcomes(self, through: int) -> None: ...
 
 
 @dataclass(slots=True)
@@ -84,6 +103,7 @@ class CommittedEvent:
 class EventPage:
     first_index: int  # oldest index still held in the log (older ones were compacted)
     last_index: int  # newest index applied on this node
+    snapshot_index: int  # index of the newest durable snapshot
     events: list[CommittedEvent]
 
 
@@ -123,7 +143,11 @@ class RaftNode:
             max_entry_bytes=rs.max_entry_bytes,
             snapshot_chunk_bytes=rs.snapshot_chunk_bytes,
         )
-        self.storage = DurableStorage(settings.data_dir, snapshots_keep=rs.snapshots_keep)
+        self.storage = DurableStorage(
+            settings.data_dir,
+            snapshots_keep=rs.snapshots_keep,
+            trailing_entries=rs.snapshot_trailing_entries,
+        )
         self._core: RaftCore | None = None
         # Set from storage by start(); the defaults let stop() run after a failed start.
         self._latest_hard_state = self._synced_hard_state = HardState()
@@ -143,14 +167,20 @@ class RaftNode:
         self._read_ids = itertools.count(1)
         self._applied = 0
         self._snapshot_index = 0
-        # Outcomes of the entries still held in the log (index > snapshot index). They are
-        # derived data, so they live in memory only: a restart replays those same entries from
-        # the snapshot and records them again.
-        self._outcomes: dict[int, object] = {}
+        # For the snapshot threshold: log bytes applied since the last capture, and the size
+        # of the last snapshot.
+        self._log_bytes_since_snapshot = 0
+        self._snapshot_bytes = 0
+        # Committed entries are offered to these as they are applied (the SSE stream); they
+        # must not block (a listener that cannot keep up drops itself).
+        self.event_listeners: list[Callable[[CommittedEvent], None]] = []
+        self.halt_listeners: list[Callable[[BaseException], None]] = []
         self._wakeup = asyncio.Event()
         # Every disk write runs on this one thread, in submission order: the event loop never
         # waits on fsync, and a snapshot save is ordered before the appends that follow it.
         self._disk = concurrent.futures.ThreadPoolExecutor(1, f"raft-disk-{settings.node_id}")
+        # Snapshots are encoded on their own thread, so appends never queue behind encoding.
+        self._encoder = concurrent.futures.ThreadPoolExecutor(1, f"raft-snap-{settings.node_id}")
         self._snapshot_save: asyncio.Future[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
@@ -169,6 +199,8 @@ class RaftNode:
             self._sm.restore(state.snapshot.data)
             self._applied = state.snapshot.meta.index
             self._snapshot_index = state.snapshot.meta.index
+            self._snapshot_bytes = len(state.snapshot.data)
+        self._sm.forget_outcomes(self.storage.first_index() - 1)
         self._core = RaftCore(self._core_config, state, self._rng)
         self._latest_hard_state = self._synced_hard_state = state.hard_state
         self._last_term = self._core.term
@@ -213,6 +245,7 @@ class RaftNode:
             await asyncio.get_running_loop().run_in_executor(
                 self._disk, self.storage.persist, self._latest_hard_state, ()
             )
+        self._encoder.shutdown(wait=True)
         self._disk.shutdown(wait=True)
         self.storage.close()
         log.info("node stopped node=%s", self.node_id)
@@ -315,17 +348,31 @@ class RaftNode:
         self._check_running()
         applied = self._applied
         events = [
-            CommittedEvent(
-                index=entry.index,
-                term=entry.term,
-                is_noop=entry.type is EntryType.NOOP,
-                data=entry.data,
-                outcome=self._outcomes.get(entry.index),
-            )
+            self._event(entry)
             for entry in self.storage.read_entries(after, limit)
             if entry.index <= applied
         ]
-        return EventPage(self.storage.first_index(), applied, events)
+        return EventPage(self.storage.first_index(), applied, self._snapshot_index, events)
+
+    def _event(self, entry: Entry) -> CommittedEvent:
+        noop = entry.type is EntryType.NOOP
+        outcome = None if noop else self._sm.outcome(entry.index)
+        return CommittedEvent(entry.index, entry.term, noop, entry.data, outcome)
+
+    def subscribe(self, listener: Callable[[CommittedEvent], None]) -> Callable[[], None]:
+        """Offer every entry applied from now on to ``listener`` (see ``event_listeners``)."""
+        self.event_listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self.event_listeners.remove(listener)
+
+        return unsubscribe
+
+    @property
+    def halted_reason(self) -> str | None:
+        """Why the node stopped serving (a disk error, a corrupt entry), or None."""
+        return None if self.halted is None else repr(self.halted)
 
     def status(self) -> NodeStatus:
         core = self.core
@@ -442,13 +489,18 @@ class RaftNode:
                 self._reads_waiting_apply.append((rs.index, batch.waiters))
         self._release_reads()
         core.advance(rd)
-        threshold = self.settings.raft_settings.snapshot_threshold
-        if (
-            threshold > 0
-            and self._applied - self._snapshot_index >= threshold
-            and self._snapshot_save is None
-        ):
+        if self._snapshot_save is None and self._snapshot_due():
             self._start_snapshot()
+
+    def _snapshot_due(self) -> bool:
+        """``snapshot_threshold`` entries applied since the last snapshot, weighing at least
+        ``snapshot_log_ratio`` of its size: rewriting a big state for a small log is waste."""
+        rs = self.settings.raft_settings
+        return (
+            rs.snapshot_threshold > 0
+            and self._applied - self._snapshot_index >= rs.snapshot_threshold
+            and self._log_bytes_since_snapshot >= rs.snapshot_log_ratio * self._snapshot_bytes
+        )
 
     def _hard_state_to_sync(self, rd: Ready) -> HardState | None:
         """The hard state to write with this Ready, or None when no write is owed.
@@ -475,21 +527,27 @@ class RaftNode:
         return None
 
     def outcome(self, index: int) -> object:
-        """The recorded outcome of the entry at ``index``, if still held (see ``_outcomes``)."""
-        return self._outcomes.get(index)
+        """The recorded outcome of the entry at ``index``, if still held in the log."""
+        return self._sm.outcome(index)
 
     def _apply(self, entries: list[Entry]) -> None:
-        outcomes = self._outcomes
         started = time.perf_counter()
         pending = self._pending
+        listeners = self.event_listeners
         for entry in entries:
             if entry.index <= self._applied:
                 continue  # covered by a snapshot already restored
             result: object = None
             if entry.type is EntryType.NORMAL:
                 result = self._sm.apply(entry.index, entry.data)
-                outcomes[entry.index] = result
             self._applied = entry.index
+            self._log_bytes_since_snapshot += len(entry.data) + _ENTRY_OVERHEAD_BYTES
+            if listeners:
+                event = CommittedEvent(
+                    entry.index, entry.term, entry.type is EntryType.NOOP, entry.data, result
+                )
+                for listener in list(listeners):
+                    listener(event)
             waiter = pending.pop(entry.index, None)
             if waiter is not None and not waiter.future.done():
                 if waiter.term == entry.term:
@@ -503,9 +561,11 @@ class RaftNode:
 
     def _install_snapshot(self, snapshot: Snapshot) -> None:
         self._sm.restore(snapshot.data)
-        self._outcomes.clear()
+        self._sm.forget_outcomes(snapshot.meta.index)  # the log now starts after it
         self._applied = snapshot.meta.index
         self._snapshot_index = snapshot.meta.index
+        self._snapshot_bytes = len(snapshot.data)
+        self._log_bytes_since_snapshot = 0
         log.info(
             "snapshot installed node=%s term=%d index=%d size=%d",
             self.node_id,
@@ -515,11 +575,13 @@ class RaftNode:
         )
 
     def _start_snapshot(self) -> None:
-        """Capture the state at the applied index now; write it out on the disk thread.
+        """Capture the state at the applied index now; encode and save it off the loop.
 
-        Only the capture holds up the event loop. The core drops its log prefix at once (the
-        snapshot is kept in memory for laggards); storage drops it once the file is durable,
-        so a crash in between simply recovers from the previous snapshot and the full log.
+        On the loop only the capture runs (O(1) for the farm). The snapshot thread encodes it;
+        then the core drops its log prefix (keeping the snapshot for laggards) and the disk
+        thread writes the file and compacts storage, which keeps the last
+        ``snapshot_trailing_entries`` entries for event readers. A crash in between recovers
+        from the previous snapshot and the full log.
         """
         index = self._applied
         if index <= self.core.snapshot_index:
@@ -528,13 +590,10 @@ class RaftNode:
             # ``index``. The install that follows sets the snapshot index.
             return
         started = time.perf_counter()
-        snapshot = self.core.compact(index, self._sm.snapshot())
-        self._snapshot_index = index
-        for held in [i for i in self._outcomes if i <= index]:
-            del self._outcomes[held]
+        capture = self._sm.capture()
         captured_ms = (time.perf_counter() - started) * 1000
-        loop = asyncio.get_running_loop()
-        save = loop.run_in_executor(self._disk, self.storage.save_local_snapshot, snapshot)
+        self._log_bytes_since_snapshot = 0
+        save = asyncio.ensure_future(self._save_snapshot(index, capture, started, captured_ms))
         self._snapshot_save = save
 
         def saved(done: asyncio.Future[None]) -> None:
@@ -545,20 +604,33 @@ class RaftNode:
             exc = done.exception()
             if exc is not None:
                 self._halt(exc)
-                return
-            self.counters.snapshots += 1
-            log.info(
-                "snapshot taken and log compacted node=%s term=%d index=%d size=%d "
-                "capture_ms=%.1f total_ms=%.1f",
-                self.node_id,
-                self.core.term,
-                index,
-                len(snapshot.data),
-                captured_ms,
-                (time.perf_counter() - started) * 1000,
-            )
 
         save.add_done_callback(saved)
+
+    async def _save_snapshot(
+        self, index: int, capture: StateCapture, started: float, captured_ms: float
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        data = await loop.run_in_executor(self._encoder, capture.encode)
+        if self._stopping or self.halted is not None or index <= self.core.snapshot_index:
+            return  # stopping, or a snapshot from the leader replaced this state meanwhile
+        snapshot = self.core.compact(index, data)
+        await loop.run_in_executor(self._disk, self.storage.save_local_snapshot, snapshot)
+        self._snapshot_index = max(self._snapshot_index, index)
+        self._snapshot_bytes = len(data)
+        self._sm.forget_outcomes(self.storage.first_index() - 1)
+        self.counters.snapshots += 1
+        log.info(
+            "snapshot taken and log compacted node=%s term=%d index=%d size=%d "
+            "capture_ms=%.2f total_ms=%.1f first_index=%d",
+            self.node_id,
+            self.core.term,
+            index,
+            len(data),
+            captured_ms,
+            (time.perf_counter() - started) * 1000,
+            self.storage.first_index(),
+        )
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -656,9 +728,13 @@ class RaftNode:
         self._reads_waiting_apply = deque()
 
     def _halt(self, exc: BaseException) -> None:
+        if self.halted is not None:
+            return
         self.halted = exc
         log.critical("node halted node=%s: %r", self.node_id, exc, exc_info=exc)
         self._fail_all(NodeStoppedError(f"node halted: {exc!r}"))
+        for listener in list(self.halt_listeners):
+            listener(exc)
 
     def _check_running(self) -> None:
         if self._stopping:
