@@ -10,7 +10,7 @@ import signal
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,9 @@ from raft3d.logs import configure_logging
 log = logging.getLogger("raft3d.cli")
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Exit status of a node that halted (a disk error, an entry it cannot apply): crash-only, its
+# supervisor restarts it and it recovers from its durable state.
+EXIT_HALTED = 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,13 +64,14 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, args.log_file, args.file_level)
     import uvloop
 
-    uvloop.run(run_node(settings))
-    return 0
+    return uvloop.run(run_node(settings))
 
 
-async def run_node(settings: Settings) -> None:
-    """Run a node until SIGTERM or SIGINT; then answer in-flight requests and close cleanly."""
-    app = build_app(settings)
+async def run_node(settings: Settings) -> int:
+    """Run a node until SIGTERM or SIGINT (then answer in-flight requests, close cleanly and
+    return 0) or until it halts (then close and return ``EXIT_HALTED``)."""
+    halted = asyncio.Event()
+    app = build_app(settings, on_halt=lambda _exc: halted.set())
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(
@@ -83,14 +87,27 @@ async def run_node(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(halted.wait())]
     try:
-        await stop.wait()
-        log.info("shutting down node=%s", settings.node_id)
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if halted.is_set():
+            log.critical(
+                "node halted, exiting with status %d to be restarted node=%s",
+                EXIT_HALTED,
+                settings.node_id,
+            )
+        else:
+            log.info("shutting down node=%s", settings.node_id)
     finally:
+        for wait in waits:
+            wait.cancel()
         await runner.cleanup()  # stops listening, waits for handlers, then stops the node
+    return EXIT_HALTED if halted.is_set() else 0
 
 
-def build_app(settings: Settings) -> web.Application:
+def build_app(
+    settings: Settings, on_halt: Callable[[BaseException], None] | None = None
+) -> web.Application:
     """The node and its HTTP app, wired so the node outlives every request handler."""
     from raft3d.api import create_app
     from raft3d.domain.state import FarmStateMachine
@@ -99,6 +116,8 @@ def build_app(settings: Settings) -> web.Application:
 
     state = FarmStateMachine()
     node = RaftNode(settings, state)
+    if on_halt is not None:
+        node.halt_listeners.append(on_halt)
     app = create_app(settings, node, state, collectors=[NodeCollector(node)])
 
     async def node_lifecycle(_app: web.Application) -> AsyncIterator[None]:
