@@ -219,6 +219,8 @@ def fake_settings(
     request_timeout_s: float = 2.0,
     max_body_bytes: int = 64 * 1024,
     members: tuple[Member, ...] = (),
+    sse_heartbeat_s: float = 15.0,
+    sse_buffer_events: int = 4096,
 ) -> Settings:
     """Settings for an app under test; ``members`` defaults to this node alone."""
     own = Member(node_id, Address("127.0.0.1", 1), Address("127.0.0.1", 2))
@@ -230,7 +232,10 @@ def fake_settings(
         cluster_secret=b"test-secret-0123456789",
         members=members or (own,),
         http_settings=HttpSettings(
-            request_timeout_s=request_timeout_s, max_body_bytes=max_body_bytes
+            request_timeout_s=request_timeout_s,
+            max_body_bytes=max_body_bytes,
+            sse_heartbeat_s=sse_heartbeat_s,
+            sse_buffer_events=sse_buffer_events,
         ),
     )
 

@@ -29,9 +29,7 @@ PRINTER = {"id": "p1", "company": "Creality", "model": "Ender 3"}
 
 
 @pytest.fixture
-async def node_and_client(
-    aiohttp_client: AiohttpClient, tmp_path: Path
-) -> tuple[RaftNode, Client]:
+async def node_and_client(aiohttp_client: AiohttpClient, tmp_path: Path) -> tuple[RaftNode, Client]:
     state = FarmStateMachine()
     node = RaftNode(single_voter_settings(tmp_path), state)
     app = create_app(node.settings, node, state)
@@ -109,7 +107,7 @@ def test_a_serve_process_exits_non_zero_on_an_entry_it_cannot_apply(tmp_path: Pa
             pytest.fail(f"the halted node did not exit:\n{node.log_tail()}")
         log = node.log_path.read_text()
         assert returncode == EXIT_HALTED, log
-        assert "level=critical logger=raft3d.node msg=\"node halted" in log, log
+        assert 'level=critical logger=raft3d.node msg="node halted' in log, log
         assert "exiting with status 3" in log, log
         # Restarted by its supervisor, it halts again rather than skip the entry.
         node.start()

@@ -100,6 +100,8 @@ class RaftSettings:
 class HttpSettings:
     request_timeout_s: float = 5.0
     max_body_bytes: int = 1024 * 1024
+    sse_heartbeat_s: float = 15.0  # comment lines on idle /api/v1/events/stream connections
+    sse_buffer_events: int = 4096  # events a stream may lag behind before it is cut off
 
 
 @dataclass(frozen=True, slots=True)
