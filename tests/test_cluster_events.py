@@ -46,7 +46,8 @@ def retained_events(node: NodeProcess) -> tuple[int, dict[int, Any]]:
     else:
         assert code == 200, page
         first = page["first_index"]
-    after, events = first - 1, {}
+    after = first - 1
+    events: dict[int, Any] = {}
     while True:
         url = f"{node.url}/api/v1/events?consistency=local&limit=1000&after={after}"
         code, page, _ = http_json("GET", url)
