@@ -78,6 +78,7 @@ class SimConfig:
     early_send: bool = False
     eager_drive: float = 0.6  # chance a node runs its Ready loop right after an input
     wire_rate: float = 0.02
+    trailing_entries: int = 0  # log entries a core keeps below its own snapshots
 
     @classmethod
     def from_seed(cls, seed: int, nodes: int, steps: int) -> SimConfig:
@@ -161,6 +162,7 @@ class SimConfig:
             max_entry_bytes=1024,
             snapshot_chunk_bytes=self.chunk_bytes,
             max_committed_bytes_per_ready=256,
+            trailing_entries=self.trailing_entries,
         )
 
 

@@ -20,6 +20,9 @@ class CoreConfig:
     max_entry_bytes: int = 64 * 1024
     snapshot_chunk_bytes: int = 256 * 1024
     max_committed_bytes_per_ready: int = 4 * 1024 * 1024
+    # Entries kept in the log below a snapshot taken by ``compact``, so that a follower
+    # slightly behind is sent entries rather than the whole snapshot.
+    trailing_entries: int = 0
 
     def __post_init__(self) -> None:
         if not self.voters or len(set(self.voters)) != len(self.voters):
@@ -38,6 +41,8 @@ class CoreConfig:
                 raise ValueError(f"{name} must be positive")
         if self.max_entry_bytes < 0:
             raise ValueError("max_entry_bytes must not be negative")
+        if self.trailing_entries < 0:
+            raise ValueError("trailing_entries must not be negative")
 
     @property
     def quorum(self) -> int:

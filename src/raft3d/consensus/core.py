@@ -137,7 +137,9 @@ class RaftCore:
 
     @property
     def snapshot_index(self) -> int:
-        return self._log.snapshot_index
+        """Index of the newest snapshot; the log may still hold trailing entries below it."""
+        own = self._snapshot.meta.index if self._snapshot is not None else 0
+        return max(own, self._log.snapshot_index)
 
     def term_at(self, index: int) -> int | None:
         """Term of the entry at ``index`` in this node's log (None if compacted or absent)."""
@@ -159,7 +161,7 @@ class RaftCore:
             commit_index=self._log.committed,
             applied_index=self._applied,
             last_log_index=self._log.last_index,
-            snapshot_index=self._log.snapshot_index,
+            snapshot_index=self.snapshot_index,
             voters=self._cfg.voters,
             peers=tuple(peers),
         )
@@ -214,11 +216,16 @@ class RaftCore:
         drop the log up to it. The snapshot is kept to bring laggards up to date."""
         if index > self._applied:
             raise ValueError(f"cannot compact at {index}: only {self._applied} is applied")
-        if index <= self._log.snapshot_index:
+        if index <= self.snapshot_index:
             if self._snapshot is not None and index == self._snapshot.meta.index:
                 return self._snapshot
             raise ValueError(f"cannot compact at {index}: already compacted past it")
-        term = self._log.compact(index)
+        term = self._log.term_at(index)
+        if term is None:
+            raise ValueError(f"cannot compact at {index}: not in the log")
+        keep_from = index - self._cfg.trailing_entries
+        if keep_from > self._log.snapshot_index:
+            self._log.compact(keep_from)
         self._snapshot = Snapshot(SnapshotMeta(index, term, self._cfg.voters), data)
         return self._snapshot
 

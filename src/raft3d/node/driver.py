@@ -142,6 +142,7 @@ class RaftNode:
             max_inflight_msgs=rs.max_inflight_msgs,
             max_entry_bytes=rs.max_entry_bytes,
             snapshot_chunk_bytes=rs.snapshot_chunk_bytes,
+            trailing_entries=rs.snapshot_trailing_entries,
         )
         self.storage = DurableStorage(
             settings.data_dir,
