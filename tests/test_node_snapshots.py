@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -116,6 +117,8 @@ async def test_the_loop_only_captures_encoding_runs_on_another_thread(
         await node.take_snapshot()
     assert len(threads) == 1 and threads[0] != threading.main_thread().name
     assert threads[0].startswith("raft-snap-")
+    # The captured state is long-lived: moved where the cyclic collector never walks it.
+    assert gc.get_freeze_count() > 0
 
 
 async def test_the_threshold_waits_for_the_log_to_weigh_against_the_snapshot(

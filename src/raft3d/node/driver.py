@@ -35,6 +35,7 @@ from raft3d.consensus.types import (
     Snapshot,
 )
 from raft3d.node.errors import NodeStoppedError, NoLeaderError, OutcomeUnknownError
+from raft3d.node.heap import settle_long_lived
 from raft3d.node.status import NodeStatus, PeerInfo
 from raft3d.storage import DurableStorage, SnapshotInfo
 from raft3d.transport import Transport
@@ -201,6 +202,7 @@ class RaftNode:
             self._applied = state.snapshot.meta.index
             self._snapshot_index = state.snapshot.meta.index
             self._snapshot_bytes = len(state.snapshot.data)
+            settle_long_lived()
         self._sm.forget_outcomes(self.storage.first_index() - 1)
         self._core = RaftCore(self._core_config, state, self._rng)
         self._latest_hard_state = self._synced_hard_state = state.hard_state
@@ -567,6 +569,7 @@ class RaftNode:
         self._snapshot_index = snapshot.meta.index
         self._snapshot_bytes = len(snapshot.data)
         self._log_bytes_since_snapshot = 0
+        settle_long_lived()
         log.info(
             "snapshot installed node=%s term=%d index=%d size=%d",
             self.node_id,
@@ -593,8 +596,11 @@ class RaftNode:
         started = time.perf_counter()
         capture = self._sm.capture()
         captured_ms = (time.perf_counter() - started) * 1000
+        settle_ms = settle_long_lived() * 1000  # what was captured is long-lived (node.heap)
         self._log_bytes_since_snapshot = 0
-        save = asyncio.ensure_future(self._save_snapshot(index, capture, started, captured_ms))
+        save = asyncio.ensure_future(
+            self._save_snapshot(index, capture, started, captured_ms, settle_ms)
+        )
         self._snapshot_save = save
 
         def saved(done: asyncio.Future[None]) -> None:
@@ -609,7 +615,12 @@ class RaftNode:
         save.add_done_callback(saved)
 
     async def _save_snapshot(
-        self, index: int, capture: StateCapture, started: float, captured_ms: float
+        self,
+        index: int,
+        capture: StateCapture,
+        started: float,
+        captured_ms: float,
+        settle_ms: float,
     ) -> None:
         loop = asyncio.get_running_loop()
         data = await loop.run_in_executor(self._encoder, capture.encode)
@@ -623,12 +634,13 @@ class RaftNode:
         self.counters.snapshots += 1
         log.info(
             "snapshot taken and log compacted node=%s term=%d index=%d size=%d "
-            "capture_ms=%.2f total_ms=%.1f first_index=%d",
+            "capture_ms=%.2f gc_freeze_ms=%.2f total_ms=%.1f first_index=%d",
             self.node_id,
             self.core.term,
             index,
             len(data),
             captured_ms,
+            settle_ms,
             (time.perf_counter() - started) * 1000,
             self.storage.first_index(),
         )
