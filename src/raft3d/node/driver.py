@@ -69,7 +69,9 @@ class StateMachine(Protocol):
 
     def capture(self) -> StateCapture: ...
 
-    def restore(self, data: bytes) -> None: ...
+    def restore(self, data: bytes) -> None:
+        """Replace the state; may run on a worker thread (never while ``apply`` runs)."""
+        ...
 
     def outcome(self, index: int) -> object: ...
 
@@ -483,7 +485,7 @@ class RaftNode:
         for msg in replies:  # votes and acks: only now that what they promise is durable
             send(msg)
         if rd.snapshot is not None:
-            self._install_snapshot(rd.snapshot)
+            await self._install_snapshot(rd.snapshot)
         if rd.committed_entries:
             self._apply(rd.committed_entries)
         for rs in rd.read_states:
@@ -562,8 +564,11 @@ class RaftNode:
         self.counters.apply_seconds_total += time.perf_counter() - started
         self.counters.applied_entries += len(entries)
 
-    def _install_snapshot(self, snapshot: Snapshot) -> None:
-        self._sm.restore(snapshot.data)
+    async def _install_snapshot(self, snapshot: Snapshot) -> None:
+        # Decoding a big state takes seconds: on a worker thread, so the loop keeps serving
+        # (reads meanwhile see the state before the snapshot; nothing is applied until then).
+        started = time.perf_counter()
+        await asyncio.to_thread(self._sm.restore, snapshot.data)
         self._sm.forget_outcomes(snapshot.meta.index)  # the log now starts after it
         self._applied = snapshot.meta.index
         self._snapshot_index = snapshot.meta.index
@@ -571,11 +576,12 @@ class RaftNode:
         self._log_bytes_since_snapshot = 0
         settle_long_lived()
         log.info(
-            "snapshot installed node=%s term=%d index=%d size=%d",
+            "snapshot installed node=%s term=%d index=%d size=%d restore_ms=%.0f",
             self.node_id,
             self.core.term,
             snapshot.meta.index,
             len(snapshot.data),
+            (time.perf_counter() - started) * 1000,
         )
 
     def _start_snapshot(self) -> None:
