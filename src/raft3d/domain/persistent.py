@@ -63,15 +63,13 @@ class OrderedPMap(Generic[K, V]):
     __slots__ = ("_head", "_keys", "_map")
 
     def __init__(self, items: Iterable[tuple[K, V]] = ()) -> None:
-        keys: list[K] = []
-        with immutables.Map[K, V]().mutate() as building:
-            for key, value in items:
-                if key in building:
-                    raise ValueError(f"key {key!r} appears twice")
-                building[key] = value
-                keys.append(key)
-            self._map: immutables.Map[K, V] = building.finish()
-        self._keys = keys
+        plain: dict[K, V] = {}
+        for key, value in items:
+            if key in plain:
+                raise ValueError(f"key {key!r} appears twice")
+            plain[key] = value
+        self._map: immutables.Map[K, V] = immutables.Map(plain)  # built in C, in one go
+        self._keys = list(plain)
         self._head = 0
 
     def __len__(self) -> int:
