@@ -56,7 +56,7 @@ class CommittedEntry(Protocol):
 
     @property
     def outcome(self) -> object:
-        """The state machine's result (``Accepted``/``Rejected``), or None when not known."""
+        """The state machine's result (``Accepted``/``Rejected``); None for a no-op."""
         ...
 
 

@@ -17,8 +17,9 @@ event log endpoint (``read_entries``, ``first_index``, ``last_index``, ``list_sn
 ``latest_snapshot``) may be called from another thread meanwhile: reads go through their own
 connection and only ever see committed state.
 
-Apply outcomes are not stored: they are derived from the log, so the node keeps them in memory
-and recomputes them when it replays the log after a restart.
+Apply outcomes are not stored here: the state machine keeps those of the entries still held
+and carries them in its snapshots. A local snapshot keeps the last ``trailing_entries``
+entries below it (for event readers); ``first_index`` is then below the snapshot's index.
 """
 
 from __future__ import annotations
