@@ -5,20 +5,27 @@ as its queue accepts them (never overfilling it) and the clock stops when "b" ha
 them all. Both ends share one event loop and one core, so this measures the per-message cost
 of the whole path: encode, MAC, batch write, read, verify, decode, deliver.
 
-    .venv/bin/python benchmarks/transport_bench.py [--messages N] [--loop asyncio|uvloop]
+    .venv/bin/python benchmarks/transport_bench.py [--messages N] [--loop asyncio|uvloop] [--tls]
+
+``--tls`` adds mutual TLS (demo certificates made in a temporary directory) under the MAC.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import tempfile
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import uvloop
 
 from raft3d.consensus.types import Message, MsgType
+from raft3d.security.certs import NodeSpec, make_demo_pki
+from raft3d.security.settings import TlsSettings
+from raft3d.security.tls import TlsContexts
 from raft3d.transport import Transport
 
 SECRET = b"benchmark-cluster-secret"
@@ -33,7 +40,19 @@ async def wait_for(condition: Callable[[], bool], timeout: float) -> None:
         await asyncio.sleep(0.001)
 
 
-async def run(messages: int) -> float:
+def tls_pair(directory: Path) -> tuple[TlsContexts, TlsContexts]:
+    make_demo_pki(directory, [NodeSpec("a", ("127.0.0.1",)), NodeSpec("b", ("127.0.0.1",))])
+
+    def contexts(node: str) -> TlsContexts:
+        files = TlsSettings(
+            directory / "ca.pem", directory / f"{node}.pem", directory / f"{node}-key.pem"
+        )
+        return TlsContexts(files, node)
+
+    return contexts("a"), contexts("b")
+
+
+async def run(messages: int, tls: tuple[TlsContexts, TlsContexts] | None = None) -> float:
     received = 0
 
     def on_message(_msg: Message) -> None:
@@ -48,6 +67,8 @@ async def run(messages: int) -> float:
         SECRET,
         lambda _m: None,
         send_queue_limit=QUEUE_LIMIT,
+        ssl_server=tls[0].peer_server if tls else None,
+        ssl_client=tls[0].peer_client if tls else None,
     )
     b = Transport(
         "b",
@@ -56,6 +77,8 @@ async def run(messages: int) -> float:
         SECRET,
         on_message,
         send_queue_limit=QUEUE_LIMIT,
+        ssl_server=tls[1].peer_server if tls else None,
+        ssl_client=tls[1].peer_client if tls else None,
     )
     await a.start()
     await b.start()
@@ -85,12 +108,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop")
+    parser.add_argument("--tls", action="store_true", help="mutual TLS under the MAC")
     args = parser.parse_args()
     runner: Callable[[Coroutine[Any, Any, float]], float] = (
         uvloop.run if args.loop == "uvloop" else asyncio.run
     )
-    rate = runner(run(args.messages))
-    print(f"{args.messages} messages, {args.loop} loop: {rate:,.0f} messages/s")
+    with tempfile.TemporaryDirectory() as directory:
+        tls = tls_pair(Path(directory)) if args.tls else None
+        rate = runner(run(args.messages, tls))
+    how = ", mutual TLS" if args.tls else ""
+    print(f"{args.messages} messages, {args.loop} loop{how}: {rate:,.0f} messages/s")
 
 
 if __name__ == "__main__":

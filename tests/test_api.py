@@ -19,7 +19,7 @@ from raft3d.api.rendering import REJECTION_STATUS
 from raft3d.domain.results import RejectionCode
 from raft3d.node.errors import NoLeaderError
 from raft3d.node.status import PeerInfo
-from tests.fakes import FakeNode, make_app
+from tests.support.fakes import FakeNode, make_app
 
 Client = TestClient[web.Request, web.Application]
 

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
 from pytest_aiohttp import AiohttpClient
 
-from tests.fakes import FakeNode, make_app
+from tests.support.fakes import FakeNode, make_app
 from tests.test_api_inputs import FILAMENT, JOB, MAX_BODY, PRINTER, Bad, F, J, P, S, lists
 
 Client = TestClient[web.Request, web.Application]
@@ -241,18 +241,20 @@ async def test_repeated_idempotency_key_header_is_refused(client: Client, node: 
 
 
 @pytest.mark.parametrize("granted", ["\u00b2", "\u0663", "9" * 400, "9" * 5000, "0", "-5", "1e3"])
-async def test_malformed_forwarding_budget_is_ignored(
+async def test_unsigned_forwarding_headers_are_refused(
     client: Client, node: FakeNode, granted: str
 ) -> None:
-    # These headers are meant for node-to-node forwarding, but any client can send them: a
-    # value no forwarder would grant must not break the write (it once gave a 500).
+    # These headers are meant for node-to-node forwarding, but any client can send them:
+    # without a peer's signature they are refused, whatever they say (a malformed budget
+    # once gave a 500), and nothing is written.
     response = await client.post(
         P,
         json={**PRINTER, "id": "p2"},
         headers={"X-Raft3D-Forwarded-By": "n2", "X-Raft3D-Budget-Ms": granted},
     )
-    assert response.status == 201, await response.text()
-    assert [p.id for p in node.state.printers()] == ["p1", "p2"]
+    assert response.status == 401, await response.text()
+    assert (await response.json())["error"]["code"] == "unauthenticated_forward"
+    assert [p.id for p in node.state.printers()] == ["p1"]
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from tests.fakes import FakeNode, make_app
+from tests.support.fakes import FakeNode, make_app
 
 Client = TestClient[web.Request, web.Application]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,20 @@ from raft3d.api import create_app
 from raft3d.api.events import command_payload
 from raft3d.domain.commands import CreatePrinter, decode_command, encode_command
 from raft3d.domain.state import FarmStateMachine
-from raft3d.node.driver import RaftNode
 from raft3d.node.errors import NoLeaderError
 from raft3d.node.metrics import NodeCollector
 from raft3d.node.status import PeerInfo
+from raft3d.node.wiring import build_node
 from raft3d.storage.errors import StorageCorruptError
 from raft3d.transport.stats import DROP_REASONS
-from tests.fakes import FakeEntry, FakeNode, make_app, single_voter_settings
+from tests.support.fakes import (
+    FakeEntry,
+    FakeNode,
+    forwarded_by,
+    make_app,
+    peers_named,
+    single_voter_settings,
+)
 from tests.support.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]
@@ -47,7 +55,8 @@ def node() -> FakeNode:
 
 @pytest.fixture
 async def client(aiohttp_client: AiohttpClient, node: FakeNode) -> Client:
-    return await aiohttp_client(make_app(node, collectors=[NodeCollector(node)]))
+    members = peers_named("n1", "n2", "n3")
+    return await aiohttp_client(make_app(node, collectors=[NodeCollector(node)], members=members))
 
 
 async def call(client: Client, method: str, path: str, status: int, **kwargs: Any) -> Any:
@@ -452,8 +461,9 @@ async def test_metrics_count_node_work(client: Client, node: FakeNode) -> None:
     await seed(client)
     await call(client, "POST", "/cluster/snapshots", 201)
     node.leader_id = "n2"
-    forwarded = {"X-Raft3D-Forwarded-By": "n3"}  # answered at once: no forwarding loop
-    await call(client, "POST", "/api/v1/printers", 503, json=PRINTER, headers=forwarded)
+    body = json.dumps(PRINTER).encode()
+    forwarded = forwarded_by("n3", "POST", "/api/v1/printers", body)  # no forwarding loop
+    await call(client, "POST", "/api/v1/printers", 503, data=body, headers=forwarded)
     await call(client, "POST", "/cluster/snapshots", 200)
     node.transport.dropped["bad_mac"] = 4
     found = await scrape(client)
@@ -510,8 +520,9 @@ def test_event_payloads_are_the_commands_fields() -> None:
 async def real_client(aiohttp_client: AiohttpClient, tmp_path: Path) -> Client:
     """The app wired as ``cli.build_app`` wires it, over a real node that elects itself."""
     state = FarmStateMachine()
-    node = RaftNode(single_voter_settings(tmp_path), state)
-    app = create_app(node.settings, node, state, collectors=[NodeCollector(node)])
+    settings = single_voter_settings(tmp_path)
+    node = build_node(settings, state)
+    app = create_app(settings, node, state, collectors=[NodeCollector(node)])
 
     async def node_lifecycle(_app: web.Application) -> AsyncIterator[None]:
         await node.start()

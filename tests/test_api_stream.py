@@ -18,8 +18,11 @@ from pytest_aiohttp import AiohttpClient
 from raft3d.api import create_app
 from raft3d.config import HttpSettings
 from raft3d.domain import CreatePrinter, FarmStateMachine, encode_command
+from raft3d.domain.results import Result
 from raft3d.node.driver import RaftNode
-from tests.fakes import FakeNode, make_app, single_voter_settings
+from raft3d.node.wiring import build_node
+from tests.support.fakes import FakeNode, make_app
+from tests.support.settings import node_settings
 from tests.support.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]
@@ -187,16 +190,11 @@ async def test_a_halted_node_refuses_new_streams(client: Client, node: FakeNode)
 
 
 @pytest.fixture
-async def real_node(tmp_path: Path) -> AsyncIterator[tuple[RaftNode, TestServer]]:
-    settings = single_voter_settings(tmp_path)
-    settings = settings.__class__(
-        **{
-            **{f: getattr(settings, f) for f in settings.__dataclass_fields__},
-            "http_settings": HttpSettings(sse_buffer_events=64, sse_heartbeat_s=0.5),
-        }
-    )
+async def real_node(tmp_path: Path) -> AsyncIterator[tuple[RaftNode[Result], TestServer]]:
+    http = HttpSettings(sse_buffer_events=64, sse_heartbeat_s=0.5)
+    settings = node_settings(tmp_path, http_settings=http)
     state = FarmStateMachine()
-    node = RaftNode(settings, state)
+    node = build_node(settings, state)
     app = create_app(settings, node, state)
     await node.start()
     server = TestServer(app)
@@ -210,7 +208,7 @@ async def real_node(tmp_path: Path) -> AsyncIterator[tuple[RaftNode, TestServer]
 
 
 async def test_a_reader_that_does_not_read_is_cut_off_and_never_slows_the_node(
-    real_node: tuple[RaftNode, TestServer],
+    real_node: tuple[RaftNode[Result], TestServer],
 ) -> None:
     node, server = real_node
     # A reader with a tiny receive window that sends its request and then never reads.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from raft3d.node.errors import (
     NotLeaderError,
     OutcomeUnknownError,
 )
-from tests.fakes import FakeNode, fake_settings, make_app
+from tests.support.fakes import FakeNode, fake_settings, forwarded_by, make_app, peers_named
 
 Client = TestClient[web.Request, web.Application]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -98,7 +99,7 @@ class Pair:
 @pytest.fixture
 async def pair(aiohttp_client: AiohttpClient) -> Pair:
     leader_node = FakeNode("leader")
-    leader_app = make_app(leader_node)
+    leader_app = make_app(leader_node, members=peers_named("leader", "f1"))
     seen: list[web.Request] = []
 
     @web.middleware
@@ -109,7 +110,7 @@ async def pair(aiohttp_client: AiohttpClient) -> Pair:
     leader_app.middlewares.insert(0, record)
     leader = await aiohttp_client(leader_app)
     follower_node = FakeNode("f1", leader_id="leader", leader_http=url_of(leader))
-    follower = await aiohttp_client(make_app(follower_node))
+    follower = await aiohttp_client(make_app(follower_node, members=peers_named("f1", "leader")))
     result = Pair(follower, leader, follower_node, leader_node)
     result.seen = seen
     return result
@@ -185,8 +186,11 @@ async def test_input_errors_are_answered_without_forwarding(pair: Pair) -> None:
 
 async def test_forwarded_write_is_not_forwarded_again(pair: Pair) -> None:
     # The follower knows a leader, but a forwarded request must not take a second hop.
+    body = json.dumps(PRINTER).encode()
     response = await pair.follower.post(
-        "/api/v1/printers", json=PRINTER, headers={"X-Raft3D-Forwarded-By": "n9"}
+        "/api/v1/printers",
+        data=body,
+        headers=forwarded_by("leader", "POST", "/api/v1/printers", body),
     )
     assert response.status == 503
     assert response.headers["Retry-After"] == "1"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 
+from raft3d.config import RaftSettings
 from raft3d.consensus import (
-    CoreConfig,
     Entry,
     EntryTooLargeError,
     EntryType,
@@ -26,6 +26,7 @@ from raft3d.consensus import (
     Snapshot,
     SnapshotMeta,
 )
+from raft3d.node.wiring import core_config
 
 ABC = ("a", "b", "c")
 
@@ -39,7 +40,7 @@ def make_core(
 ) -> RaftCore:
     settings.setdefault("election_ticks", 10)
     settings.setdefault("heartbeat_ticks", 2)
-    config = CoreConfig(node_id=node_id, voters=voters, **settings)
+    config = replace(core_config(node_id, voters, RaftSettings()), **settings)
     return RaftCore(config, state or InitialState(), random.Random(seed))
 
 
@@ -214,6 +215,22 @@ def test_pre_vote_keeps_term_until_a_majority_would_vote() -> None:
         net.settle()
     assert core.term == 0  # an isolated node never inflates its term
     assert core.role is Role.PRE_CANDIDATE
+
+
+def test_every_message_names_its_sender_and_term_pre_votes_the_term_they_ask_for() -> None:
+    net = Net.of()
+    net.elect("a")
+    net.cores["a"].propose(b"x")
+    net.heartbeat_round("a")
+    sent = [m for rds in net.readies.values() for rd in rds for m in rd.messages]
+    assert {m.type for m in sent} >= {MsgType.PRE_VOTE, MsgType.VOTE, MsgType.APP}
+    for msg in sent:
+        assert msg.frm != msg.to
+        if msg.type is MsgType.PRE_VOTE or msg.type is MsgType.PRE_VOTE_RESP:
+            assert msg.term == 1  # the term "a" would campaign in, before it did
+        else:
+            assert msg.term == 1 == net.cores[msg.frm].term
+    assert {m.frm for m in sent if m.type is MsgType.APP_RESP} == {"b", "c"}
 
 
 def test_vote_requests_are_ignored_while_a_leader_is_alive() -> None:

@@ -2,9 +2,10 @@
 
 Two kinds of node: a single voter (it elects itself and commits alone), and a follower whose
 leader is scripted by the test: its peers do not exist, so the test hands it the leader's
-messages through the transport's receive callback and reads what it sends by wrapping
-``transport.send``. A disk write can be held on the disk thread with a gate, so what happens
-while a write is in flight is exercised without relying on timing.
+messages (``RaftNode.receive``) and reads what it sends from the transport it was given
+(``RecordingTransport``). Its storage is real storage behind a gate (``GatedStorage``), so
+what happens while a write is held on the disk thread is exercised without relying on
+timing.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from raft3d.config import Address, Member, RaftSettings, Settings
+from raft3d.config import Settings
 from raft3d.consensus.types import (
     Entry,
     HardState,
+    InitialState,
     Message,
     MsgType,
     Snapshot,
@@ -28,17 +30,22 @@ from raft3d.consensus.types import (
 )
 from raft3d.node.driver import RaftNode
 from raft3d.node.errors import NodeStoppedError, OutcomeUnknownError
+from raft3d.node.seams import SnapshotRecord
+from raft3d.node.wiring import build_node, node_options
 from raft3d.storage import DurableStorage
-from tests.fakes import running_single_voter, single_voter_settings
+from tests.support.fakes import single_voter_settings
 from tests.support.machines import EagerCapture, KeptOutcomes
+from tests.support.settings import node_settings
 from tests.support.waiting import eventually
 
 LEADER = "a"
 FOLLOWER = "b"
 VOTERS = (LEADER, FOLLOWER, "c")
 
+Node = RaftNode[tuple[int, bytes]]
 
-class RecordingStateMachine(KeptOutcomes):
+
+class RecordingStateMachine(KeptOutcomes[tuple[int, bytes]]):
     """Applies by recording each command; ``apply`` returns a value derived from the input."""
 
     def __init__(self) -> None:
@@ -46,7 +53,7 @@ class RecordingStateMachine(KeptOutcomes):
         self.last_index = 0
         self.commands: list[bytes] = []
 
-    def apply(self, index: int, data: bytes) -> object:
+    def apply(self, index: int, data: bytes) -> tuple[int, bytes]:
         self.last_index = index
         self.commands.append(data)
         return self.keep(index, (index, data.upper()))
@@ -61,34 +68,88 @@ class RecordingStateMachine(KeptOutcomes):
         self.last_index, self.commands = msgpack.unpackb(data)
 
 
-class DiskGate:
-    """Holds ``DurableStorage.persist`` on the disk thread until released."""
+class GatedStorage:
+    """Real storage whose ``persist`` can be held on the disk thread until released."""
 
-    def __init__(self, storage: DurableStorage, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.closed = False
+    def __init__(self, inner: DurableStorage) -> None:
+        self.inner = inner
         self.entered = threading.Event()
         self._open = threading.Event()
         self._open.set()
-        real_persist = storage.persist
 
-        def persist(
-            hard_state: HardState | None,
-            entries: Sequence[Entry],
-            snapshot: Snapshot | None = None,
-        ) -> None:
-            if not self._open.is_set():
-                self.entered.set()
-                self._open.wait()
-            real_persist(hard_state, entries, snapshot)
-
-        monkeypatch.setattr(storage, "persist", persist)
-
-    def close(self) -> None:
+    def close_gate(self) -> None:
         self.entered.clear()
         self._open.clear()
 
-    def open(self) -> None:
+    def open_gate(self) -> None:
         self._open.set()
+
+    def persist(
+        self,
+        hard_state: HardState | None,
+        entries: Sequence[Entry],
+        snapshot: Snapshot | None = None,
+    ) -> None:
+        if not self._open.is_set():
+            self.entered.set()
+            self._open.wait()
+        self.inner.persist(hard_state, entries, snapshot)
+
+    def load(self) -> InitialState:
+        return self.inner.load()
+
+    def save_local_snapshot(self, snapshot: Snapshot) -> None:
+        self.inner.save_local_snapshot(snapshot)
+
+    def first_index(self) -> int:
+        return self.inner.first_index()
+
+    def read_entries(self, after: int, limit: int) -> list[Entry]:
+        return self.inner.read_entries(after, limit)
+
+    def list_snapshots(self) -> Sequence[SnapshotRecord]:
+        return self.inner.list_snapshots()
+
+    def latest_snapshot(self) -> Snapshot | None:
+        return self.inner.latest_snapshot()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class RecordingTransport:
+    """Peers that never answer; what the node sends is kept in ``sent``."""
+
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+        self.dropped: dict[str, int] = {}
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def send(self, msg: Message) -> None:
+        self.sent.append(msg)
+
+    def reachable(self, peer: str) -> bool:
+        return False
+
+
+def make_node(settings: Settings, machine: RecordingStateMachine) -> Node:
+    storage = GatedStorage(DurableStorage(settings.data_dir))
+    return RaftNode(node_options(settings), storage, RecordingTransport(), machine)
+
+
+def gate(node: Node) -> GatedStorage:
+    assert isinstance(node.storage, GatedStorage)
+    return node.storage
+
+
+def sent(node: Node) -> list[Message]:
+    assert isinstance(node.transport, RecordingTransport)
+    return node.transport.sent
 
 
 def follower_settings(data_dir: Path, snapshot_threshold: int) -> Settings:
@@ -96,20 +157,12 @@ def follower_settings(data_dir: Path, snapshot_threshold: int) -> Settings:
 
     The election timeout is long so that the follower stays a follower of the scripted leader.
     """
-    members = tuple(
-        Member(node_id, Address("127.0.0.1", 0), Address("127.0.0.1", 0)) for node_id in VOTERS
-    )
-    own = members[1]
-    return Settings(
-        node_id=own.node_id,
-        http=own.http,
-        raft=own.raft,
-        data_dir=data_dir,
-        cluster_secret=b"test-secret-0123456789",
-        members=members,
-        raft_settings=RaftSettings(
-            election_timeout_ms=600_000, snapshot_threshold=snapshot_threshold
-        ),
+    return node_settings(
+        data_dir,
+        FOLLOWER,
+        VOTERS,
+        election_timeout_ms=600_000,
+        snapshot_threshold=snapshot_threshold,
     )
 
 
@@ -143,9 +196,14 @@ def whole_snapshot(index: int, term: int = 1) -> Message:
 
 
 @pytest.fixture
-async def solo(tmp_path: Path) -> AsyncIterator[RaftNode]:
-    async with running_single_voter(tmp_path, RecordingStateMachine()) as node:
+async def solo(tmp_path: Path) -> AsyncIterator[Node]:
+    node = make_node(single_voter_settings(tmp_path), RecordingStateMachine())
+    await node.start()
+    try:
+        await eventually(lambda: node.is_leader, 10, "a single voter to elect itself")
         yield node
+    finally:
+        await node.stop()
 
 
 @pytest.fixture
@@ -154,8 +212,8 @@ def machine() -> RecordingStateMachine:
 
 
 @pytest.fixture
-async def follower(tmp_path: Path, machine: RecordingStateMachine) -> AsyncIterator[RaftNode]:
-    node = RaftNode(follower_settings(tmp_path, snapshot_threshold=5), machine)
+async def follower(tmp_path: Path, machine: RecordingStateMachine) -> AsyncIterator[Node]:
+    node = make_node(follower_settings(tmp_path, snapshot_threshold=5), machine)
     await node.start()
     try:
         yield node
@@ -163,11 +221,11 @@ async def follower(tmp_path: Path, machine: RecordingStateMachine) -> AsyncItera
         await node.stop()
 
 
-def deliver(node: RaftNode, msg: Message) -> None:
-    node.transport.deliver(msg)
+def deliver(node: Node, msg: Message) -> None:
+    node.receive(msg)
 
 
-def refuses_work(node: RaftNode) -> bool:
+def refuses_work(node: Node) -> bool:
     try:
         node.events(0, 1)
     except NodeStoppedError:
@@ -178,7 +236,7 @@ def refuses_work(node: RaftNode) -> bool:
 # --- a single voter ---------------------------------------------------------------------------
 
 
-async def test_a_proposal_resolves_with_the_state_machines_result(solo: RaftNode) -> None:
+async def test_a_proposal_resolves_with_the_state_machines_result(solo: Node) -> None:
     first = await solo.propose(b"print", 5.0)
     second = await solo.propose(b"pause", 5.0)
     index = solo.applied_index
@@ -188,7 +246,7 @@ async def test_a_proposal_resolves_with_the_state_machines_result(solo: RaftNode
 
 
 async def test_read_barrier_returns_once_the_commit_at_the_call_is_applied(
-    solo: RaftNode,
+    solo: Node,
 ) -> None:
     await solo.propose(b"one", 5.0)
     commit_at_call = solo.core.commit_index
@@ -198,7 +256,7 @@ async def test_read_barrier_returns_once_the_commit_at_the_call_is_applied(
 
 
 async def test_take_snapshot_returns_the_applied_index_and_lists_the_file(
-    solo: RaftNode,
+    solo: Node,
 ) -> None:
     await solo.propose(b"one", 5.0)
     await solo.propose(b"two", 5.0)
@@ -213,52 +271,48 @@ async def test_take_snapshot_returns_the_applied_index_and_lists_the_file(
     assert len(solo.snapshots()) == 1
 
 
-async def test_stop_fails_a_pending_proposal_instead_of_leaving_it_waiting(
-    solo: RaftNode, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    gate = DiskGate(solo.storage, monkeypatch)
-    gate.close()
+async def test_stop_fails_a_pending_proposal_instead_of_leaving_it_waiting(solo: Node) -> None:
+    disk = gate(solo)
+    disk.close_gate()
     try:
         proposal = asyncio.create_task(solo.propose(b"late", 30.0))
-        await eventually(gate.entered.is_set, 10, "the proposal's write to reach the disk")
+        await eventually(disk.entered.is_set, 10, "the proposal's write to reach the disk")
         stopping = asyncio.create_task(solo.stop())
         await eventually(lambda: refuses_work(solo), 10, "the node to refuse new work")
     finally:
-        gate.open()
+        disk.open_gate()
     # Its entry was written and may well commit: the honest answer is "outcome unknown".
     with pytest.raises(OutcomeUnknownError):
         await asyncio.wait_for(proposal, 10)
     await asyncio.wait_for(stopping, 15)
 
 
-async def test_a_cancelled_proposal_is_forgotten_but_still_applied(
-    solo: RaftNode, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    gate = DiskGate(solo.storage, monkeypatch)
-    gate.close()
+async def test_a_cancelled_proposal_is_forgotten_but_still_applied(solo: Node) -> None:
+    disk = gate(solo)
+    disk.close_gate()
     try:
         proposal = asyncio.create_task(solo.propose(b"abandoned", 30.0))
-        await eventually(gate.entered.is_set, 10, "the proposal's write to reach the disk")
+        await eventually(disk.entered.is_set, 10, "the proposal's write to reach the disk")
         index = solo.core.last_index
         proposal.cancel()
         with pytest.raises(asyncio.CancelledError):
             await proposal
-        assert index not in solo._pending  # nobody is left to read its result
+        assert index not in solo.step.proposals  # nobody is left to read its result
     finally:
-        gate.open()
+        disk.open_gate()
     await eventually(lambda: solo.applied_index >= index, 10, "the entry to be applied")
     assert solo.outcome(index) == (index, b"ABANDONED")
 
 
 async def test_stop_of_a_node_never_started_releases_the_data_directory(tmp_path: Path) -> None:
-    node = RaftNode(single_voter_settings(tmp_path), RecordingStateMachine())
+    node = build_node(single_voter_settings(tmp_path), RecordingStateMachine())
     await node.stop()
     reopened = DurableStorage(tmp_path)  # takes the directory lock: it must be free again
     reopened.close()
 
 
 async def test_a_restarted_node_recovers_its_applied_state(tmp_path: Path) -> None:
-    node = RaftNode(single_voter_settings(tmp_path), RecordingStateMachine())
+    node = build_node(single_voter_settings(tmp_path), RecordingStateMachine())
     await node.start()
     try:
         await eventually(lambda: node.is_leader, 10, "a single voter to elect itself")
@@ -269,7 +323,7 @@ async def test_a_restarted_node_recovers_its_applied_state(tmp_path: Path) -> No
     finally:
         await node.stop()
     machine = RecordingStateMachine()
-    again = RaftNode(single_voter_settings(tmp_path), machine)
+    again = build_node(single_voter_settings(tmp_path), machine)
     await again.start()
     try:
         await eventually(lambda: again.applied_index >= applied, 10, "the log to be replayed")
@@ -283,18 +337,17 @@ async def test_a_restarted_node_recovers_its_applied_state(tmp_path: Path) -> No
 
 
 async def test_follower_read_barrier_waits_for_the_leaders_read_index_to_apply(
-    follower: RaftNode, machine: RecordingStateMachine, monkeypatch: pytest.MonkeyPatch
+    follower: Node, machine: RecordingStateMachine
 ) -> None:
-    sent: list[Message] = []
-    monkeypatch.setattr(follower.transport, "send", sent.append)
+    out = sent(follower)
     deliver(follower, append(0, 1, 3, commit=3))
     await eventually(lambda: follower.applied_index == 3, 10, "entries 1..3 to apply")
 
     barrier = asyncio.create_task(follower.read_barrier(30.0))
     await eventually(
-        lambda: any(m.type is MsgType.READ_INDEX for m in sent), 10, "a read index request"
+        lambda: any(m.type is MsgType.READ_INDEX for m in out), 10, "a read index request"
     )
-    request = next(m for m in sent if m.type is MsgType.READ_INDEX)
+    request = next(m for m in out if m.type is MsgType.READ_INDEX)
     # The leader confirms index 5, which this follower has not even received yet.
     deliver(
         follower,
@@ -303,7 +356,7 @@ async def test_follower_read_barrier_waits_for_the_leaders_read_index_to_apply(
     # A heartbeat behind it: once its answer is out, the read index answer was handled too.
     deliver(follower, Message(MsgType.HEARTBEAT, FOLLOWER, LEADER, 1, commit=3))
     await eventually(
-        lambda: any(m.type is MsgType.HEARTBEAT_RESP for m in sent), 10, "a heartbeat answer"
+        lambda: any(m.type is MsgType.HEARTBEAT_RESP for m in out), 10, "a heartbeat answer"
     )
     assert not barrier.done()
 
@@ -314,20 +367,20 @@ async def test_follower_read_barrier_waits_for_the_leaders_read_index_to_apply(
 
 
 async def test_automatic_snapshot_while_a_received_snapshot_waits_to_install(
-    follower: RaftNode, machine: RecordingStateMachine, monkeypatch: pytest.MonkeyPatch
+    follower: Node, machine: RecordingStateMachine
 ) -> None:
     """A snapshot from the leader arrives while a write is on the disk thread, and the entries
     that write carries take the follower past its snapshot threshold. The local snapshot would
     be of a state the received one replaces; the node must install the received one, not halt.
     """
-    gate = DiskGate(follower.storage, monkeypatch)
-    gate.close()
+    disk = gate(follower)
+    disk.close_gate()
     try:
         deliver(follower, append(0, 1, 5, commit=5))
-        await eventually(gate.entered.is_set, 10, "the entries' write to reach the disk")
+        await eventually(disk.entered.is_set, 10, "the entries' write to reach the disk")
         deliver(follower, whole_snapshot(20))
     finally:
-        gate.open()
+        disk.open_gate()
     await eventually(
         lambda: follower.applied_index == 20 or follower.halted is not None,
         10,
@@ -340,7 +393,7 @@ async def test_automatic_snapshot_while_a_received_snapshot_waits_to_install(
 
 
 async def test_take_snapshot_while_a_received_snapshot_waits_to_install(
-    follower: RaftNode, machine: RecordingStateMachine
+    follower: Node, machine: RecordingStateMachine
 ) -> None:
     deliver(follower, append(0, 1, 3, commit=3))
     await eventually(lambda: follower.applied_index == 3, 10, "entries 1..3 to apply")

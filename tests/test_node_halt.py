@@ -17,10 +17,12 @@ from pytest_aiohttp import AiohttpClient
 from raft3d.api import create_app
 from raft3d.cli import EXIT_HALTED
 from raft3d.consensus.types import EntryType
+from raft3d.domain.results import Result
 from raft3d.domain.state import FarmStateMachine
 from raft3d.node.driver import RaftNode
+from raft3d.node.wiring import build_node
 from raft3d.storage.errors import StorageError
-from tests.fakes import single_voter_settings
+from tests.support.fakes import single_voter_settings
 from tests.support.procs import ProcessCluster, http_json
 from tests.support.waiting import eventually
 
@@ -29,10 +31,13 @@ PRINTER = {"id": "p1", "company": "Creality", "model": "Ender 3"}
 
 
 @pytest.fixture
-async def node_and_client(aiohttp_client: AiohttpClient, tmp_path: Path) -> tuple[RaftNode, Client]:
+async def node_and_client(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> tuple[RaftNode[Result], Client]:
     state = FarmStateMachine()
-    node = RaftNode(single_voter_settings(tmp_path), state)
-    app = create_app(node.settings, node, state)
+    settings = single_voter_settings(tmp_path)
+    node = build_node(settings, state)
+    app = create_app(settings, node, state)
 
     async def node_lifecycle(_app: web.Application) -> AsyncIterator[None]:
         await node.start()
@@ -50,7 +55,7 @@ async def node_and_client(aiohttp_client: AiohttpClient, tmp_path: Path) -> tupl
 
 
 async def test_a_node_halted_by_a_disk_error_answers_503_and_serves_no_stale_reads(
-    node_and_client: tuple[RaftNode, Client], monkeypatch: pytest.MonkeyPatch
+    node_and_client: tuple[RaftNode[Result], Client], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     node, client = node_and_client
     assert (await client.post("/api/v1/printers", json=PRINTER)).status == 201

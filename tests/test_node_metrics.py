@@ -13,11 +13,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from raft3d.domain.commands import CreatePrinter, encode_command
+from raft3d.domain.results import Result
 from raft3d.domain.state import FarmStateMachine
-from raft3d.node.driver import NodeCounters, RaftNode
+from raft3d.node.driver import RaftNode
 from raft3d.node.metrics import PROPOSAL_RESULTS, NodeCollector
+from raft3d.node.ready import NodeCounters
 from raft3d.transport.stats import DROP_REASONS
-from tests.fakes import running_single_voter
+from tests.support.fakes import running_single_voter
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -108,12 +110,12 @@ def test_collector_does_not_depend_on_the_http_layer() -> None:
 
 
 @pytest.fixture
-async def real_node(tmp_path: Path) -> AsyncIterator[RaftNode]:
+async def real_node(tmp_path: Path) -> AsyncIterator[RaftNode[Result]]:
     async with running_single_voter(tmp_path, FarmStateMachine()) as node:
         yield node
 
 
-async def test_collector_over_a_real_node(real_node: RaftNode) -> None:
+async def test_collector_over_a_real_node(real_node: RaftNode[Result]) -> None:
     collector = NodeCollector(real_node)
     before = parse(exposition(collector))
     assert before[("raft3d_snapshots_total", ())] == 0

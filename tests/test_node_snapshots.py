@@ -4,22 +4,22 @@ outcomes that live exactly as long as their log entries (issue 8, items 1 and 2)
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import gc
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from raft3d.config import RaftSettings
 from raft3d.consensus.types import Snapshot
 from raft3d.domain import CreatePrinter, FarmStateMachine, encode_command
-from raft3d.domain.results import Accepted, Rejected
+from raft3d.domain.results import Accepted, Rejected, Result
 from raft3d.domain.snapshot import StateCapture
 from raft3d.node.driver import RaftNode
-from tests.fakes import single_voter_settings
+from raft3d.node.wiring import build_node
+from tests.support.settings import node_settings
 from tests.support.waiting import eventually
 
 
@@ -28,11 +28,8 @@ def command(n: int, company: str = "Creality") -> bytes:
 
 
 @asynccontextmanager
-async def solo_farm(data_dir: Path, **raft: object) -> AsyncIterator[RaftNode]:
-    settings = single_voter_settings(data_dir)
-    rs = RaftSettings(**raft)  # type: ignore[arg-type]
-    settings = dataclasses.replace(settings, raft_settings=rs)
-    node = RaftNode(settings, FarmStateMachine())
+async def solo_farm(data_dir: Path, **raft: Any) -> AsyncIterator[RaftNode[Result]]:
+    node = build_node(node_settings(data_dir, **raft), FarmStateMachine())
     await node.start()
     try:
         await eventually(lambda: node.is_leader, 10, "a single voter to elect itself")
@@ -41,7 +38,7 @@ async def solo_farm(data_dir: Path, **raft: object) -> AsyncIterator[RaftNode]:
         await node.stop()
 
 
-def outcomes(node: RaftNode) -> dict[int, object]:
+def outcomes(node: RaftNode[Result]) -> dict[int, object]:
     """Index -> outcome of every command entry the node holds."""
     page = node.events(node.storage.first_index() - 1, 1000)
     return {e.index: e.outcome for e in page.events if not e.is_noop}
@@ -50,7 +47,7 @@ def outcomes(node: RaftNode) -> dict[int, object]:
 class SaveGate:
     """Holds ``save_local_snapshot`` on the disk thread until opened."""
 
-    def __init__(self, node: RaftNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, node: RaftNode[Result], monkeypatch: pytest.MonkeyPatch) -> None:
         self.entered = threading.Event()
         self.opened = threading.Event()
         real = node.storage.save_local_snapshot
@@ -130,7 +127,7 @@ async def test_the_threshold_waits_for_the_log_to_weigh_against_the_snapshot(
             await node.propose(command(n, company=big))  # ~6 kB of log: first snapshot due
         await eventually(lambda: node.status().snapshot_index >= 3, 10, "the first snapshot")
         first = node.status().snapshot_index
-        size = node._snapshot_bytes
+        size = node.step.snapshot_bytes
         assert size > 6000  # the state, and the outcomes of the entries still held
         for n in range(3, 10):  # well past the entry threshold, but a tiny log
             await node.propose(command(n))

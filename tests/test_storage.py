@@ -23,7 +23,7 @@ from raft3d.consensus.types import Entry, EntryType, HardState, Snapshot, Snapsh
 from raft3d.storage import DurableStorage, SnapshotInfo, StorageCorruptError, StorageError
 from raft3d.storage.snapshot_file import InvalidSnapshotFile, read_snapshot_file
 from raft3d.storage.snapshot_store import SnapshotStore
-from tests.storage_model import StorageModel
+from tests.support.storage_model import StorageModel
 
 VOTERS = ("n1", "n2", "n3")
 
@@ -451,23 +451,6 @@ def test_a_log_that_does_not_start_after_the_snapshot_is_reported(
     query(data_dir, "DELETE FROM log_entries WHERE idx = 5")
     with DurableStorage(data_dir) as reopened, pytest.raises(StorageCorruptError, match="after"):
         reopened.load()
-
-
-def test_a_database_with_the_old_outcomes_table_opens_and_drops_it(
-    storage: DurableStorage, data_dir: Path
-) -> None:
-    """Databases written while apply outcomes were stored still open, without that table."""
-    storage.persist(HardState(1, "n1", 4), make_entries(1, 4, 1))
-    storage.close()
-    query(data_dir, "CREATE TABLE apply_outcomes (idx INTEGER PRIMARY KEY, outcome BLOB NOT NULL)")
-    query(data_dir, "INSERT INTO apply_outcomes (idx, outcome) VALUES (2, x'6f6b')")
-
-    with DurableStorage(data_dir) as reopened:
-        assert reopened.load().entries == make_entries(1, 4, 1)
-        assert reopened.read_entries(1, 2) == make_entries(2, 3, 1)
-        reopened.persist(None, make_entries(3, 5, 2))  # a suffix overwrite on the old database
-    assert query(data_dir, "SELECT name FROM sqlite_master WHERE name = 'apply_outcomes'") is None
-    assert reopen_and_load(data_dir).entries == make_entries(1, 2, 1) + make_entries(3, 5, 2)
 
 
 # Recovery --------------------------------------------------------------------------------

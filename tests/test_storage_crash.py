@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 
 from raft3d.storage import DurableStorage
-from tests.storage_model import StorageModel
+from tests.support.storage_model import StorageModel
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-WRITER_MODULE = "tests.storage_crash_writer"
+WRITER_MODULE = "tests.support.storage_crash_writer"
 KILLS = int(os.environ.get("RAFT3D_CRASH_KILLS", "60"))
 SEED = int(os.environ.get("RAFT3D_CRASH_SEED", "20240611"))
 KILL_DELAY_S = (0.002, 0.25)  # after the writer is ready, while it writes

@@ -1,4 +1,5 @@
-"""Command line: ``raft3d serve`` runs a node; ``raft3d status`` shows a cluster."""
+"""Command line: ``raft3d serve`` runs a node; ``raft3d status`` shows a cluster;
+``raft3d certs`` and ``raft3d token`` help secure one."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -18,6 +21,9 @@ from aiohttp import web
 
 from raft3d.config import ConfigError, Settings, load_settings
 from raft3d.logs import configure_logging
+from raft3d.security import commands
+from raft3d.security.settings import SecurityConfigError
+from raft3d.security.tls import TlsContexts
 
 log = logging.getLogger("raft3d.cli")
 
@@ -47,31 +53,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = sub.add_parser("status", help="print a table of the cluster's nodes")
     status.add_argument("--url", default="http://127.0.0.1:8080", help="any node's HTTP address")
     status.add_argument("--timeout", type=float, default=2.0)
+    status.add_argument("--ca", type=Path, help="CA file to verify HTTPS nodes with")
+    status.add_argument(
+        "--token", default=os.environ.get("RAFT3D_TOKEN"), help="bearer token (or RAFT3D_TOKEN)"
+    )
+    commands.add_commands(sub)
 
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
-    return _status(args.url, args.timeout)
+    if args.command == "certs":
+        return commands.run_certs(args)
+    if args.command == "token":
+        return commands.run_token(args)
+    return _status(args.url, args.timeout, _Client(args.ca, args.token))
 
 
 def _serve(args: argparse.Namespace) -> int:
     console_level = args.console_level or args.log_level
     try:
         settings = load_settings(args.config, data_dir=args.data_dir, log_level=console_level)
-    except ConfigError as exc:
+        tls = (
+            TlsContexts(settings.tls, settings.node_id, settings.public_http.host.lower())
+            if settings.tls
+            else None
+        )
+    except (ConfigError, SecurityConfigError) as exc:
         print(f"raft3d: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, args.log_file, args.file_level)
     import uvloop
 
-    return uvloop.run(run_node(settings))
+    return uvloop.run(run_node(settings, tls))
 
 
-async def run_node(settings: Settings) -> int:
+async def run_node(settings: Settings, tls: TlsContexts | None = None) -> int:
     """Run a node until SIGTERM or SIGINT (then answer in-flight requests, close cleanly and
-    return 0) or until it halts (then close and return ``EXIT_HALTED``)."""
+    return 0) or until it halts (then close and return ``EXIT_HALTED``).
+
+    SIGHUP re-reads the TLS certificate files (a bad set is refused and the old one kept).
+    """
     halted = asyncio.Event()
-    app = build_app(settings, on_halt=lambda _exc: halted.set())
+    app = build_app(settings, tls, on_halt=lambda _exc: halted.set())
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(
@@ -80,13 +103,21 @@ async def run_node(settings: Settings) -> int:
         settings.http.port,
         shutdown_timeout=settings.http_settings.request_timeout_s,
         reuse_address=True,
+        ssl_context=tls.http_server if tls else None,
     )
     await site.start()
-    log.info("http listening node=%s addr=%s", settings.node_id, settings.http)
+    log.info(
+        "http listening node=%s addr=%s advertised=%s://%s",
+        settings.node_id,
+        settings.http,
+        settings.http_scheme,
+        settings.public_http,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _reload_tls, tls)
     waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(halted.wait())]
     try:
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -105,20 +136,40 @@ async def run_node(settings: Settings) -> int:
     return EXIT_HALTED if halted.is_set() else 0
 
 
+def _reload_tls(tls: TlsContexts | None) -> None:
+    if tls is None:
+        log.info("SIGHUP: TLS is off, nothing to reload")
+        return
+    try:
+        tls.reload()
+    except SecurityConfigError as exc:
+        log.error("SIGHUP: TLS reload refused, keeping the current certificates: %s", exc)
+    else:
+        log.info("SIGHUP: TLS certificates reloaded")
+
+
 def build_app(
-    settings: Settings, on_halt: Callable[[BaseException], None] | None = None
+    settings: Settings,
+    tls: TlsContexts | None = None,
+    on_halt: Callable[[BaseException], None] | None = None,
 ) -> web.Application:
     """The node and its HTTP app, wired so the node outlives every request handler."""
     from raft3d.api import create_app
     from raft3d.domain.state import FarmStateMachine
-    from raft3d.node.driver import RaftNode
     from raft3d.node.metrics import NodeCollector
+    from raft3d.node.wiring import build_node
 
     state = FarmStateMachine()
-    node = RaftNode(settings, state)
+    node = build_node(settings, state, tls=tls)
     if on_halt is not None:
         node.halt_listeners.append(on_halt)
-    app = create_app(settings, node, state, collectors=[NodeCollector(node)])
+    app = create_app(
+        settings,
+        node,
+        state,
+        collectors=[NodeCollector(node)],
+        client_ssl=tls.http_client if tls else None,
+    )
 
     async def node_lifecycle(_app: web.Application) -> AsyncIterator[None]:
         await node.start()
@@ -129,17 +180,27 @@ def build_app(
     return app
 
 
-def _status(url: str, timeout: float) -> int:
+class _Client:
+    """How ``raft3d status`` calls nodes: optional CA for HTTPS, optional bearer token."""
+
+    def __init__(self, ca: Path | None, token: str | None) -> None:
+        self.context = ssl.create_default_context(cafile=str(ca)) if ca else None
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _status(url: str, timeout: float, client: _Client | None = None) -> int:
+    client = client or _Client(None, None)
     base = url.rstrip("/")
     try:
-        first = _get_json(f"{base}/cluster/status", timeout)
+        first = _get_json(f"{base}/cluster/status", timeout, client)
     except (OSError, ValueError) as exc:
         print(f"raft3d: cannot read {base}/cluster/status: {exc}", file=sys.stderr)
         return 1
     rows: list[dict[str, Any]] = [first]
     for peer in first.get("peers", []):
         try:
-            rows.append(_get_json(f"{peer['http_addr'].rstrip('/')}/cluster/status", timeout))
+            peer_url = peer["http_addr"].rstrip("/")
+            rows.append(_get_json(f"{peer_url}/cluster/status", timeout, client))
         except (OSError, ValueError):
             rows.append({"node_id": peer["node_id"], "http": peer["http_addr"], "down": True})
     reach = {p["node_id"]: p.get("reachable") for p in first.get("peers", [])}
@@ -188,8 +249,9 @@ def _yes_no(value: object) -> str:
     return "yes" if value is True else "no" if value is False else "?"
 
 
-def _get_json(url: str, timeout: float) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+def _get_json(url: str, timeout: float, client: _Client) -> dict[str, Any]:
+    request = urllib.request.Request(url, headers=client.headers)
+    with urllib.request.urlopen(request, timeout=timeout, context=client.context) as resp:
         body = json.loads(resp.read())
     if not isinstance(body, dict):
         raise ValueError("expected a JSON object")

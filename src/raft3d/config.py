@@ -7,6 +7,8 @@ File layout::
     http = "127.0.0.1:8080"
     raft = "127.0.0.1:9080"
     data_dir = "data/node1"          # relative paths are relative to the current directory
+    advertise_http = "node1:8080"    # optional: where others reach this node, when that is
+    advertise_raft = "node1:9080"    # not the bind address (default: http / raft above)
 
     [cluster]
     secret = "..."                    # shared by all members; authenticates peer traffic
@@ -22,6 +24,8 @@ File layout::
     [http]                            # optional
     request_timeout_s = 5.0
 
+``[tls]`` and ``[auth]`` are described in ``raft3d.security.settings``.
+
 Environment overrides: ``RAFT3D_DATA_DIR``, ``RAFT3D_CLUSTER_SECRET``, ``RAFT3D_HTTP``,
 ``RAFT3D_LOG_LEVEL``.
 """
@@ -34,6 +38,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
+
+from raft3d.security.settings import (
+    AuthSettings,
+    SecurityConfigError,
+    TlsSettings,
+    auth_from_mapping,
+    tls_from_mapping,
+)
 
 T = TypeVar("T")
 
@@ -63,10 +75,11 @@ class Member:
     node_id: str
     http: Address
     raft: Address
+    scheme: str = "http"  # "https" when the cluster serves clients over TLS
 
     @property
     def http_url(self) -> str:
-        return f"http://{self.http}"
+        return f"{self.scheme}://{self.http}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +128,24 @@ class Settings:
     raft_settings: RaftSettings = field(default_factory=RaftSettings)
     http_settings: HttpSettings = field(default_factory=HttpSettings)
     log_level: str = "INFO"
+    # Deployment across hosts (SPEC §9); the defaults are the local demo's.
+    advertise_http: Address | None = None  # None: the bind address, node.http
+    advertise_raft: Address | None = None  # None: the bind address, node.raft
+    tls: TlsSettings | None = None
+    auth: AuthSettings = field(default_factory=AuthSettings)
+
+    @property
+    def public_http(self) -> Address:
+        """Where clients and other nodes reach this node's HTTP API."""
+        return self.advertise_http or self.http
+
+    @property
+    def public_raft(self) -> Address:
+        return self.advertise_raft or self.raft
+
+    @property
+    def http_scheme(self) -> str:
+        return "https" if self.tls is not None and self.tls.http else "http"
 
     @property
     def peers(self) -> tuple[Member, ...]:
@@ -183,6 +214,14 @@ def settings_from_mapping(
         raise ConfigError("cluster.members has duplicate ids")
     if node_id not in ids:
         raise ConfigError(f"node.id {node_id!r} is not among cluster.members")
+    try:
+        tls = tls_from_mapping(raw.get("tls"))
+        auth = auth_from_mapping(raw.get("auth"))
+    except SecurityConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    advertise_http, advertise_raft = _advertised(node, http, raft, members[ids.index(node_id)])
+    if tls is not None and tls.http:
+        members = [replace(m, scheme="https") for m in members]
 
     return Settings(
         node_id=node_id,
@@ -196,7 +235,45 @@ def settings_from_mapping(
         log_level=(
             log_level or env.get("RAFT3D_LOG_LEVEL") or str(node.get("log_level", "INFO"))
         ).upper(),
+        advertise_http=advertise_http,
+        advertise_raft=advertise_raft,
+        tls=tls,
+        auth=auth,
     )
+
+
+_ANY_HOST = frozenset({"0.0.0.0", "::", "[::]", ""})
+
+
+def _advertised(
+    node: Mapping[str, Any], http: Address, raft: Address, own: Member
+) -> tuple[Address | None, Address | None]:
+    """The optional ``node.advertise_*`` addresses, checked against this node's member entry.
+
+    Everyone else learns where this node is from ``cluster.members``, so that entry must say
+    what this node advertises; a wildcard bind address cannot be advertised at all.
+    """
+    found: list[Address | None] = []
+    for kind, bound, listed in (("http", http, own.http), ("raft", raft, own.raft)):
+        key = f"advertise_{kind}"
+        text = node.get(key)
+        if text is not None and not isinstance(text, str):
+            raise ConfigError(f"node.{key} must be a 'host:port' string")
+        advertised = Address.parse(text, f"node.{key}") if text else None
+        public = advertised or bound
+        if public.host in _ANY_HOST:
+            raise ConfigError(
+                f"node.{kind} binds to every interface ({bound}): set node.{key} to the "
+                "address other nodes and clients should use"
+            )
+        if public != listed:
+            source = f"node.{key}" if advertised else f"node.{kind}"
+            raise ConfigError(
+                f"cluster.members entry {own.node_id!r} has {kind} = {str(listed)!r}, but this "
+                f"node advertises {str(public)!r} ({source})"
+            )
+        found.append(advertised)
+    return found[0], found[1]
 
 
 def _table(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:

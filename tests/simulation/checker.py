@@ -182,8 +182,7 @@ class SafetyChecker:
                 )
             prev_term = entry.term
 
-    def on_persist(self, node: SimNode, before: HardState, rd: Ready) -> None:
-        hard = rd.hard_state
+    def on_persist(self, node: SimNode, before: HardState, hard: HardState | None) -> None:
         if hard is None:
             return
         if hard.term < before.term:

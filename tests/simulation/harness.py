@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from raft3d.consensus import (
     CoreConfig,
+    Entry,
     InitialState,
     Message,
     MsgType,
@@ -30,20 +31,19 @@ from raft3d.consensus import (
     RaftCore,
     Role,
 )
-from raft3d.consensus.sending import sendable_before_persist
+from raft3d.node.ready import ReadyStep
+from raft3d.node.roles import RoleWatch
 
 from .checker import InvariantViolation, SafetyChecker
 from .network import NetworkWeather, SimNetwork
 from .sim_node import SimNode
-from .state_machine import SimStateMachine
+from .state_machine import SimApp, SimStateMachine
 from .storage import MemoryStorage
 from .workload import Workload
 
 CoreFactory = Callable[[CoreConfig, InitialState, random.Random], RaftCore]
 StorageFactory = Callable[[], MemoryStorage]
 Trace = Callable[[str], None]
-
-# Messages a leader may send before its own persist finished: none acknowledges anything.
 
 
 class LivenessViolation(AssertionError):
@@ -76,6 +76,14 @@ class SimConfig:
     read_rate: float = 0.1
     slow_disk_rate: float = 0.2  # typical chance a persist is still running at a given moment
     early_send: bool = False
+    # Write every commit index change before applying (the node driver does not: it leaves a
+    # commit-only change volatile). On, so that the checker's "a restart never falls below
+    # what was applied" holds; test_checker_catches_bugs shows what happens with it off.
+    sync_commit: bool = True
+    # Ticks before an unanswered read is asked again (the driver: 0.1 s). Off by default so
+    # that every seed keeps the history it had before reads were retried (regression seeds
+    # replay what they were kept for); test_simulation runs seeds with it on.
+    read_retry_ticks: float = float("inf")
     eager_drive: float = 0.6  # chance a node runs its Ready loop right after an input
     wire_rate: float = 0.02
     trailing_entries: int = 0  # log entries a core keeps below its own snapshots
@@ -226,18 +234,32 @@ class Cluster:
         storage = node.storage
         rng = random.Random(self.rng.getrandbits(64))
         config = self.cfg.core_config(node.node_id, self.voters)
-        node.core = self._core_factory(config, storage.initial_state(), rng)
+        core = node.core = self._core_factory(config, storage.initial_state(), rng)
         snap = storage.snapshot
         node.sm = SimStateMachine.from_snapshot(snap.data) if snap else SimStateMachine()
+        # The node driver's own per-Ready decisions and proposal/read bookkeeping.
+        step = node.step = ReadyStep(
+            SimApp(self, node),
+            durable=storage.hard_state,
+            applied=storage.snapshot_index,
+            snapshot_threshold=self.cfg.snapshot_every,
+            read_retry=self.cfg.read_retry_ticks,
+            read_context_prefix=f"{node.node_id}.{node.incarnation}.".encode(),
+            on_apply=lambda entry: self._applied(node, entry),
+            sync_commit=self.cfg.sync_commit,
+        )
+        node.roles = RoleWatch(node.node_id, core.term, step.counters, step.proposals.fail)
         node.pending = None
-        node.unsent = []
+        node.plan = None
 
     def crash(self, node: SimNode) -> None:
         self._log(f"CRASH {node.node_id} (pending persist lost: {node.pending is not None})")
         self.checker.on_crash(node)
         node.core = None
+        node.step = None
+        node.roles = None
         node.pending = None
-        node.unsent = []
+        node.plan = None
         node.incarnation += 1
         self.crashes += 1
         # Its peers' transports see the connection drop, usually at once.
@@ -271,9 +293,11 @@ class Cluster:
             self.drive(node)
 
     def drive(self, node: SimNode) -> None:
-        """Run the node's Ready loop as far as its (possibly slow) disk allows."""
-        core = node.core
-        if core is None:
+        """Run the node's Ready loop as far as its (possibly slow) disk allows: the node
+        driver's loop (``raft3d.node.driver``) in virtual time, making the same decisions
+        through the same ``ReadyStep``."""
+        core, step = node.core, node.step
+        if core is None or step is None:
             return
         slow = node.disk_slowness if self._faults_on else 0.0
         rng = self.rng
@@ -284,54 +308,59 @@ class Cluster:
         while core.has_ready():
             rd = core.ready()
             self.checker.on_ready(node, rd)
-            node.pending = rd
-            if self.cfg.early_send and rd.messages:
-                # Exactly the node driver's rule for what may precede the write.
-                early = sendable_before_persist(rd, node.storage.hard_state)
-                unsent = []
-                for msg in rd.messages:
-                    if msg.type in early:
-                        self._send(msg)
-                    else:
-                        unsent.append(msg)
-                node.unsent = unsent
-            else:
-                node.unsent = rd.messages
+            plan = step.plan(rd, early_send=self.cfg.early_send)
+            node.pending, node.plan = rd, plan
+            for msg in plan.early:
+                self._send(msg)
             if slow and rng.random() < slow:
                 return
             self._finish_ready(node)
 
+    def _wake(self, node: SimNode) -> None:
+        """What the driver does on every wakeup besides handling Readies: notice leadership
+        changes (proposals of ended terms are in doubt) and ask again for overdue reads.
+        Once per step is a valid schedule: a driver may coalesce many inputs per wakeup."""
+        core, step, roles = node.core, node.step, node.roles
+        if core is None or step is None or roles is None:
+            return
+        roles.observe(core)
+        step.reads.issue(self.now, core.read_index)
+
     def _finish_ready(self, node: SimNode) -> None:
-        rd = node.pending
-        core = node.core
-        assert rd is not None and core is not None
-        node.pending = None
+        rd, plan, core, step = node.pending, node.plan, node.core, node.step
+        assert rd is not None and plan is not None and core is not None and step is not None
+        node.pending = node.plan = None
         before = node.storage.hard_state
-        node.storage.persist(rd)
-        self.checker.on_persist(node, before, rd)
-        for msg in node.unsent:
+        write = plan.write
+        if write is not None:
+            node.storage.persist(write.hard_state, write.entries, write.snapshot)
+            step.written(plan)
+        self.checker.on_persist(node, before, None if write is None else write.hard_state)
+        for msg in plan.late:
             self._send(msg)
-        node.unsent = []
-        if rd.snapshot is not None:
-            node.sm = SimStateMachine.from_snapshot(rd.snapshot.data)
-            self.snapshots_installed += 1
-            self._log(f"{node.node_id} installed snapshot at {rd.snapshot.meta.index}")
-            self.checker.on_restore(node)
-        for entry in rd.committed_entries:
-            node.sm.apply(entry)
-            self.checker.on_apply(node, entry)
-            self.workload.on_apply(node.node_id, node.incarnation, entry)
-        for state in rd.read_states:
-            self.workload.on_read_state(node.node_id, node.incarnation, state)
+        step.finish(rd)  # installs and applies through SimApp and _applied
         core.advance(rd)
         self.checker.observe(node)
-        self._maybe_compact(node, core)
+        if step.snapshot_due():
+            self._compact(node, core, step)
 
-    def _maybe_compact(self, node: SimNode, core: RaftCore) -> None:
-        applied = core.applied_index
-        if applied - core.snapshot_index < self.cfg.snapshot_every:
+    def restored(self, node: SimNode, data: bytes) -> None:
+        """The node's state machine restores a snapshot received from the leader."""
+        node.sm = SimStateMachine.from_snapshot(data)
+        self.snapshots_installed += 1
+        self._log(f"{node.node_id} installed snapshot at {node.sm.applied_index}")
+        self.checker.on_restore(node)
+
+    def _applied(self, node: SimNode, entry: Entry) -> None:
+        node.sm.apply(entry)
+        self.checker.on_apply(node, entry)
+
+    def _compact(self, node: SimNode, core: RaftCore, step: ReadyStep[int]) -> None:
+        index = step.snapshot_point(core.snapshot_index)
+        if index is None:
             return
-        snapshot = core.compact(applied, node.sm.snapshot_bytes())
+        snapshot = core.compact(index, node.sm.snapshot_bytes())
+        step.compacted(index)
         self.checker.on_compact(node, snapshot)
         node.storage.save_compaction(snapshot, node.sm.terms)
 
@@ -364,6 +393,7 @@ class Cluster:
             core.step(msg)
             self._after_input(node)
         for node in nodes:
+            self._wake(node)
             self.drive(node)
         if self._faults_on:
             self._cut_off_new_leaders()
@@ -472,15 +502,15 @@ class Cluster:
                 raise InvariantViolation("NotLeaderError names the wrong leader") from exc
             return None
         self._log(f"PROPOSE {payload[:12]!r} at {node.node_id} -> ({index}, {term})")
-        self.workload.on_propose(node.node_id, node.incarnation, index, term)
+        node.live_step().proposals.add(index, term, self.workload.write())
         self._after_input(node)
         return index, term
 
     def read(self, node: SimNode) -> None:
         self._reads += 1
-        context = b"r%d" % self._reads
-        self.workload.on_read_issued(context, node.node_id, node.incarnation)
-        node.live_core().read_index(context)
+        reads = node.live_step().reads
+        reads.add(self.workload.read(node.node_id))
+        reads.issue(self.now, node.live_core().read_index)  # as the driver's next wakeup does
         self._after_input(node)
 
     # --- the end of the run ----------------------------------------------------------------
@@ -544,6 +574,7 @@ class Cluster:
             node.live_core().step(msg)
             self._after_input(node)
         for node in self._node_list:
+            self._wake(node)
             self.drive(node)
         self.checker.end_of_step()
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from raft3d.consensus import Message, NodeId, RaftCore, Ready
+from raft3d.consensus import NodeId, RaftCore, Ready
+from raft3d.node.ready import ReadyPlan, ReadyStep
+from raft3d.node.roles import RoleWatch
 
 from .state_machine import SimStateMachine
 from .storage import MemoryStorage
@@ -16,8 +18,10 @@ class SimNode:
     storage: MemoryStorage
     core: RaftCore | None = None  # None while crashed
     sm: SimStateMachine = field(default_factory=SimStateMachine)
+    step: ReadyStep[int] | None = None  # the node driver's per-Ready decisions
+    roles: RoleWatch | None = None  # the node driver's watch on leadership changes
     pending: Ready | None = None  # a Ready whose persist has not finished ("slow disk")
-    unsent: list[Message] = field(default_factory=list)  # pending's messages still to send
+    plan: ReadyPlan | None = None  # what the node decided to do with ``pending``
     incarnation: int = 0
     led_term: int = 0  # newest term this node was seen leading
     disk_slowness: float = 0.0  # chance a persist is still running when the driver looks
@@ -30,3 +34,8 @@ class SimNode:
         if self.core is None:
             raise AssertionError(f"{self.node_id} is down")
         return self.core
+
+    def live_step(self) -> ReadyStep[int]:
+        if self.step is None:
+            raise AssertionError(f"{self.node_id} is down")
+        return self.step

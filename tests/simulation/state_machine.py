@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import msgpack
 
 from raft3d.consensus import Entry
+
+if TYPE_CHECKING:
+    from .harness import Cluster
+    from .sim_node import SimNode
 
 
 class SimStateMachine:
@@ -45,3 +50,43 @@ class SimStateMachine:
     def from_snapshot(cls, data: bytes) -> SimStateMachine:
         terms, payloads = msgpack.unpackb(data, raw=False, use_list=True)
         return cls(list(terms), list(payloads))
+
+
+class _Captured:
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def encode(self) -> bytes:
+        return self._data
+
+
+class SimApp:
+    """The node's ``StateMachine[int]`` (``raft3d.node.seams``), as ``ReadyStep`` sees it.
+
+    Applying answers with the index (what a proposer is told); the simulated state itself
+    (``SimNode.sm``, which records terms too) is updated by the step's ``on_apply`` hook, so
+    no-ops are recorded as well.
+    """
+
+    __slots__ = ("_cluster", "_node")
+
+    def __init__(self, cluster: Cluster, node: SimNode) -> None:
+        self._cluster = cluster
+        self._node = node
+
+    def apply(self, index: int, data: bytes) -> int:
+        return index
+
+    def capture(self) -> _Captured:
+        return _Captured(self._node.sm.snapshot_bytes())
+
+    def outcome(self, index: int) -> int | None:
+        return index if index <= self._node.sm.applied_index else None
+
+    def forget_outcomes(self, through: int) -> None:
+        pass  # an outcome is its index: nothing is kept
+
+    def restore(self, data: bytes) -> None:
+        self._cluster.restored(self._node, data)

@@ -1,14 +1,16 @@
 """In-memory durable storage of one simulated node.
 
-It mimics the driver's persist contract exactly (see ``raft3d.consensus.types.Ready``): what
-a Ready asks to persist becomes durable only when ``persist`` runs, atomically; a crash
+It has the node's ``Storage.persist`` contract (``raft3d.node.seams``): what the node
+asks to persist becomes durable only when ``persist`` runs, atomically; a crash
 before that loses it. Compaction saves the application's snapshot and drops the log prefix
 it covers. The storage survives crashes; nothing else of a node does.
 """
 
 from __future__ import annotations
 
-from raft3d.consensus import Entry, HardState, InitialState, Ready, Snapshot
+from collections.abc import Sequence
+
+from raft3d.consensus import Entry, HardState, InitialState, Snapshot
 
 from .state_machine import SimStateMachine
 
@@ -42,15 +44,20 @@ class MemoryStorage:
             return 0
         return self.snapshot_terms[index - 1]
 
-    def persist(self, rd: Ready) -> None:
-        if rd.hard_state is not None:
-            self.save_hard_state(rd.hard_state)
-        if rd.snapshot is not None:
-            self.snapshot = rd.snapshot
-            self.snapshot_terms = SimStateMachine.from_snapshot(rd.snapshot.data).terms
+    def persist(
+        self,
+        hard_state: HardState | None,
+        entries: Sequence[Entry],
+        snapshot: Snapshot | None = None,
+    ) -> None:
+        if hard_state is not None:
+            self.save_hard_state(hard_state)
+        if snapshot is not None:
+            self.snapshot = snapshot
+            self.snapshot_terms = SimStateMachine.from_snapshot(snapshot.data).terms
             self.entries = []
-        if rd.entries:
-            first = rd.entries[0].index
+        if entries:
+            first = entries[0].index
             snap_index = self.snapshot_index
             if first <= snap_index or first > self.last_index + 1:
                 raise StorageContractError(
@@ -58,7 +65,7 @@ class MemoryStorage:
                     f"(snapshot {snap_index}, last {self.last_index})"
                 )
             del self.entries[first - snap_index - 1 :]
-            self.entries.extend(rd.entries)
+            self.entries.extend(entries)
 
     def save_hard_state(self, hard_state: HardState) -> None:
         self.hard_state = hard_state

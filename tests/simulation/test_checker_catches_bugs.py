@@ -1,6 +1,6 @@
 """The checker must notice classic Raft bugs.
 
-Each case plugs a deliberately broken core or storage (``faults.py``) into the simulation and
+Each case plugs a deliberately broken core or storage (``mutants.py``) into the simulation and
 runs the default seeds in order until the checker reports an invariant violation. The
 budget is far above the seed that catches each bug today (noted per case), so harness changes
 that shift the random streams do not make the test flaky, yet a checker that went blind
@@ -9,13 +9,14 @@ fails it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
-from raft3d.consensus import Entry, MsgType, RaftCore, ReadState, Ready, Role
+from raft3d.consensus import Entry, MsgType, RaftCore, Ready, Role
+from raft3d.node import ready
 
-from . import faults, harness
+from . import mutants
 from .checker import InvariantViolation
 from .harness import Cluster, CoreFactory, SimConfig, StorageFactory, default_shape, run_seed
 from .storage import MemoryStorage
@@ -34,34 +35,34 @@ class Fault:
 CASES = {
     # Restart forgets the vote: a node votes twice in one term (caught at seed 0).
     "vote-not-persisted": Fault(
-        storage=faults.ForgetsVoteStorage, reasons=("voted for both", "Election Safety")
+        storage=mutants.ForgetsVoteStorage, reasons=("voted for both", "Election Safety")
     ),
     # Figure 8 of the Raft paper (caught at seed 6).
     "commit-previous-term-entry-by-count": Fault(
-        core=faults.CommitsOldTermByCount,
+        core=mutants.CommitsOldTermByCount,
         reasons=("would vote for", "Leader Completeness", "State Machine Safety"),
     ),
     # A stale APP erases acknowledged entries (caught at seed 0).
     "follower-truncates-matching-suffix": Fault(
-        core=faults.TruncatesMatchingSuffix,
+        core=mutants.TruncatesMatchingSuffix,
         reasons=("no longer has", "durable on only", "Leader Completeness"),
     ),
     # The leader counts its own copy before it is durable (caught at seed 37).
     "leader-counts-own-unpersisted-entry": Fault(
-        core=faults.CountsOwnUnpersistedEntries, reasons=("durable on only",)
+        core=mutants.CountsOwnUnpersistedEntries, reasons=("durable on only",)
     ),
     # Votes without the up-to-date check: a leader lacks committed entries (caught at seed 5).
     "grant-vote-to-stale-log": Fault(
-        core=faults.VotesForStaleLogs,
+        core=mutants.VotesForStaleLogs,
         reasons=("Leader Completeness", "would vote for", "State Machine Safety"),
     ),
     # Beyond the required ones: bugs of the commit index and of ReadIndex.
     "heartbeat-commit-not-capped-at-match": Fault(
-        core=faults.HeartbeatCommitsUnacknowledged,
+        core=mutants.HeartbeatCommitsUnacknowledged,
         reasons=("committed entry", "State Machine Safety", "durable on only"),
     ),
     "read-index-before-leader-committed-in-its-term": Fault(
-        core=faults.ReadsBeforeCommittingInTerm, reasons=("linearizability",)
+        core=mutants.ReadsBeforeCommittingInTerm, reasons=("linearizability",)
     ),
 }
 
@@ -140,11 +141,10 @@ def test_same_index_and_term_with_different_contents_is_reported() -> None:
 
 def test_stale_read_is_reported() -> None:
     workload = Workload()
-    workload.on_propose("n1", 0, 7, 2)
-    workload.on_apply("n1", 0, Entry(7, 2, b"w"))
-    workload.on_read_issued(b"r", "n2", 0)
+    workload.write().set_result(7)  # a write acknowledged at index 7
+    read = workload.read("n2")
     with pytest.raises(InvariantViolation, match="linearizability"):
-        workload.on_read_state("n2", 0, ReadState(6, b"r"))
+        read.set_result(6)
 
 
 def test_checker_catches_acks_and_votes_sent_before_they_are_durable(
@@ -152,9 +152,20 @@ def test_checker_catches_acks_and_votes_sent_before_they_are_durable(
 ) -> None:
     # The driver may send some messages before a Ready's writes are durable
     # (``raft3d.consensus.sending``). Widening that rule to every message must be caught.
-    monkeypatch.setattr(harness, "sendable_before_persist", lambda rd, durable: frozenset(MsgType))
+    monkeypatch.setattr(ready, "sendable_before_persist", lambda rd, durable: frozenset(MsgType))
     caught = first_violation(Fault())
     assert caught is not None, f"no invariant violation in {SEED_BUDGET} seeds"
     seed, report = caught
     reasons = ("durable on only", "voted for both", "no longer has", "Election Safety")
     assert any(reason in report for reason in reasons), f"seed {seed}: {report}"
+
+
+def test_a_volatile_commit_index_lets_a_restart_fall_below_what_was_applied() -> None:
+    """The node driver leaves a commit-only change of the hard state unwritten (Raft's commit
+    index is volatile), so a node may apply entries whose commit index is not durable and
+    come back from a crash below them. The simulation writes every commit change
+    (``SimConfig.sync_commit``); with the driver's own policy the checker reports it."""
+    seed, nodes, steps = 1, 5, 200
+    cfg = replace(SimConfig.from_seed(seed, nodes, steps), sync_commit=False)
+    with pytest.raises(InvariantViolation, match=r"restarted with commit .* below"):
+        run_seed(seed, nodes, steps, cfg=cfg)

@@ -36,10 +36,11 @@ from raft3d.node.errors import (
     NotLeaderError,
     OutcomeUnknownError,
 )
+from raft3d.node.wiring import build_node
 from tests.support.machines import EagerCapture, KeptOutcomes
 
 
-class KeyValueStateMachine(KeptOutcomes):
+class KeyValueStateMachine(KeptOutcomes[dict[str, Any]]):
     def __init__(self) -> None:
         super().__init__()
         self.data: dict[str, str] = {}
@@ -67,7 +68,7 @@ class KeyValueStateMachine(KeptOutcomes):
         return hashlib.sha256(json.dumps(sorted(self.data.items())).encode()).hexdigest()
 
 
-def status_json(node: RaftNode) -> dict[str, Any]:
+def status_json(node: RaftNode[dict[str, Any]]) -> dict[str, Any]:
     s = node.status()
     return {
         "node_id": s.node_id,
@@ -86,7 +87,7 @@ def status_json(node: RaftNode) -> dict[str, Any]:
     }
 
 
-def make_app(node: RaftNode, sm: KeyValueStateMachine) -> web.Application:
+def make_app(node: RaftNode[dict[str, Any]], sm: KeyValueStateMachine) -> web.Application:
     routes = web.RouteTableDef()
     seq = itertools.count()
 
@@ -181,7 +182,7 @@ async def serve(config: str) -> None:
     settings = load_settings(config)
     configure_logging(os.environ.get("KVNODE_LOG_LEVEL", "INFO"))
     sm = KeyValueStateMachine()
-    node = RaftNode(settings, sm)
+    node = build_node(settings, sm)
     await node.start()
     runner = web.AppRunner(make_app(node, sm), handle_signals=False, access_log=None)
     await runner.setup()

@@ -6,6 +6,10 @@ forgotten but, unlike the farm's, are not carried in snapshots.
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
+R = TypeVar("R")
+
 
 class EagerCapture:
     def __init__(self, data: bytes) -> None:
@@ -15,15 +19,15 @@ class EagerCapture:
         return self._data
 
 
-class KeptOutcomes:
+class KeptOutcomes(Generic[R]):
     def __init__(self) -> None:
-        self.outcomes: dict[int, object] = {}
+        self.outcomes: dict[int, R] = {}
 
-    def keep(self, index: int, outcome: object) -> object:
+    def keep(self, index: int, outcome: R) -> R:
         self.outcomes[index] = outcome
         return outcome
 
-    def outcome(self, index: int) -> object:
+    def outcome(self, index: int) -> R | None:
         return self.outcomes.get(index)
 
     def forget_outcomes(self, through: int) -> None:

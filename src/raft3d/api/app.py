@@ -2,37 +2,42 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Iterable
 
 import aiohttp
 from aiohttp import web
 from prometheus_client.registry import Collector
 
-from raft3d.api import cluster, events, farm, snapshots, stream
+from raft3d.api import auth, cluster, events, farm, snapshots, stream
 from raft3d.api.forwarding import LeaderForwarder
 from raft3d.api.metrics import create_metrics
 from raft3d.api.middleware import add_node_headers, error_middleware, metrics_middleware
 from raft3d.api.ports import NodePort
 from raft3d.api.typedefs import FORWARDER_KEY, METRICS_KEY, NODE_KEY, SETTINGS_KEY, STATE_KEY
 from raft3d.config import Settings
+from raft3d.domain.results import Result
 from raft3d.domain.state import FarmStateMachine
 
 API = "/api/v1"
+CLIENT_SSL_KEY: web.AppKey[ssl.SSLContext | None] = web.AppKey("client_ssl")
 
 
 def create_app(
     settings: Settings,
-    node: NodePort,
+    node: NodePort[Result],
     state: FarmStateMachine,
     *,
     collectors: Iterable[Collector] = (),
+    client_ssl: ssl.SSLContext | None = None,
 ) -> web.Application:
     """Build the HTTP app for one node.
 
     The node's lifecycle belongs to the caller (start it in a cleanup context of its own);
     the app only reads ``state`` and talks to ``node``. ``collectors`` are added to the app's
     metrics registry (the node's own metrics); more can be added later with
-    ``register_collectors``.
+    ``register_collectors``. ``client_ssl`` verifies the leader's certificate when writes
+    are forwarded over HTTPS.
     """
     app = web.Application(
         client_max_size=settings.http_settings.max_body_bytes,
@@ -44,7 +49,9 @@ def create_app(
     app[STATE_KEY] = state
     app[METRICS_KEY] = create_metrics(node, collectors)
     app.on_response_prepare.append(add_node_headers)
+    app[CLIENT_SSL_KEY] = client_ssl
     app.cleanup_ctx.append(_forwarding_session)
+    auth.install(app)
     stream.setup_event_streams(app)
     _add_routes(app.router)
     return app
@@ -59,9 +66,12 @@ def register_collectors(app: web.Application, *collectors: Collector) -> None:
 async def _forwarding_session(app: web.Application) -> AsyncIterator[None]:
     # A fresh connection per forwarded request: a pooled connection the leader has closed
     # would fail in a way that cannot be told apart from a lost answer.
-    connector = aiohttp.TCPConnector(force_close=True)
+    client_ssl = app[CLIENT_SSL_KEY]
+    connector = aiohttp.TCPConnector(force_close=True, ssl=client_ssl or True)
     async with aiohttp.ClientSession(connector=connector) as session:
-        app[FORWARDER_KEY] = LeaderForwarder(app[SETTINGS_KEY].node_id, session)
+        app[FORWARDER_KEY] = LeaderForwarder(
+            app[SETTINGS_KEY].node_id, session, app[auth.AUTHENTICATOR_KEY].forward_key
+        )
         yield
 
 

@@ -104,3 +104,18 @@ class ServiceUnavailable(ApiError):
     ) -> None:
         merged = {headers.RETRY_AFTER: str(RETRY_AFTER_S), **(extra_headers or {})}
         super().__init__(code, message, details, extra_headers=merged)
+
+
+class Unauthorized(ApiError):
+    """No valid credentials: a missing or unknown token, or an unsigned forwarding claim."""
+
+    status = 401
+
+    def __init__(self, code: str, message: str, details: Mapping[str, object] | None = None):
+        super().__init__(code, message, details, extra_headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(ApiError):
+    """Valid credentials whose role may not do this."""
+
+    status = 403

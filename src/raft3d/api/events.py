@@ -24,9 +24,6 @@ default (``?consistency=local`` answers from this node at once).
 
 from __future__ import annotations
 
-import dataclasses
-from enum import Enum
-
 from aiohttp import web
 
 from raft3d.api import headers
@@ -36,8 +33,9 @@ from raft3d.api.ports import CommittedEntry, EventPageView
 from raft3d.api.reads import CONSISTENCY_PARAM, consistent_read
 from raft3d.api.rendering import outcome_json
 from raft3d.api.typedefs import NODE_KEY
-from raft3d.domain.commands import Command, decode_command
+from raft3d.domain.commands import Command, command_arguments, decode_command
 from raft3d.domain.errors import CommandDecodeError
+from raft3d.domain.results import Result
 
 AFTER_PARAM = "after"
 LIMIT_PARAM = "limit"
@@ -50,18 +48,13 @@ UNDECODABLE_TYPE = "undecodable"
 
 
 def command_payload(command: Command) -> dict[str, object]:
-    payload: dict[str, object] = {}
-    for field in dataclasses.fields(command):
-        if field.name == "idempotency":
-            continue
-        value = getattr(command, field.name)
-        payload[field.name] = value.value if isinstance(value, Enum) else value
+    payload: dict[str, object] = command_arguments(command)
     if command.idempotency is not None:
         payload["idempotency"] = {"key": command.idempotency.key}
     return payload
 
 
-def event_json(entry: CommittedEntry) -> dict[str, object]:
+def event_json(entry: CommittedEntry[Result]) -> dict[str, object]:
     kind = NOOP_TYPE
     payload: dict[str, object] | None = {}
     if not entry.is_noop:
@@ -80,7 +73,7 @@ def event_json(entry: CommittedEntry) -> dict[str, object]:
     }
 
 
-def page_json(page: EventPageView) -> dict[str, object]:
+def page_json(page: EventPageView[Result]) -> dict[str, object]:
     return {
         "first_index": page.first_index,
         "last_index": page.last_index,
@@ -88,7 +81,7 @@ def page_json(page: EventPageView) -> dict[str, object]:
     }
 
 
-def check_retained(after: int, page: EventPageView) -> None:
+def check_retained(after: int, page: EventPageView[object]) -> None:
     """410 ``compacted`` when events after ``after`` were compacted away on this node."""
     if after < page.first_index - 1:
         raise Gone(

@@ -8,6 +8,7 @@ answer was lost, re-sending a write without an idempotency key could apply it tw
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import aiohttp
@@ -16,6 +17,8 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from raft3d.api import headers
+from raft3d.security.forwarding_mac import ForwardClaims, sign
+from raft3d.security.tokens import Identity
 
 log = logging.getLogger(__name__)
 
@@ -55,25 +58,46 @@ ForwardResult = Relayed | NotDelivered | MaybeDelivered
 
 
 class LeaderForwarder:
-    def __init__(self, node_id: str, session: aiohttp.ClientSession) -> None:
+    def __init__(self, node_id: str, session: aiohttp.ClientSession, key: bytes) -> None:
+        """``key``: signs the forwarding claims (``forwarding_mac.forwarding_key``)."""
         self._node_id = node_id
         self._session = session
+        self._key = key
 
     async def forward(
-        self, request: web.Request, body: bytes, leader_url: str, budget_s: float
+        self,
+        request: web.Request,
+        body: bytes,
+        leader_url: str,
+        budget_s: float,
+        caller: Identity,
     ) -> ForwardResult:
-        """Send ``request`` (with its raw ``body``) to the leader at ``leader_url``."""
+        """Send ``request`` (with its raw ``body``) to the leader at ``leader_url``, on behalf
+        of ``caller`` (whom this node authenticated)."""
         try:
             url = URL(leader_url.rstrip("/") + request.raw_path, encoded=True)
         except ValueError as exc:
             return NotDelivered(f"bad leader URL {leader_url!r}: {exc}")
+        claims = ForwardClaims(
+            forwarded_by=self._node_id,
+            budget_ms=max(1, int(budget_s * 1000)),
+            caller=caller.name,
+            role=caller.role,
+            timestamp_ms=int(time.time() * 1000),
+        )
         out: dict[str, str] = {
-            headers.FORWARDED_BY: self._node_id,
-            headers.BUDGET_MS: str(max(1, int(budget_s * 1000))),
+            headers.FORWARDED_BY: claims.forwarded_by,
+            headers.BUDGET_MS: str(claims.budget_ms),
+            headers.CALLER: claims.caller,
+            headers.CALLER_ROLE: claims.role,
+            headers.FORWARD_TIME: str(claims.timestamp_ms),
         }
         for name in _REQUEST_HEADERS:
             if name in request.headers:
                 out[name] = request.headers[name]
+        out[headers.FORWARD_MAC] = sign(
+            self._key, request.method, request.raw_path, claims, out, body
+        )
         try:
             async with self._session.request(
                 request.method,

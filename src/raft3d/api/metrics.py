@@ -19,6 +19,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from raft3d.api.ports import NodePort
+from raft3d.domain.results import Result
 
 UNMATCHED_ROUTE = "unmatched"
 # Anything else is labelled "other" so that clients cannot inflate label cardinality.
@@ -28,7 +29,7 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 class NodeStatusCollector(Collector):
     """Gauges read from ``node.status()`` at scrape time, so they are never stale."""
 
-    def __init__(self, node: NodePort) -> None:
+    def __init__(self, node: NodePort[Result]) -> None:
         self._node = node
 
     def collect(self) -> Iterator[Metric]:
@@ -63,7 +64,7 @@ class ApiMetrics:
         self.duration.labels(route=route, method=method).observe(seconds)
 
 
-def create_metrics(node: NodePort, collectors: Iterable[Collector] = ()) -> ApiMetrics:
+def create_metrics(node: NodePort[Result], collectors: Iterable[Collector] = ()) -> ApiMetrics:
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)

@@ -9,10 +9,11 @@ dataclasses (``SnapshotInfo``, ``EventPage``, ``CommittedEvent``) satisfy them a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from raft3d.consensus.types import Snapshot
 from raft3d.node.status import NodeStatus
+
+R_co = TypeVar("R_co", covariant=True)
 
 
 class SnapshotFileInfo(Protocol):
@@ -35,7 +36,25 @@ class SnapshotFileInfo(Protocol):
         ...
 
 
-class CommittedEntry(Protocol):
+class SnapshotMetaView(Protocol):
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def term(self) -> int: ...
+
+
+class SnapshotView(Protocol):
+    """A snapshot read from disk: its metadata and the state machine's bytes."""
+
+    @property
+    def meta(self) -> SnapshotMetaView: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+
+class CommittedEntry(Protocol[R_co]):
     """One committed, applied log entry and what applying it returned."""
 
     @property
@@ -55,12 +74,12 @@ class CommittedEntry(Protocol):
         ...
 
     @property
-    def outcome(self) -> object:
-        """The state machine's result (``Accepted``/``Rejected``); None for a no-op."""
+    def outcome(self) -> R_co | None:
+        """The state machine's result, None for a no-op."""
         ...
 
 
-class EventPageView(Protocol):
+class EventPageView(Protocol[R_co]):
     @property
     def first_index(self) -> int:
         """Oldest index still held in the log: older entries were compacted into a snapshot."""
@@ -77,17 +96,19 @@ class EventPageView(Protocol):
         ...
 
     @property
-    def events(self) -> Sequence[CommittedEntry]: ...
+    def events(self) -> Sequence[CommittedEntry[R_co]]: ...
 
 
-class NodePort(Protocol):
+class NodePort(Protocol[R_co]):
+    """A node whose state machine's ``apply`` returns ``R_co``."""
+
     @property
     def node_id(self) -> str: ...
 
     @property
     def applied_index(self) -> int: ...
 
-    async def propose(self, command: bytes, timeout: float) -> object:
+    async def propose(self, command: bytes, timeout: float) -> R_co:
         """Replicate ``command`` and return what the state machine's ``apply`` returned for it.
 
         Raises ``NotLeaderError`` (with the leader's id, or None when none is known),
@@ -114,7 +135,7 @@ class NodePort(Protocol):
         """
         ...
 
-    def subscribe(self, listener: Callable[[CommittedEntry], None]) -> Callable[[], None]:
+    def subscribe(self, listener: Callable[[CommittedEntry[R_co]], None]) -> Callable[[], None]:
         """Call ``listener`` with each entry as it is applied, from then on, in log order.
 
         The listener runs on the node's apply path: it must return at once and never raise.
@@ -122,7 +143,7 @@ class NodePort(Protocol):
         """
         ...
 
-    def events(self, after: int, limit: int) -> EventPageView:
+    def events(self, after: int, limit: int) -> EventPageView[R_co]:
         """Up to ``limit`` applied entries with index > ``after``, oldest first.
 
         Raises ``NodeStoppedError`` when the node is stopping or halted.
@@ -133,11 +154,11 @@ class NodePort(Protocol):
         """This node's snapshot files, newest first."""
         ...
 
-    def latest_snapshot(self) -> Snapshot | None:
+    def latest_snapshot(self) -> SnapshotView | None:
         """The newest snapshot, read and verified from disk; None when there is none.
 
         Safe to call from a worker thread (it reads a file that may be large). Raises
-        ``raft3d.storage.StorageError`` when the file cannot be read or fails verification.
+        ``raft3d.node.errors.StorageError`` when the file cannot be read or fails verification.
         """
         ...
 

@@ -6,10 +6,10 @@ from aiohttp import web
 
 from raft3d.api import headers
 from raft3d.api.errors import error_body
-from raft3d.domain.results import Accepted, Rejected, RejectionCode
+from raft3d.domain.results import Accepted, RejectionCode, Result
 
 # Every rejection code the state machine can return, and what it means in HTTP.
-REJECTION_STATUS: dict[str, int] = {
+REJECTION_STATUS: dict[RejectionCode, int] = {
     RejectionCode.DUPLICATE_ID: 409,
     RejectionCode.INSUFFICIENT_FILAMENT: 409,
     RejectionCode.ILLEGAL_TRANSITION: 409,
@@ -20,38 +20,30 @@ REJECTION_STATUS: dict[str, int] = {
 }
 
 
-class UnexpectedResultError(TypeError):
-    """The state machine returned something the API does not know how to render (a bug)."""
-
-
-def outcome_json(result: object) -> dict[str, object] | None:
-    """A result as plain JSON data, for the event log; None when it is not a known result."""
+def outcome_json(result: Result | None) -> dict[str, object] | None:
+    """A result as plain JSON data, for the event log; None when it is not known."""
+    if result is None:
+        return None
     if isinstance(result, Accepted):
         return {"result": "accepted", "value": result.value, "replayed": result.replayed}
-    if isinstance(result, Rejected):
-        return {
-            "result": "refused",
-            "code": result.code,
-            "message": result.message,
-            "details": result.details,
-            "replayed": result.replayed,
-        }
-    return None
+    return {
+        "result": "refused",
+        "code": result.code,
+        "message": result.message,
+        "details": result.details,
+        "replayed": result.replayed,
+    }
 
 
-def render_result(result: object, *, success_status: int) -> web.Response:
+def render_result(result: Result, *, success_status: int) -> web.Response:
     """One response for a result: a replay renders exactly like the original, plus a header."""
     if isinstance(result, Accepted):
         response = web.json_response(result.value, status=success_status)
-    elif isinstance(result, Rejected):
-        status = REJECTION_STATUS.get(result.code)
-        if status is None:
-            raise UnexpectedResultError(f"unmapped rejection code {result.code!r}")
+    else:
+        status = REJECTION_STATUS[RejectionCode(result.code)]
         response = web.json_response(
             error_body(result.code, result.message, result.details), status=status
         )
-    else:
-        raise UnexpectedResultError(f"unexpected apply result {result!r}")
     if result.replayed:
         response.headers[headers.IDEMPOTENT_REPLAYED] = "true"
     return response

@@ -26,8 +26,9 @@ from raft3d.api.inputs import query_params, read_json_object
 from raft3d.api.ports import NodePort, SnapshotFileInfo
 from raft3d.api.typedefs import NODE_KEY
 from raft3d.domain.errors import SnapshotDecodeError
+from raft3d.domain.results import Result
 from raft3d.domain.state import FarmStateMachine
-from raft3d.storage.errors import StorageError
+from raft3d.node.errors import StorageError
 
 
 def iso_utc(unix_seconds: float) -> str:
@@ -55,7 +56,7 @@ async def list_snapshots(request: web.Request) -> web.StreamResponse:
     return web.json_response({"snapshots": [snapshot_json(info) for info in infos]})
 
 
-def _latest_body(node: NodePort, listed: Sequence[SnapshotFileInfo]) -> bytes | None:
+def _latest_body(node: NodePort[Result], listed: Sequence[SnapshotFileInfo]) -> bytes | None:
     """Read, decode and render the newest snapshot; runs in a worker thread (files are big)."""
     snapshot = node.latest_snapshot()
     if snapshot is None:

@@ -40,6 +40,7 @@ from raft3d.api.events import AFTER_PARAM, check_retained, event_json
 from raft3d.api.inputs import MAX_QUERY_INT, int_param, query_params
 from raft3d.api.ports import CommittedEntry, NodePort
 from raft3d.api.typedefs import NODE_KEY, SETTINGS_KEY
+from raft3d.domain.results import Result
 
 LAST_EVENT_ID = "Last-Event-ID"
 CATCH_UP_PAGE = 500
@@ -54,12 +55,12 @@ class _Feed:
 
     def __init__(self, capacity: int, transport: asyncio.BaseTransport | None) -> None:
         self.capacity = capacity
-        self.entries: deque[CommittedEntry] = deque()
+        self.entries: deque[CommittedEntry[Result]] = deque()
         self.overflowed = False
         self.transport = transport
         self.wakeup = asyncio.Event()
 
-    def offer(self, entry: CommittedEntry) -> None:
+    def offer(self, entry: CommittedEntry[Result]) -> None:
         """Called on the apply path: O(1), never blocks, never raises."""
         if self.overflowed:
             return
@@ -98,13 +99,13 @@ def setup_event_streams(app: web.Application) -> None:
     app.on_shutdown.append(end_streams)
 
 
-def frame(entry: CommittedEntry) -> bytes:
+def frame(entry: CommittedEntry[Result]) -> bytes:
     item = event_json(entry)
     data = json.dumps(item, separators=(",", ":"), ensure_ascii=False)  # one line: \n escaped
     return f"id: {entry.index}\nevent: {item['type']}\ndata: {data}\n\n".encode()
 
 
-def _start_after(request: web.Request, params: Mapping[str, str], node: NodePort) -> int:
+def _start_after(request: web.Request, params: Mapping[str, str], node: NodePort[Result]) -> int:
     resume = request.headers.get(LAST_EVENT_ID)
     if resume is not None:
         text = resume.strip()
@@ -163,7 +164,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
 
 
 async def _follow(
-    node: NodePort, feed: _Feed, response: web.StreamResponse, last: int, heartbeat_s: float
+    node: NodePort[Result], feed: _Feed, response: web.StreamResponse, last: int, heartbeat_s: float
 ) -> None:
     entries = feed.entries
     while not feed.overflowed and node.halted_reason is None:

@@ -8,10 +8,11 @@ from raft3d.api.forwarding import LeaderForwarder
 from raft3d.api.metrics import ApiMetrics
 from raft3d.api.ports import NodePort
 from raft3d.config import Settings
+from raft3d.domain.results import Result
 from raft3d.domain.state import FarmStateMachine
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
-NODE_KEY = web.AppKey("node", NodePort)
+NODE_KEY = web.AppKey("node", NodePort[Result])
 STATE_KEY = web.AppKey("state", FarmStateMachine)
 METRICS_KEY = web.AppKey("metrics", ApiMetrics)
 # Set by a cleanup context: the forwarder owns a client session tied to the app's lifetime.

@@ -12,6 +12,7 @@ import asyncio
 from aiohttp import web
 
 from raft3d.api import headers
+from raft3d.api.auth import identity_of
 from raft3d.api.errors import ServiceUnavailable
 from raft3d.api.forwarding import MaybeDelivered, Relayed
 from raft3d.api.inputs import ascii_decimal
@@ -19,6 +20,7 @@ from raft3d.api.ports import NodePort
 from raft3d.api.rendering import render_result
 from raft3d.api.typedefs import FORWARDER_KEY, NODE_KEY, SETTINGS_KEY
 from raft3d.domain.commands import Command, encode_command
+from raft3d.domain.results import Result
 from raft3d.node.errors import NotLeaderError
 
 # How often a node without a known leader looks again (elections take a few hundred ms).
@@ -38,7 +40,7 @@ def request_budget(request: web.Request) -> float:
     return budget
 
 
-def _leader_url(node: NodePort, request: web.Request, leader_id: str | None) -> str | None:
+def _leader_url(node: NodePort[Result], request: web.Request, leader_id: str | None) -> str | None:
     if leader_id is None or leader_id == node.node_id:
         return None
     status = node.status()
@@ -93,7 +95,7 @@ async def submit(
             )
         else:
             outcome = await request.app[FORWARDER_KEY].forward(
-                request, body, leader_url, deadline - loop.time()
+                request, body, leader_url, deadline - loop.time(), identity_of(request)
             )
             if isinstance(outcome, Relayed):
                 return outcome.response

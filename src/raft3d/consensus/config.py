@@ -1,4 +1,8 @@
-"""Static settings of one Raft core."""
+"""Static settings of one Raft core.
+
+The defaults a node runs with live in ``raft3d.config.RaftSettings``; the node builds a
+``CoreConfig`` from them in one place (``raft3d.node.wiring.core_config``).
+"""
 
 from __future__ import annotations
 
@@ -11,15 +15,15 @@ from raft3d.consensus.types import NodeId
 class CoreConfig:
     node_id: NodeId
     voters: tuple[NodeId, ...]  # every voter, this node included
-    election_ticks: int = 30  # election timeout is randomized in [this, 2 * this)
-    heartbeat_ticks: int = 5
-    pre_vote: bool = True
-    check_quorum: bool = True
-    max_msg_bytes: int = 1024 * 1024  # entry bytes per APP message (one entry always fits)
-    max_inflight_msgs: int = 256  # un-acked APP messages per follower in replicate state
-    max_entry_bytes: int = 64 * 1024
-    snapshot_chunk_bytes: int = 256 * 1024
-    max_committed_bytes_per_ready: int = 4 * 1024 * 1024
+    election_ticks: int  # election timeout is randomized in [this, 2 * this)
+    heartbeat_ticks: int
+    pre_vote: bool
+    check_quorum: bool
+    max_msg_bytes: int  # entry bytes per APP message (one entry always fits)
+    max_inflight_msgs: int  # un-acked APP messages per follower in replicate state
+    max_entry_bytes: int
+    snapshot_chunk_bytes: int
+    max_committed_bytes_per_ready: int = 4 * 1024 * 1024  # not a node setting
     # Entries kept in the log below a snapshot taken by ``compact``, so that a follower
     # slightly behind is sent entries rather than the whole snapshot.
     trailing_entries: int = 0
@@ -43,8 +47,3 @@ class CoreConfig:
             raise ValueError("max_entry_bytes must not be negative")
         if self.trailing_entries < 0:
             raise ValueError("trailing_entries must not be negative")
-
-    @property
-    def quorum(self) -> int:
-        """Strict majority of the voters."""
-        return len(self.voters) // 2 + 1

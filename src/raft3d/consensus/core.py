@@ -28,10 +28,13 @@ Decisions that fault-injection tests override live in small methods: ``_grants_v
 from __future__ import annotations
 
 import random
+from typing import TypedDict, Unpack
 
+from raft3d.consensus import quorum
 from raft3d.consensus.config import CoreConfig
 from raft3d.consensus.log import RaftLog
 from raft3d.consensus.progress import Progress, ProgressState
+from raft3d.consensus.quorum import VoteResult
 from raft3d.consensus.read_only import PendingRead, ReadQueue
 from raft3d.consensus.snapshot_receiver import SnapshotReceiver
 from raft3d.consensus.types import (
@@ -54,6 +57,23 @@ from raft3d.consensus.types import (
 )
 from raft3d.consensus.validation import is_well_formed
 
+
+class _Fields(TypedDict, total=False):
+    """The fields of a ``Message`` beyond type, recipient, sender and term."""
+
+    log_term: int
+    index: int
+    entries: list[Entry]
+    commit: int
+    reject: bool
+    reject_hint: int
+    context: bytes
+    snapshot_meta: SnapshotMeta
+    offset: int
+    data: bytes
+    done: bool
+
+
 # Messages only a leader sends; receiving one at a higher term names the new leader.
 _LEADER_MESSAGES = frozenset({MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP})
 
@@ -65,7 +85,7 @@ class RaftCore:
         self._id = config.node_id
         self._peers = tuple(v for v in config.voters if v != config.node_id)
         self._peer_set = frozenset(self._peers)
-        self._quorum = config.quorum
+        self._voters = config.voters
 
         snap = state.snapshot
         snap_index, snap_term = (snap.meta.index, snap.meta.term) if snap else (0, 0)
@@ -193,9 +213,7 @@ class RaftCore:
         if self._role is Role.LEADER:
             self._leader_read(context, self._id)
         elif self._leader_id is not None:
-            self._send(
-                Message(MsgType.READ_INDEX, self._leader_id, self._id, self._term, context=context)
-            )
+            self._send(MsgType.READ_INDEX, self._leader_id, context=context)
 
     def report_unreachable(self, peer: NodeId) -> None:
         pr = self._progress.get(peer)
@@ -360,7 +378,7 @@ class RaftCore:
         self._votes = {self._id: True}
         self._reset_election_timer()
         self._clear_leader_state()
-        if self._quorum == 1:
+        if self._poll() is VoteResult.WON:
             self._become_candidate()
             return
         self._request_votes(MsgType.PRE_VOTE, self._term + 1)
@@ -373,16 +391,19 @@ class RaftCore:
         self._votes = {self._id: True}
         self._reset_election_timer()
         self._clear_leader_state()
-        if self._quorum == 1:
+        if self._poll() is VoteResult.WON:
             self._become_leader()
             return
         self._request_votes(MsgType.VOTE, self._term)
+
+    def _poll(self) -> VoteResult:
+        return quorum.vote_result(self._voters, self._votes)
 
     def _request_votes(self, mtype: MsgType, term: int) -> None:
         last_index = self._log.last_index
         last_term = self._log.last_term
         for peer in self._peers:
-            self._send(Message(mtype, peer, self._id, term, log_term=last_term, index=last_index))
+            self._send(mtype, peer, term=term, log_term=last_term, index=last_index)
 
     def _become_follower(self, term: int, leader: NodeId | None) -> None:
         if term != self._term:
@@ -421,13 +442,13 @@ class RaftCore:
         resp_type = MsgType.PRE_VOTE_RESP if pre else MsgType.VOTE_RESP
         if self._grants_vote(msg):
             if pre:
-                self._send(Message(resp_type, msg.frm, self._id, msg.term))
+                self._send(resp_type, msg.frm, term=msg.term)
             else:
                 self._vote = msg.frm
                 self._election_elapsed = 0
-                self._send(Message(resp_type, msg.frm, self._id, self._term))
+                self._send(resp_type, msg.frm)
         else:
-            self._send(Message(resp_type, msg.frm, self._id, self._term, reject=True))
+            self._send(resp_type, msg.frm, reject=True)
 
     def _grants_vote(self, msg: Message) -> bool:
         """Vote (or pre-vote) for the sender? Terms have already been reconciled."""
@@ -456,13 +477,13 @@ class RaftCore:
         elif mtype is not MsgType.VOTE_RESP:
             return
         self._votes.setdefault(msg.frm, not msg.reject)
-        granted = sum(1 for v in self._votes.values() if v)
-        if granted >= self._quorum:
+        result = self._poll()
+        if result is VoteResult.WON:
             if self._role is Role.PRE_CANDIDATE:
                 self._become_candidate()
             else:
                 self._become_leader()
-        elif len(self._votes) - granted >= self._quorum:
+        elif result is VoteResult.LOST:
             self._become_follower(self._term, None)
 
     def _answer_stale_sender(self, msg: Message) -> None:
@@ -471,9 +492,9 @@ class RaftCore:
         mtype = msg.type
         if mtype in _LEADER_MESSAGES:
             if self._cfg.check_quorum or self._cfg.pre_vote:
-                self._send(Message(MsgType.APP_RESP, msg.frm, self._id, self._term))
+                self._send(MsgType.APP_RESP, msg.frm)
         elif mtype is MsgType.PRE_VOTE:
-            self._send(Message(MsgType.PRE_VOTE_RESP, msg.frm, self._id, self._term, reject=True))
+            self._send(MsgType.PRE_VOTE_RESP, msg.frm, reject=True)
 
     # --- follower --------------------------------------------------------------------------
 
@@ -498,45 +519,30 @@ class RaftCore:
         log = self._log
         if msg.index < log.committed:
             # Everything up to our commit index already matches the leader.
-            self._send(
-                Message(MsgType.APP_RESP, msg.frm, self._id, self._term, index=log.committed)
-            )
+            self._send(MsgType.APP_RESP, msg.frm, index=log.committed)
             return
         if log.term_at(msg.index) == msg.log_term:
             last_new = log.append_after(msg.index, msg.entries)
             if last_new is None:
                 return  # would overwrite a committed entry: not from a correct leader
             log.commit_to(min(msg.commit, last_new))
-            self._send(Message(MsgType.APP_RESP, msg.frm, self._id, self._term, index=last_new))
+            self._send(MsgType.APP_RESP, msg.frm, index=last_new)
             return
         hint_index, hint_term = log.find_conflict_by_term(msg.index, msg.log_term)
         self._send(
-            Message(
-                MsgType.APP_RESP,
-                msg.frm,
-                self._id,
-                self._term,
-                index=msg.index,
-                reject=True,
-                reject_hint=hint_index,
-                log_term=hint_term,
-            )
+            MsgType.APP_RESP,
+            msg.frm,
+            index=msg.index,
+            reject=True,
+            reject_hint=hint_index,
+            log_term=hint_term,
         )
 
     def _handle_heartbeat(self, msg: Message) -> None:
         # The leader caps the commit index at what we acknowledged in this term.
         self._log.commit_to(min(msg.commit, self._log.last_index))
         # Our last index tells the leader if we hold less than we once acknowledged.
-        self._send(
-            Message(
-                MsgType.HEARTBEAT_RESP,
-                msg.frm,
-                self._id,
-                self._term,
-                index=self._log.last_index,
-                context=msg.context,
-            )
-        )
+        self._send(MsgType.HEARTBEAT_RESP, msg.frm, index=self._log.last_index, context=msg.context)
 
     def _handle_snapshot_chunk(self, msg: Message) -> None:
         meta = msg.snapshot_meta
@@ -550,15 +556,11 @@ class RaftCore:
         snapshot = outcome.snapshot
         if snapshot is None:
             self._send(
-                Message(
-                    MsgType.SNAP_RESP,
-                    msg.frm,
-                    self._id,
-                    self._term,
-                    index=meta.index,
-                    offset=outcome.received,
-                    reject=outcome.rejected,
-                )
+                MsgType.SNAP_RESP,
+                msg.frm,
+                index=meta.index,
+                offset=outcome.received,
+                reject=outcome.rejected,
             )
             return
         if log.term_at(meta.index) == meta.term:
@@ -572,7 +574,7 @@ class RaftCore:
         self._send_snapshot_done(msg.frm, meta.index)
 
     def _send_snapshot_done(self, to: NodeId, index: int) -> None:
-        self._send(Message(MsgType.SNAP_RESP, to, self._id, self._term, index=index, done=True))
+        self._send(MsgType.SNAP_RESP, to, index=index, done=True)
 
     # --- leader ----------------------------------------------------------------------------
 
@@ -581,8 +583,9 @@ class RaftCore:
         if self._election_elapsed >= self._cfg.election_ticks:
             self._election_elapsed = 0
             if self._cfg.check_quorum:
-                active = 1 + sum(1 for pr in self._progress.values() if pr.recent_active)
-                if active < self._quorum:
+                active = {p for p, pr in self._progress.items() if pr.recent_active}
+                active.add(self._id)
+                if not quorum.has_quorum(self._voters, active):
                     self._become_follower(self._term, None)
                     return
                 for pr in self._progress.values():
@@ -600,16 +603,7 @@ class RaftCore:
     def _broadcast_heartbeat(self) -> None:
         context = self._reads.last_context()
         for peer, pr in self._progress.items():
-            self._send(
-                Message(
-                    MsgType.HEARTBEAT,
-                    peer,
-                    self._id,
-                    self._term,
-                    commit=self._heartbeat_commit(pr),
-                    context=context,
-                )
-            )
+            self._send(MsgType.HEARTBEAT, peer, commit=self._heartbeat_commit(pr), context=context)
 
     def _heartbeat_commit(self, pr: Progress) -> int:
         """A heartbeat carries no entries, so it may only commit what the follower is known
@@ -679,7 +673,7 @@ class RaftCore:
             # An empty APP doubles as a probe if earlier APPs were lost.
             self._append_due[msg.frm] = True
         if msg.context:
-            for read in self._reads.ack(msg.context, msg.frm, self._quorum):
+            for read in self._reads.ack(msg.context, msg.frm, self._voters):
                 self._release_read(read.context, read.index, read.requester)
 
     def _handle_snapshot_response(self, msg: Message, pr: Progress) -> None:
@@ -708,13 +702,16 @@ class RaftCore:
         """The highest index a quorum has durably stored, if it is from the current term;
         otherwise the current commit index. Entries of earlier terms are never committed by
         counting replicas: they commit when a current-term entry after them does."""
-        matches = [pr.match for pr in self._progress.values()]
-        matches.append(self._own_match())
-        matches.sort(reverse=True)
-        index = matches[self._quorum - 1]
+        index = quorum.committed_index(self._voters, self._match_indexes())
         if index > self._log.committed and self._log.term_at(index) == self._term:
             return index
         return self._log.committed
+
+    def _match_indexes(self) -> dict[NodeId, int]:
+        """How far each voter's log is known to match ours, the leader's own included."""
+        match = {peer: pr.match for peer, pr in self._progress.items()}
+        match[self._id] = self._own_match()
+        return match
 
     def _maybe_commit(self) -> None:
         log = self._log
@@ -768,16 +765,12 @@ class RaftCore:
         else:
             return False
         self._send(
-            Message(
-                MsgType.APP,
-                peer,
-                self._id,
-                self._term,
-                log_term=prev_term,
-                index=prev_index,
-                entries=entries,
-                commit=log.committed,
-            )
+            MsgType.APP,
+            peer,
+            log_term=prev_term,
+            index=prev_index,
+            entries=entries,
+            commit=log.committed,
         )
         if pr.state is ProgressState.REPLICATE:
             if entries:
@@ -803,16 +796,12 @@ class RaftCore:
         pr.chunk_heartbeats = 0
         chunk = snap.data[offset : offset + self._cfg.snapshot_chunk_bytes]
         self._send(
-            Message(
-                MsgType.SNAP,
-                peer,
-                self._id,
-                self._term,
-                snapshot_meta=snap.meta,
-                offset=offset,
-                data=chunk,
-                done=offset + len(chunk) >= len(snap.data),
-            )
+            MsgType.SNAP,
+            peer,
+            snapshot_meta=snap.meta,
+            offset=offset,
+            data=chunk,
+            done=offset + len(chunk) >= len(snap.data),
         )
 
     # --- ReadIndex -------------------------------------------------------------------------
@@ -828,7 +817,7 @@ class RaftCore:
         if not self._may_serve_reads():
             self._reads_awaiting_commit.append((context, requester))
             return
-        if self._quorum == 1:
+        if quorum.has_quorum(self._voters, (self._id,)):
             self._release_read(context, log.committed, requester)
             return
         read = PendingRead(context, log.committed, requester, {self._id})
@@ -839,18 +828,15 @@ class RaftCore:
         if requester == self._id:
             self._read_states.append(ReadState(index, context))
         else:
-            self._send(
-                Message(
-                    MsgType.READ_INDEX_RESP,
-                    requester,
-                    self._id,
-                    self._term,
-                    index=index,
-                    context=context,
-                )
-            )
+            self._send(MsgType.READ_INDEX_RESP, requester, index=index, context=context)
 
     # --- plumbing --------------------------------------------------------------------------
 
-    def _send(self, msg: Message) -> None:
-        self._msgs.append(msg)
+    def _send(
+        self, mtype: MsgType, to: NodeId, *, term: int | None = None, **fields: Unpack[_Fields]
+    ) -> None:
+        """Queue a message for the next Ready, stamped with this node as sender and the
+        current term. Only pre-votes say otherwise: they carry the term the candidate would
+        campaign in, and a granted pre-vote answers with the term it was asked for."""
+        stamped = self._term if term is None else term
+        self._msgs.append(Message(mtype, to, self._id, stamped, **fields))

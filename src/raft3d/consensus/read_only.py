@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
+from raft3d.consensus import quorum
 from raft3d.consensus.types import NodeId
 
 
@@ -40,13 +42,14 @@ class ReadQueue:
             return b""
         return next(reversed(self._pending))
 
-    def ack(self, context: bytes, voter: NodeId, quorum: int) -> list[PendingRead]:
-        """Record ``voter``'s ack; return the requests released by it, oldest first."""
+    def ack(self, context: bytes, voter: NodeId, voters: Collection[NodeId]) -> list[PendingRead]:
+        """Record ``voter``'s ack; return the requests released by it (those a majority of
+        ``voters`` has now acknowledged), oldest first."""
         read = self._pending.get(context)
         if read is None:
             return []
         read.acks.add(voter)
-        if len(read.acks) < quorum:
+        if not quorum.has_quorum(voters, read.acks):
             return []
         released: list[PendingRead] = []
         for ctx in list(self._pending):

@@ -285,10 +285,6 @@ class EntryTooLargeError(RaftError):
         super().__init__(f"entry of {size} bytes exceeds the maximum entry size of {limit} bytes")
 
 
-class ProposalDroppedError(RaftError):
-    """The core would not accept the proposal (e.g. leadership transfer in progress)."""
-
-
 @dataclass(slots=True)
 class InitialState:
     """What a core starts from: durable state recovered by the storage layer."""

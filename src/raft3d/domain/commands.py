@@ -138,17 +138,22 @@ def _argument_names(cls: type[Command]) -> list[str]:
     return [field.name for field in dataclasses.fields(cls) if field.name != "idempotency"]
 
 
-def encode_command(cmd: Command) -> bytes:
-    """Canonical bytes for ``cmd``: equal commands always encode to equal bytes."""
+def command_arguments(cmd: Command) -> dict[str, Any]:
+    """The command's arguments as plain data (enums as their values), without its tag."""
     args: dict[str, Any] = {}
     for name in _argument_names(type(cmd)):
         value = getattr(cmd, name)
         args[name] = value.value if name in _ENUM_FIELDS else value
+    return args
+
+
+def encode_command(cmd: Command) -> bytes:
+    """Canonical bytes for ``cmd``: equal commands always encode to equal bytes."""
     tag = cmd.idempotency
     envelope = {
         "v": ENVELOPE_VERSION,
         "type": cmd.TYPE,
-        "args": args,
+        "args": command_arguments(cmd),
         "idempotency": None if tag is None else {"key": tag.key, "fingerprint": tag.fingerprint},
     }
     return msgpack.packb(envelope, use_bin_type=True)  # type: ignore[no-any-return]

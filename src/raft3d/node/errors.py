@@ -1,8 +1,10 @@
-"""Errors the node driver raises to its callers (the HTTP layer, tests)."""
+"""Errors the node driver raises to its callers (the HTTP layer, tests), including those of
+the layers below it that reach them (the core's, storage's)."""
 
 from __future__ import annotations
 
 from raft3d.consensus.types import EntryTooLargeError, NotLeaderError, RaftError
+from raft3d.storage.errors import StorageError
 
 __all__ = [
     "EntryTooLargeError",
@@ -11,6 +13,7 @@ __all__ = [
     "NotLeaderError",
     "OutcomeUnknownError",
     "RaftError",
+    "StorageError",
 ]
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from raft3d.consensus.types import CoreStatus, Role
+from raft3d.node.options import MemberAddress
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,3 +30,40 @@ class NodeStatus:
     last_log_index: int
     snapshot_index: int
     peers: tuple[PeerInfo, ...]
+
+
+def node_status(
+    cs: CoreStatus,
+    applied_index: int,
+    snapshot_index: int,
+    addresses: Mapping[str, MemberAddress],
+    reachable: Callable[[str], bool],
+) -> NodeStatus:
+    """The view of a node from its core's status and where its members are reached."""
+    match = {p.node_id: p.match_index for p in cs.peers}
+    leader = cs.leader_id
+    leader_address = addresses.get(leader) if leader else None
+    role = {Role.LEADER: "leader", Role.FOLLOWER: "follower"}.get(cs.role, "candidate")
+    peers = tuple(
+        PeerInfo(
+            node_id=peer,
+            raft_addr=addresses[peer].raft if peer in addresses else "",
+            http_addr=addresses[peer].http_url if peer in addresses else "",
+            reachable=reachable(peer),
+            match_index=match.get(peer) if cs.role is Role.LEADER else None,
+        )
+        for peer in cs.voters
+        if peer != cs.node_id
+    )
+    return NodeStatus(
+        node_id=cs.node_id,
+        role=role,
+        term=cs.term,
+        leader_id=leader,
+        leader_http=leader_address.http_url if leader_address else None,
+        commit_index=cs.commit_index,
+        applied_index=applied_index,
+        last_log_index=cs.last_log_index,
+        snapshot_index=snapshot_index,
+        peers=peers,
+    )

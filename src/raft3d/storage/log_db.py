@@ -11,9 +11,6 @@ Tables:
 
 The database runs in WAL mode with ``synchronous=FULL``: a transaction is durable when COMMIT
 returns, at the cost of one fsync of the WAL.
-
-Databases written before apply outcomes moved to memory have an ``apply_outcomes`` table;
-opening one as the writer drops it. Nothing else in the schema changed, so the version stays.
 """
 
 from __future__ import annotations
@@ -46,7 +43,6 @@ CREATE TABLE IF NOT EXISTS log_base (
     snapshot_index INTEGER NOT NULL,
     snapshot_term INTEGER NOT NULL
 );
-DROP TABLE IF EXISTS apply_outcomes;
 """
 
 _INSERT_ENTRY = "INSERT INTO log_entries (idx, term, type, data) VALUES (?, ?, ?, ?)"

@@ -15,7 +15,7 @@ from typing import Protocol, cast
 
 from raft3d.consensus.types import Message
 from raft3d.transport import stats, wire
-from raft3d.transport.sockets import tune_socket
+from raft3d.transport.sockets import peer_certificate_name, tune_socket
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,11 @@ class InboundConnection(asyncio.Protocol):
             dialer_id, nonce = wire.decode_hello(body)
             if not self._ctx.is_peer(dialer_id):
                 raise wire.ProtocolViolation(stats.AUTH_FAILED, f"unknown node {dialer_id!r}")
+            named = peer_certificate_name(self._transport)
+            if named is not None and named != dialer_id:
+                raise wire.ProtocolViolation(
+                    stats.AUTH_FAILED, f"{dialer_id!r} has a certificate for {named!r}"
+                )
             self._dialer_id = dialer_id
             self._dialer_nonce = nonce
             self._acceptor_nonce = os.urandom(wire.NONCE_BYTES)

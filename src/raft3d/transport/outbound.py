@@ -13,13 +13,14 @@ import contextlib
 import logging
 import os
 import random
+import ssl
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from raft3d.consensus.types import Message
 from raft3d.transport import stats, wire
-from raft3d.transport.sockets import tune_socket
+from raft3d.transport.sockets import peer_certificate_name, tune_socket
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class LinkSettings:
     write_stall_timeout: float  # a peer that stops reading this long is treated as gone
     backoff_min: float
     backoff_max: float
+    ssl: ssl.SSLContext | None = None  # mutual TLS with the cluster CA
 
 
 class _DialerProtocol(asyncio.StreamReaderProtocol):
@@ -164,7 +166,18 @@ class PeerLink:
         host, port = self.address
         try:
             async with asyncio.timeout(s.connect_timeout):
-                transport, _ = await loop.create_connection(lambda: protocol, host, port)
+                transport, _ = await loop.create_connection(
+                    lambda: protocol,
+                    host,
+                    port,
+                    ssl=s.ssl,
+                    server_hostname=host if s.ssl else None,
+                    ssl_handshake_timeout=s.handshake_timeout if s.ssl else None,
+                )
+        except ssl.SSLError as exc:
+            self._stats.drop(stats.AUTH_FAILED)
+            self._handshake_failed(f"TLS: {exc.reason or exc}")
+            return None
         except (OSError, TimeoutError) as exc:
             log.debug("cannot connect to %s at %s:%s: %r", self.peer_id, host, port, exc)
             return None
@@ -206,6 +219,11 @@ class PeerLink:
         if acceptor_id != self.peer_id:
             raise wire.ProtocolViolation(
                 stats.AUTH_FAILED, f"{self.address} is {acceptor_id!r}, not {self.peer_id!r}"
+            )
+        named = peer_certificate_name(conn.writer.transport)
+        if named is not None and named != self.peer_id:
+            raise wire.ProtocolViolation(
+                stats.AUTH_FAILED, f"{self.address} has a certificate for {named!r}"
             )
         transcript = wire.transcript(s.node_id, acceptor_id, nonce, acceptor_nonce)
         conn.writer.write(wire.encode_proof(wire.dialer_proof(s.secret, transcript)))

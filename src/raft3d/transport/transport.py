@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable, Mapping
 
 from raft3d.consensus.types import Message
@@ -39,7 +40,11 @@ class Transport:
         write_stall_timeout: float = 10.0,
         backoff_min: float = 0.02,
         backoff_max: float = 1.0,
+        ssl_server: ssl.SSLContext | None = None,
+        ssl_client: ssl.SSLContext | None = None,
     ) -> None:
+        """``ssl_server``/``ssl_client``: mutual TLS for inbound and outbound connections (both
+        or neither); the peer's certificate must then name the node id it claims."""
         if not node_id:
             raise ValueError("node_id must not be empty")
         if not secret:
@@ -48,6 +53,8 @@ class Transport:
             raise ValueError("max_frame_bytes must be at least 1024")
         if send_queue_limit < 1:
             raise ValueError("send_queue_limit must be at least 1")
+        if (ssl_server is None) != (ssl_client is None):
+            raise ValueError("mutual TLS needs both ssl_server and ssl_client")
         self.node_id = node_id
         self.secret = secret
         self.max_frame_bytes = max_frame_bytes
@@ -56,6 +63,7 @@ class Transport:
         self.deliver = on_message
         self._listen = listen
         self._on_peer_change = on_peer_change
+        self._ssl_server = ssl_server
         settings = LinkSettings(
             node_id=node_id,
             secret=secret,
@@ -66,6 +74,7 @@ class Transport:
             write_stall_timeout=write_stall_timeout,
             backoff_min=backoff_min,
             backoff_max=backoff_max,
+            ssl=ssl_client,
         )
         self._links = {
             peer_id: PeerLink(peer_id, address, settings, self.stats, self._peer_changed)
@@ -89,7 +98,13 @@ class Transport:
         loop = asyncio.get_running_loop()
         host, port = self._listen
         self._stopping = False
-        self._server = await loop.create_server(self._accept, host, port)
+        self._server = await loop.create_server(
+            self._accept,
+            host,
+            port,
+            ssl=self._ssl_server,
+            ssl_handshake_timeout=self.handshake_timeout if self._ssl_server else None,
+        )
         self._port = self._server.sockets[0].getsockname()[1]
         self._link_tasks = [
             asyncio.create_task(link.run(), name=f"raft3d-transport-{self.node_id}->{peer_id}")

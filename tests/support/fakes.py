@@ -10,12 +10,13 @@ has the counters ``raft3d.node.metrics.NodeCollector`` reads.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from prometheus_client.registry import Collector
@@ -23,11 +24,23 @@ from prometheus_client.registry import Collector
 from raft3d.api import create_app
 from raft3d.config import Address, HttpSettings, Member, Settings
 from raft3d.consensus.types import Snapshot, SnapshotMeta
+from raft3d.domain.results import Result
 from raft3d.domain.state import FarmStateMachine
-from raft3d.node.driver import NodeCounters, RaftNode, StateMachine
+from raft3d.node.driver import RaftNode
 from raft3d.node.errors import NodeStoppedError, NotLeaderError
+from raft3d.node.ready import NodeCounters
+from raft3d.node.seams import StateMachine
 from raft3d.node.status import NodeStatus, PeerInfo
+from raft3d.node.wiring import build_node
+from raft3d.security.forwarding_mac import ForwardClaims, forwarding_key, sign
+from raft3d.security.settings import AuthSettings
+from raft3d.security.tokens import ANONYMOUS_ADMIN, Identity
+from tests.support.settings import SECRET, node_settings
 from tests.support.waiting import eventually
+
+R = TypeVar("R")
+
+FAKE_SECRET = SECRET
 
 # Where the fake's snapshot clock starts: 2023-11-14T22:13:20Z.
 FAKE_EPOCH = 1_700_000_000.0
@@ -41,7 +54,7 @@ class FakeEntry:
     term: int
     is_noop: bool
     data: bytes
-    outcome: object
+    outcome: Result | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +129,7 @@ class FakeNode:
     def applied_index(self) -> int:
         return self._index
 
-    async def propose(self, command: bytes, timeout: float) -> object:
+    async def propose(self, command: bytes, timeout: float) -> Result:
         await asyncio.sleep(0)  # yield until other tasks ran, as a real node always does
         self.proposals.append(command)
         if self._propose_errors:
@@ -221,6 +234,7 @@ def fake_settings(
     members: tuple[Member, ...] = (),
     sse_heartbeat_s: float = 15.0,
     sse_buffer_events: int = 4096,
+    auth: AuthSettings | None = None,
 ) -> Settings:
     """Settings for an app under test; ``members`` defaults to this node alone."""
     own = Member(node_id, Address("127.0.0.1", 1), Address("127.0.0.1", 2))
@@ -229,7 +243,7 @@ def fake_settings(
         http=own.http,
         raft=own.raft,
         data_dir=Path("unused"),
-        cluster_secret=b"test-secret-0123456789",
+        cluster_secret=FAKE_SECRET,
         members=members or (own,),
         http_settings=HttpSettings(
             request_timeout_s=request_timeout_s,
@@ -237,20 +251,13 @@ def fake_settings(
             sse_heartbeat_s=sse_heartbeat_s,
             sse_buffer_events=sse_buffer_events,
         ),
+        auth=auth or AuthSettings(),
     )
 
 
 def single_voter_settings(data_dir: Path) -> Settings:
     """Settings for a real one-node cluster (it elects itself) on a free loopback Raft port."""
-    own = Member("solo", Address("127.0.0.1", 0), Address("127.0.0.1", 0))
-    return Settings(
-        node_id=own.node_id,
-        http=own.http,
-        raft=own.raft,
-        data_dir=data_dir,
-        cluster_secret=b"test-secret-0123456789",
-        members=(own,),
-    )
+    return node_settings(data_dir)
 
 
 def make_app(
@@ -263,12 +270,47 @@ def make_app(
 
 
 @asynccontextmanager
-async def running_single_voter(data_dir: Path, state: StateMachine) -> AsyncIterator[RaftNode]:
+async def running_single_voter(
+    data_dir: Path, state: StateMachine[R]
+) -> AsyncIterator[RaftNode[R]]:
     """A real one-node cluster, started and elected; stopped on exit."""
-    node = RaftNode(single_voter_settings(data_dir), state)
+    node = build_node(single_voter_settings(data_dir), state)
     await node.start()
     try:
         await eventually(lambda: node.is_leader, 10, "a single voter to elect itself")
         yield node
     finally:
         await node.stop()
+
+
+def peers_named(node_id: str, *others: str) -> tuple[Member, ...]:
+    """Members for ``fake_settings``: this node and ``others`` (at unused addresses)."""
+    return tuple(
+        Member(name, Address("127.0.0.1", 1), Address("127.0.0.1", 2))
+        for name in (node_id, *others)
+    )
+
+
+def forwarded_by(
+    peer: str,
+    method: str,
+    path_qs: str,
+    body: bytes,
+    *,
+    budget_ms: int = 1000,
+    caller: Identity = ANONYMOUS_ADMIN,
+    content_type: str = "application/json",
+    secret: bytes = FAKE_SECRET,
+) -> dict[str, str]:
+    """The headers a peer signs when it forwards a request (``LeaderForwarder``)."""
+    claims = ForwardClaims(peer, budget_ms, caller.name, caller.role, int(time.time() * 1000))
+    out = {
+        "X-Raft3D-Forwarded-By": peer,
+        "X-Raft3D-Budget-Ms": str(budget_ms),
+        "X-Raft3D-Caller": caller.name,
+        "X-Raft3D-Caller-Role": caller.role,
+        "X-Raft3D-Forward-Time": str(claims.timestamp_ms),
+        "Content-Type": content_type,
+    }
+    out["X-Raft3D-Forward-Mac"] = sign(forwarding_key(secret), method, path_qs, claims, out, body)
+    return out

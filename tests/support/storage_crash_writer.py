@@ -1,6 +1,8 @@
 """Child process of the storage crash test: writes random batches until it is killed.
 
-Usage (from the repository root): ``python -m tests.storage_crash_writer DATA_DIR SEED [MAX]``
+Usage (from the repository root)::
+
+    python -m tests.support.storage_crash_writer DATA_DIR SEED [MAX]
 
 It opens the storage, recovers, then loops over random operations (appends, suffix
 overwrites, local snapshots with compaction, snapshots received from a leader, hard state
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from raft3d.consensus.types import Entry, EntryType, HardState, Snapshot, SnapshotMeta
 from raft3d.storage import DurableStorage
-from tests.storage_model import StorageModel
+from tests.support.storage_model import StorageModel
 
 VOTERS = ("n1", "n2", "n3")
 

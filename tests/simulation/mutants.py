@@ -7,7 +7,7 @@ report every one of them as an invariant violation.
 
 from __future__ import annotations
 
-from raft3d.consensus import HardState, Message, RaftCore
+from raft3d.consensus import HardState, Message, RaftCore, quorum
 from raft3d.consensus.progress import Progress
 
 from .storage import MemoryStorage
@@ -26,10 +26,8 @@ class CommitsOldTermByCount(RaftCore):
     Raft paper): a later leader may still overwrite it."""
 
     def _commit_candidate(self) -> int:
-        matches = sorted(
-            [pr.match for pr in self._progress.values()] + [self._own_match()], reverse=True
-        )
-        return max(matches[self._quorum - 1], self._log.committed)
+        index = quorum.committed_index(self._voters, self._match_indexes())
+        return max(index, self._log.committed)
 
 
 class TruncatesMatchingSuffix(RaftCore):

@@ -1,0 +1,141 @@
+"""Who is calling, and may they: bearer tokens, roles, and signed forwarding claims.
+
+A request that carries forwarding headers comes from a peer only if the signature over it
+verifies (``raft3d.security.forwarding_mac``): then the caller is whoever the forwarding node
+authenticated. Otherwise, with ``[auth]`` enabled, the caller is the owner of the bearer
+token; with it disabled (the local demo), everyone may do everything. Paths listed in
+``auth.open`` need no token.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from raft3d.api import headers
+from raft3d.api.errors import Forbidden, Unauthorized
+from raft3d.api.inputs import ascii_decimal
+from raft3d.api.typedefs import SETTINGS_KEY
+from raft3d.config import Settings
+from raft3d.security.forwarding_mac import ForwardClaims, ReplayGuard, forwarding_key, verify
+from raft3d.security.tokens import (
+    ADMIN,
+    ANONYMOUS_ADMIN,
+    OPERATOR,
+    ROLES,
+    VIEWER,
+    Identity,
+    TokenTable,
+    allows,
+)
+
+_IDENTITY = web.RequestKey("identity", Identity)
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_OPERATIONS = ("/healthz", "/readyz", "/metrics")
+
+
+def required_role(method: str, path: str) -> str:
+    """The least role that may send ``method`` to ``path``."""
+    if path.startswith("/cluster/snapshots"):
+        return ADMIN  # a snapshot is the whole farm's state
+    if path.startswith("/cluster/") and path != "/cluster/status":
+        return ADMIN  # cluster operations
+    if method in _READ_METHODS or path in _OPERATIONS:
+        return VIEWER
+    return OPERATOR
+
+
+def identity_of(request: web.Request) -> Identity:
+    """The caller, as established by ``auth_middleware``."""
+    try:
+        return request[_IDENTITY]
+    except KeyError:
+        return ANONYMOUS_ADMIN
+
+
+class Authenticator:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._tokens = TokenTable((t.name, t.role, t.sha256) for t in settings.auth.tokens)
+        self._forward_key = forwarding_key(settings.cluster_secret)
+        self._replays = ReplayGuard()
+        self._open = frozenset(settings.auth.open_paths)
+
+    @property
+    def forward_key(self) -> bytes:
+        return self._forward_key
+
+    async def identify(self, request: web.Request) -> Identity | None:
+        """The caller, or None for an open path; raises ``Unauthorized``."""
+        if any(name in request.headers for name in headers.FORWARDING):
+            return await self._forwarded(request)
+        auth = self._settings.auth
+        if not auth.enabled:
+            return ANONYMOUS_ADMIN
+        if request.path in self._open:
+            return None
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized(
+                "unauthenticated", "this request needs an 'Authorization: Bearer TOKEN' header"
+            )
+        identity = self._tokens.identify(token.strip())
+        if identity is None:
+            raise Unauthorized("invalid_token", "the bearer token is not known to this node")
+        return identity
+
+    async def _forwarded(self, request: web.Request) -> Identity:
+        h = request.headers
+        by = h.get(headers.FORWARDED_BY, "")
+        member = self._settings.member(by)
+        if member is None or by == self._settings.node_id:
+            raise Unauthorized(
+                "unauthenticated_forward", f"forwarding headers from {by!r}, not a peer"
+            )
+        role = h.get(headers.CALLER_ROLE, "")
+        claims = ForwardClaims(
+            forwarded_by=by,
+            budget_ms=ascii_decimal(h.get(headers.BUDGET_MS, "")) or 0,
+            caller=h.get(headers.CALLER, ""),
+            role=role,
+            timestamp_ms=ascii_decimal(h.get(headers.FORWARD_TIME, "")) or 0,
+        )
+        body = await request.read()
+        now_ms = int(time.time() * 1000)
+        mac = h.get(headers.FORWARD_MAC, "")
+        problem = verify(
+            self._forward_key, request.method, request.raw_path, claims, h, body, mac, now_ms
+        )
+        if problem is not None:
+            raise Unauthorized("unauthenticated_forward", problem)
+        if not self._replays.first_use(mac, claims.timestamp_ms, now_ms):
+            raise Unauthorized("unauthenticated_forward", "this forwarded request was replayed")
+        if role not in ROLES:
+            raise Unauthorized("unauthenticated_forward", f"unknown caller role {role!r}")
+        return Identity(claims.caller, role)
+
+
+AUTHENTICATOR_KEY = web.AppKey("authenticator", Authenticator)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    identity = await request.app[AUTHENTICATOR_KEY].identify(request)
+    if identity is not None:
+        needed = required_role(request.method, request.path)
+        if not allows(identity.role, needed):
+            raise Forbidden(
+                "forbidden",
+                f"{identity.name!r} has role {identity.role}; this needs {needed}",
+                {"role": identity.role, "needed": needed},
+            )
+        request[_IDENTITY] = identity
+    return await handler(request)
+
+
+def install(app: web.Application) -> None:
+    """Check every request; call before the app is frozen, after the error middleware."""
+    app[AUTHENTICATOR_KEY] = Authenticator(app[SETTINGS_KEY])
+    app.middlewares.append(auth_middleware)

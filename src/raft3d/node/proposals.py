@@ -1,0 +1,80 @@
+"""Proposals waiting for their entry to be applied, keyed by log index."""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from raft3d.node.errors import OutcomeUnknownError
+from raft3d.node.seams import Waiter
+
+R = TypeVar("R")
+
+
+@dataclass(slots=True)
+class _Pending(Generic[R]):
+    term: int
+    waiter: Waiter[R]
+
+
+class Proposals(Generic[R]):
+    """An entry proposed at (index, term) succeeds when an entry with that same index and term
+    is applied. A different entry at its index means another leader replaced it; a term that
+    ends first leaves it in doubt. Either way the proposer hears "outcome unknown": the entry
+    may still commit (or may have) somewhere.
+
+    ``counts`` (``committed``, ``outcome_unknown``) is updated as proposals end.
+    """
+
+    __slots__ = ("_counts", "_pending")
+
+    def __init__(self, counts: MutableMapping[str, int]) -> None:
+        self._counts = counts
+        self._pending: dict[int, _Pending[R]] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __contains__(self, index: object) -> bool:
+        return index in self._pending
+
+    def add(self, index: int, term: int, waiter: Waiter[R]) -> None:
+        self._pending[index] = _Pending(term, waiter)
+
+    def forget(self, index: int, waiter: Waiter[R]) -> None:
+        """The proposer left (timed out, cancelled): nobody is waiting at ``index`` now."""
+        pending = self._pending.get(index)
+        if pending is not None and pending.waiter is waiter:
+            del self._pending[index]
+
+    def applied(self, index: int, term: int, result: R) -> None:
+        """The entry (index, term) was applied with ``result``."""
+        pending = self._pending.pop(index, None)
+        if pending is None or pending.waiter.done():
+            return
+        if pending.term == term:
+            pending.waiter.set_result(result)
+            self._counts["committed"] += 1
+        else:
+            self._unknown(index, pending)
+
+    def replaced(self, index: int) -> None:
+        """Something that is not a proposal (a leader's no-op) was applied at ``index``."""
+        pending = self._pending.pop(index, None)
+        if pending is not None and not pending.waiter.done():
+            self._unknown(index, pending)
+
+    def fail(self, keep_term: int | None = None) -> None:
+        """Every proposal not of ``keep_term`` is in doubt now (its term ended)."""
+        kept: dict[int, _Pending[R]] = {}
+        for index, pending in self._pending.items():
+            if pending.term == keep_term:
+                kept[index] = pending
+            elif not pending.waiter.done():
+                self._unknown(index, pending)
+        self._pending = kept
+
+    def _unknown(self, index: int, pending: _Pending[R]) -> None:
+        pending.waiter.set_exception(OutcomeUnknownError(index, pending.term))
+        self._counts["outcome_unknown"] += 1

@@ -1,0 +1,120 @@
+"""What the node driver is given rather than builds: its state machine, storage and transport.
+
+``raft3d.node.wiring.build_node`` plugs in the real ones (SQLite and snapshot files, the TCP
+transport); ``raft3d.node.memory`` has in-memory twins for fast tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol, TypeVar
+
+from raft3d.consensus.types import Entry, HardState, InitialState, Message, Snapshot
+
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+T_contra = TypeVar("T_contra", contravariant=True)
+
+
+class StateCapture(Protocol):
+    """A frozen picture of a state machine; ``encode`` may run on any thread."""
+
+    def encode(self) -> bytes: ...
+
+
+class StateMachine(Protocol[R_co]):
+    """The application. ``apply`` must be deterministic; its result goes to the proposer.
+
+    ``capture`` runs on the event loop and must be cheap at any state size (O(1) for the
+    farm: ``raft3d.domain.persistent``); its ``encode`` runs on the snapshot thread.
+    ``restore`` may run on a worker thread (never while ``apply`` runs). The machine keeps
+    each applied entry's outcome until ``forget_outcomes`` (called as the log is compacted)
+    and carries the ones it holds in its snapshots, so every entry still in the log has its
+    outcome, on every node, across restarts and snapshot installs.
+    """
+
+    def apply(self, index: int, data: bytes) -> R_co: ...
+
+    def capture(self) -> StateCapture: ...
+
+    def restore(self, data: bytes) -> None: ...
+
+    def outcome(self, index: int) -> R_co | None: ...
+
+    def forget_outcomes(self, through: int) -> None: ...
+
+
+class Waiter(Protocol[T_contra]):
+    """Someone waiting for a result: an ``asyncio.Future`` (or the simulation's stand-in)."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: T_contra, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
+class SnapshotRecord(Protocol):
+    """One snapshot the storage holds."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def term(self) -> int: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def created_at(self) -> float: ...
+
+
+class Storage(Protocol):
+    """Durable Raft state. ``persist`` and ``save_local_snapshot`` run on the driver's one
+    disk thread, in submission order; everything else on the event loop."""
+
+    def load(self) -> InitialState: ...
+
+    def persist(
+        self,
+        hard_state: HardState | None,
+        entries: Sequence[Entry],
+        snapshot: Snapshot | None = None,
+    ) -> None:
+        """Make all of it durable, atomically: a received snapshot replaces the log."""
+        ...
+
+    def save_local_snapshot(self, snapshot: Snapshot) -> None:
+        """Keep ``snapshot`` of our own state; the log up to it may then be dropped."""
+        ...
+
+    def first_index(self) -> int: ...
+
+    def read_entries(self, after: int, limit: int) -> list[Entry]: ...
+
+    def list_snapshots(self) -> Sequence[SnapshotRecord]: ...
+
+    def latest_snapshot(self) -> Snapshot | None: ...
+
+    def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    """Peer messaging. Whoever builds it routes what arrives to ``RaftNode.receive`` and
+    lost or regained connections to ``RaftNode.peer_changed``."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def send(self, msg: Message) -> None:
+        """Queue ``msg``; never blocks. Delivery is best effort (Raft retries)."""
+        ...
+
+    def reachable(self, peer: str) -> bool: ...
+
+    @property
+    def dropped(self) -> Mapping[str, int]:
+        """Messages, frames or connections dropped so far, by reason."""
+        ...

@@ -1,0 +1,83 @@
+"""How a node's parts are put together from its settings."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import TypeVar
+
+from raft3d.config import RaftSettings, Settings
+from raft3d.consensus import CoreConfig, NodeId
+from raft3d.node.driver import RaftNode
+from raft3d.node.options import MemberAddress, NodeOptions
+from raft3d.node.seams import StateMachine
+from raft3d.security.tls import TlsContexts
+from raft3d.storage import DurableStorage
+from raft3d.transport import Transport
+
+R = TypeVar("R")
+
+
+def core_config(node_id: NodeId, voters: Sequence[NodeId], raft: RaftSettings) -> CoreConfig:
+    """The Raft core's settings for ``node_id`` among ``voters``: the one place where
+    ``RaftSettings`` (milliseconds, operator-facing) become core settings (ticks)."""
+    return CoreConfig(
+        node_id=node_id,
+        voters=tuple(voters),
+        election_ticks=raft.election_ticks,
+        heartbeat_ticks=raft.heartbeat_ticks,
+        pre_vote=raft.pre_vote,
+        check_quorum=raft.check_quorum,
+        max_msg_bytes=raft.max_msg_bytes,
+        max_inflight_msgs=raft.max_inflight_msgs,
+        max_entry_bytes=raft.max_entry_bytes,
+        snapshot_chunk_bytes=raft.snapshot_chunk_bytes,
+        trailing_entries=raft.snapshot_trailing_entries,
+    )
+
+
+def node_options(settings: Settings) -> NodeOptions:
+    """What the driver needs of a node's settings."""
+    raft = settings.raft_settings
+    return NodeOptions(
+        core=core_config(settings.node_id, [m.node_id for m in settings.members], raft),
+        tick_s=raft.tick_ms / 1000,
+        snapshot_threshold=raft.snapshot_threshold,
+        snapshot_log_ratio=raft.snapshot_log_ratio,
+        default_timeout_s=settings.http_settings.request_timeout_s,
+        addresses={m.node_id: MemberAddress(str(m.raft), m.http_url) for m in settings.members},
+    )
+
+
+def build_node(
+    settings: Settings,
+    state_machine: StateMachine[R],
+    *,
+    rng: random.Random | None = None,
+    tls: TlsContexts | None = None,
+) -> RaftNode[R]:
+    """A node on durable storage in ``settings.data_dir`` and the TCP peer transport (over
+    mutual TLS when ``tls`` is given)."""
+    raft = settings.raft_settings
+    storage = DurableStorage(
+        settings.data_dir,
+        snapshots_keep=raft.snapshots_keep,
+        trailing_entries=raft.snapshot_trailing_entries,
+    )
+    try:
+        # The transport hands what it receives to the node built right after it.
+        transport = Transport(
+            settings.node_id,
+            (settings.raft.host, settings.raft.port),
+            {m.node_id: (m.raft.host, m.raft.port) for m in settings.peers},
+            settings.cluster_secret,
+            lambda msg: node.receive(msg),
+            on_peer_change=lambda peer, up: node.peer_changed(peer, up),
+            ssl_server=tls.peer_server if tls else None,
+            ssl_client=tls.peer_client if tls else None,
+        )
+    except BaseException:
+        storage.close()
+        raise
+    node = RaftNode(node_options(settings), storage, transport, state_machine, rng=rng)
+    return node

@@ -1,0 +1,1 @@
+"""Deployment security: TLS settings and contexts, client tokens, signed forwarding."""
