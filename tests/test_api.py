@@ -216,7 +216,7 @@ async def test_reads_are_linearizable_by_default(client: Client, node: FakeNode)
 
 
 @pytest.mark.parametrize(
-    ("error", "code"), [(NoLeaderError("no leader"), "no_leader"), (TimeoutError(), "unavailable")]
+    ("error", "code"), [(NoLeaderError("no leader"), "no_leader"), (TimeoutError(), "timeout")]
 )
 async def test_read_without_quorum_is_503_but_local_read_works(
     client: Client, node: FakeNode, error: BaseException, code: str

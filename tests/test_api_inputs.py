@@ -141,7 +141,12 @@ CASES: dict[str, Bad] = {
     "bad status filter": Bad(
         "GET", J + "?status=paused", None, 400, "invalid_query", field="status"
     ),
-    "unknown read param": Bad("GET", F + "?limit=5", None, 400, "invalid_query", field="limit"),
+    "unknown read param": Bad("GET", F + "?page=5", None, 400, "invalid_query", field="page"),
+    "zero limit": Bad("GET", F + "?limit=0", None, 400, "invalid_query", field="limit"),
+    "huge limit": Bad("GET", P + "?limit=10001", None, 400, "invalid_query", field="limit"),
+    "signed limit": Bad("GET", J + "?limit=+5", None, 400, "invalid_query", field="limit"),
+    "unknown cursor": Bad("GET", J + "?after=nobody", None, 400, "invalid_query", field="after"),
+    "empty cursor": Bad("GET", P + "?after=", None, 400, "invalid_query", field="after"),
     # Headers, media types and sizes.
     "empty idempotency key": Bad(
         "POST", P, json.dumps(PRINTER).encode(), 400, "invalid_header", {"Idempotency-Key": ""}

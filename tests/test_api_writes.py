@@ -42,7 +42,7 @@ def error_code(payload: Any) -> str:
     ("error", "status", "code"),
     [
         (OutcomeUnknownError(7, 2), 503, "outcome_unknown"),
-        (TimeoutError(), 503, "unavailable"),
+        (TimeoutError(), 503, "timeout"),
         (NodeStoppedError("stopping"), 503, "node_stopped"),
         (EntryTooLargeError(70_000, 65_536), 413, "entry_too_large"),
     ],

@@ -409,3 +409,25 @@ async def test_take_snapshot_while_a_received_snapshot_waits_to_install(
     assert follower.halted is None
     assert machine.last_index == 20
     assert [s.index for s in follower.snapshots()][:1] == [20]
+
+
+async def test_a_proposal_past_its_deadline_is_a_timeout_not_a_leadership_change(
+    solo: Node,
+) -> None:
+    # Issue 8: the deadline passing was reported as "leadership changed, outcome unknown".
+    disk = gate(solo)
+    disk.close_gate()
+    try:
+        term = solo.core.term
+        with pytest.raises(TimeoutError) as raised:
+            await solo.propose(b"slow", 0.2)
+        assert not isinstance(raised.value, OutcomeUnknownError)
+        assert solo.is_leader and solo.core.term == term
+    finally:
+        disk.open_gate()
+
+
+async def test_a_read_barrier_past_its_deadline_is_a_timeout(follower: Node) -> None:
+    # A follower that never hears from a leader cannot confirm a read index.
+    with pytest.raises(TimeoutError):
+        await follower.read_barrier(0.2)

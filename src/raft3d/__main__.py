@@ -2,4 +2,6 @@ import sys
 
 from raft3d.cli import main
 
-sys.exit(main())
+# Guarded: a worker process started with "spawn" imports this module too, and must not serve.
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import os
+import resource
 import signal
 import ssl
 import sys
@@ -19,11 +21,14 @@ from typing import Any
 
 from aiohttp import web
 
+from raft3d.api.connections import ConnectionGuard, GuardedSite
 from raft3d.config import ConfigError, Settings, load_settings
 from raft3d.logs import configure_logging
+from raft3d.loop_lag import LoopLagMonitor
 from raft3d.security import commands
 from raft3d.security.settings import SecurityConfigError
 from raft3d.security.tls import TlsContexts
+from raft3d.storage.errors import StorageError
 
 log = logging.getLogger("raft3d.cli")
 
@@ -82,9 +87,59 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"raft3d: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, args.log_file, args.file_level)
+    if settings.uses_demo_secret:
+        log.warning(
+            "cluster.secret is the public demo secret from conf/: anyone can join this "
+            "cluster's peer traffic; set RAFT3D_CLUSTER_SECRET for anything but a local demo"
+        )
+    try:
+        _prepare_data_dir(settings.data_dir)
+    except OSError as exc:
+        print(f"raft3d: cannot use data dir {settings.data_dir}: {exc.strerror}", file=sys.stderr)
+        return 2
     import uvloop
 
-    return uvloop.run(run_node(settings, tls))
+    try:
+        return uvloop.run(run_node(settings, tls))
+    except BindError as exc:
+        print(f"raft3d: {exc}", file=sys.stderr)
+        return 2
+
+
+class BindError(Exception):
+    """The node cannot start: a listening address cannot be bound (in use, not local, no
+    permission), or its data directory cannot be opened (e.g. another node holds it)."""
+
+
+# File descriptors kept back from HTTP connections: the Raft port, peer links, the log
+# database and its journal, snapshot files, log files.
+FD_RESERVE = 64
+
+
+def _prepare_data_dir(data_dir: Path) -> None:
+    """Everything the node writes is for this user only: dirs 0700, files 0600."""
+    os.umask(0o077)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft limit on open files to the hard limit; return the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-files limit from %d: %s", soft, exc)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def connection_cap(configured: int, fd_limit: int) -> int:
+    """Connections the node may hold open: a forwarded write holds a second descriptor (the
+    request to the leader), so each connection may cost two, beside the reserve."""
+    return max(1, min(configured, (fd_limit - FD_RESERVE) // 2))
 
 
 async def run_node(settings: Settings, tls: TlsContexts | None = None) -> int:
@@ -94,24 +149,50 @@ async def run_node(settings: Settings, tls: TlsContexts | None = None) -> int:
     SIGHUP re-reads the TLS certificate files (a bad set is refused and the old one kept).
     """
     halted = asyncio.Event()
-    app = build_app(settings, tls, on_halt=lambda _exc: halted.set())
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(
-        runner,
-        settings.http.host,
-        settings.http.port,
-        shutdown_timeout=settings.http_settings.request_timeout_s,
-        reuse_address=True,
-        ssl_context=tls.http_server if tls else None,
+    http = settings.http_settings
+    fd_limit = raise_fd_limit()
+    cap = connection_cap(http.max_connections, fd_limit)
+    if cap < http.max_connections:
+        log.warning(
+            "http.max_connections lowered from %d to %d to stay below the open-files limit %d",
+            http.max_connections,
+            cap,
+            fd_limit,
+        )
+    guard = ConnectionGuard(
+        settings.node_id, max_connections=cap, header_timeout_s=http.header_timeout_s
     )
-    await site.start()
+    lag = LoopLagMonitor()
+    try:
+        # Opens (and locks) the data directory.
+        app = build_app(settings, tls, lag, on_halt=lambda _exc: halted.set())
+    except (OSError, StorageError) as exc:
+        raise BindError(f"cannot start node {settings.node_id}: {exc}") from None
+    app.middlewares.insert(0, guard.track_requests)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        keepalive_timeout=http.keepalive_timeout_s,
+        shutdown_timeout=http.request_timeout_s,
+    )
+    lag.start()
+    try:
+        await _start_listening(settings, runner, guard, tls)
+    except BaseException:
+        lag.stop()
+        raise
     log.info(
-        "http listening node=%s addr=%s advertised=%s://%s",
+        "http listening node=%s addr=%s advertised=%s://%s max_connections=%d "
+        "header_timeout_s=%g keepalive_timeout_s=%g fd_limit=%d",
         settings.node_id,
         settings.http,
         settings.http_scheme,
         settings.public_http,
+        cap,
+        http.header_timeout_s,
+        http.keepalive_timeout_s,
+        fd_limit,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -133,6 +214,7 @@ async def run_node(settings: Settings, tls: TlsContexts | None = None) -> int:
         for wait in waits:
             wait.cancel()
         await runner.cleanup()  # stops listening, waits for handlers, then stops the node
+        lag.stop()
     return EXIT_HALTED if halted.is_set() else 0
 
 
@@ -148,9 +230,47 @@ def _reload_tls(tls: TlsContexts | None) -> None:
         log.info("SIGHUP: TLS certificates reloaded")
 
 
+async def _start_listening(
+    settings: Settings,
+    runner: web.AppRunner,
+    guard: ConnectionGuard,
+    tls: TlsContexts | None = None,
+) -> None:
+    """Start the node (it binds the Raft port) and the HTTP listener; a bind failure becomes
+    a BindError naming the address, after whatever did start is stopped again."""
+    try:
+        await runner.setup()
+    except (OSError, StorageError) as exc:
+        await runner.cleanup()
+        if isinstance(exc, OSError) and exc.errno in _BIND_ERRNOS:
+            raise BindError(_bind_problem("raft", settings.raft, exc)) from None
+        raise BindError(f"cannot start node {settings.node_id}: {exc}") from None
+    site = GuardedSite(
+        runner,
+        settings.http.host,
+        settings.http.port,
+        guard,
+        ssl_context=tls.http_server if tls else None,
+    )
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise BindError(_bind_problem("http", settings.http, exc)) from None
+
+
+_BIND_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
+
+
+def _bind_problem(what: str, address: object, exc: OSError) -> str:
+    reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or exc
+    return f"cannot listen on node.{what} {address}: {reason}"
+
+
 def build_app(
     settings: Settings,
     tls: TlsContexts | None = None,
+    lag: LoopLagMonitor | None = None,
     on_halt: Callable[[BaseException], None] | None = None,
 ) -> web.Application:
     """The node and its HTTP app, wired so the node outlives every request handler."""
@@ -163,11 +283,12 @@ def build_app(
     node = build_node(settings, state, tls=tls)
     if on_halt is not None:
         node.halt_listeners.append(on_halt)
+    collectors = [NodeCollector(node)] + ([lag.histogram] if lag is not None else [])
     app = create_app(
         settings,
         node,
         state,
-        collectors=[NodeCollector(node)],
+        collectors=collectors,
         client_ssl=tls.http_client if tls else None,
     )
 

@@ -21,23 +21,32 @@ File layout::
     [raft]                            # optional; defaults shown in RaftSettings
     heartbeat_ms = 50
 
-    [http]                            # optional
+    [http]                            # optional; defaults shown in HttpSettings
     request_timeout_s = 5.0
+
+    [limits]                          # optional; defaults shown in LimitSettings
+    max_print_jobs = 1000000
 
 ``[tls]`` and ``[auth]`` are described in ``raft3d.security.settings``.
 
 Environment overrides: ``RAFT3D_DATA_DIR``, ``RAFT3D_CLUSTER_SECRET``, ``RAFT3D_HTTP``,
 ``RAFT3D_LOG_LEVEL``.
+
+Every value is checked when the file is loaded (type, range, and the relations between
+values of a section), so a node never starts with a setting it would misbehave on. Each
+section is a frozen dataclass; a field's range is declared beside it (``bounded``) and checked
+generically, and relations between fields of a section live in that section's ``check()``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from raft3d.security.settings import (
     AuthSettings,
@@ -48,10 +57,20 @@ from raft3d.security.settings import (
 )
 
 T = TypeVar("T")
+MIB = 1024 * 1024
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# The secret shipped in conf/ for the laptop demo; a node using it says so at start.
+DEMO_SECRET = "raft3d-local-demo-secret-do-not-use-in-production"
 
 
 class ConfigError(Exception):
     """The configuration is missing, malformed or inconsistent."""
+
+
+def bounded(default: T, low: float | None = None, high: float | None = None) -> T:
+    """A settings field whose value must lie in ``[low, high]`` (checked at load)."""
+    return field(default=default, metadata={"low": low, "high": high})
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,21 +103,43 @@ class Member:
 
 @dataclass(frozen=True, slots=True)
 class RaftSettings:
-    tick_ms: int = 10
-    heartbeat_ms: int = 50
-    election_timeout_ms: int = 300  # randomized per election in [this, 2 * this)
+    tick_ms: int = bounded(10, 1, 1000)
+    heartbeat_ms: int = bounded(50, 1, 60_000)
+    # Randomized per election in [this, 2 * this).
+    election_timeout_ms: int = bounded(300, 2, 3_600_000)
     pre_vote: bool = True
     check_quorum: bool = True
-    max_entry_bytes: int = 64 * 1024
-    max_msg_bytes: int = 1024 * 1024
-    max_inflight_msgs: int = 256
-    snapshot_threshold: int = 10_000  # applied entries between snapshots
+    max_entry_bytes: int = bounded(64 * 1024, 1, 4 * MIB)
+    # Below the transport's 8 MiB frame limit, with room for the message around a payload.
+    max_msg_bytes: int = bounded(1024 * 1024, 1024, 4 * MIB)
+    max_inflight_msgs: int = bounded(256, 1, 1_000_000)
+    snapshot_threshold: int = bounded(10_000, 1, None)  # applied entries between snapshots
     # ...and only once those entries' bytes reach this fraction of the last snapshot's size:
     # writing a big state again costs more than replaying a small log.
-    snapshot_log_ratio: float = 0.1
-    snapshot_trailing_entries: int = 5_000  # log entries kept after a snapshot, for readers
-    snapshots_keep: int = 2
-    snapshot_chunk_bytes: int = 256 * 1024
+    snapshot_log_ratio: float = bounded(0.1, 0.0, 1000.0)
+    # Log entries kept after a snapshot, for event readers and slightly lagging followers.
+    snapshot_trailing_entries: int = bounded(5_000, 0, 10_000_000)
+    snapshots_keep: int = bounded(2, 1, 1000)
+    snapshot_chunk_bytes: int = bounded(256 * 1024, 1024, 4 * MIB)
+
+    def check(self) -> None:
+        """Relations between the values (each one is already in its own range)."""
+        if self.heartbeat_ms < self.tick_ms:
+            raise ConfigError(
+                f"raft.heartbeat_ms ({self.heartbeat_ms}) must be at least raft.tick_ms "
+                f"({self.tick_ms})"
+            )
+        if self.election_timeout_ms < 2 * self.heartbeat_ms:
+            raise ConfigError(
+                f"raft.election_timeout_ms ({self.election_timeout_ms}) must be at least twice "
+                f"raft.heartbeat_ms ({self.heartbeat_ms}), or followers start elections "
+                "while the leader is alive"
+            )
+        if self.max_entry_bytes > self.max_msg_bytes:
+            raise ConfigError(
+                f"raft.max_entry_bytes ({self.max_entry_bytes}) must not exceed "
+                f"raft.max_msg_bytes ({self.max_msg_bytes}): an entry must fit in a message"
+            )
 
     @property
     def heartbeat_ticks(self) -> int:
@@ -111,10 +152,35 @@ class RaftSettings:
 
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
-    request_timeout_s: float = 5.0
-    max_body_bytes: int = 1024 * 1024
-    sse_heartbeat_s: float = 15.0  # comment lines on idle /api/v1/events/stream connections
-    sse_buffer_events: int = 4096  # events a stream may lag behind before it is cut off
+    request_timeout_s: float = bounded(5.0, 0.001, 3600.0)
+    max_body_bytes: int = bounded(1024 * 1024, 1, 1024 * MIB)
+    # A client must send a whole request head (line and headers) within this many seconds
+    # of its first byte; slower connections are closed (slowloris).
+    header_timeout_s: float = bounded(10.0, 0.001, 3600.0)
+    # An idle keep-alive connection is closed after this many seconds.
+    keepalive_timeout_s: float = bounded(30.0, 0.001, 86_400.0)
+    # Open client connections per node; over it a connection gets 503 and is closed. The node
+    # also keeps this below its file-descriptor limit (see raft3d.api.connections).
+    max_connections: int = bounded(1000, 1, 1_000_000)
+    # Comment lines on idle /api/v1/events/stream connections, and how many events a stream
+    # may lag behind before it is cut off.
+    sse_heartbeat_s: float = bounded(15.0, 0.01, 3600.0)
+    sse_buffer_events: int = bounded(4096, 1, 10_000_000)
+
+    def check(self) -> None:
+        """No relations between the HTTP values yet; each is checked against its range."""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """Quotas on objects in the farm: creating one more is refused with ``quota_exceeded``."""
+
+    max_printers: int = bounded(100_000, 0, None)
+    max_filaments: int = bounded(100_000, 0, None)
+    max_print_jobs: int = bounded(2_000_000, 0, None)
+
+    def check(self) -> None:
+        """No relations between the quotas; each is checked against its range."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +193,7 @@ class Settings:
     members: tuple[Member, ...]
     raft_settings: RaftSettings = field(default_factory=RaftSettings)
     http_settings: HttpSettings = field(default_factory=HttpSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
     log_level: str = "INFO"
     # Deployment across hosts (SPEC §9); the defaults are the local demo's.
     advertise_http: Address | None = None  # None: the bind address, node.http
@@ -146,6 +213,10 @@ class Settings:
     @property
     def http_scheme(self) -> str:
         return "https" if self.tls is not None and self.tls.http else "http"
+
+    @property
+    def uses_demo_secret(self) -> bool:
+        return self.cluster_secret == DEMO_SECRET.encode()
 
     @property
     def peers(self) -> tuple[Member, ...]:
@@ -176,6 +247,10 @@ def load_settings(
     return settings_from_mapping(raw, data_dir=data_dir, log_level=log_level, env=env)
 
 
+# Top-level tables a node file may have; anything else is a typo and is refused.
+SECTIONS = frozenset({"node", "cluster", "raft", "http", "limits", "tls", "auth"})
+
+
 def settings_from_mapping(
     raw: Mapping[str, Any],
     *,
@@ -184,11 +259,16 @@ def settings_from_mapping(
     env: Mapping[str, str] | None = None,
 ) -> Settings:
     env = {} if env is None else env
+    unknown = sorted(set(raw) - SECTIONS)
+    if unknown:
+        raise ConfigError(f"unknown section [{unknown[0]}] (known: {', '.join(sorted(SECTIONS))})")
     node = _table(raw, "node")
     cluster = _table(raw, "cluster")
     node_id = _string(node, "id", "node")
     http = Address.parse(env.get("RAFT3D_HTTP") or _string(node, "http", "node"), "node.http")
     raft = Address.parse(_string(node, "raft", "node"), "node.raft")
+    if http == raft:
+        raise ConfigError(f"node.http and node.raft must differ, both are {http}")
     chosen_dir = data_dir or env.get("RAFT3D_DATA_DIR") or _string(node, "data_dir", "node")
     secret = env.get("RAFT3D_CLUSTER_SECRET") or _string(cluster, "secret", "cluster")
     if len(secret) < 16:
@@ -214,6 +294,9 @@ def settings_from_mapping(
         raise ConfigError("cluster.members has duplicate ids")
     if node_id not in ids:
         raise ConfigError(f"node.id {node_id!r} is not among cluster.members")
+    level = (log_level or env.get("RAFT3D_LOG_LEVEL") or str(node.get("log_level", "INFO"))).upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"log level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
     try:
         tls = tls_from_mapping(raw.get("tls"))
         auth = auth_from_mapping(raw.get("auth"))
@@ -230,16 +313,30 @@ def settings_from_mapping(
         data_dir=Path(chosen_dir),
         cluster_secret=secret.encode(),
         members=tuple(members),
-        raft_settings=_dataclass_from(RaftSettings, raw.get("raft", {}), "raft"),
-        http_settings=_dataclass_from(HttpSettings, raw.get("http", {}), "http"),
-        log_level=(
-            log_level or env.get("RAFT3D_LOG_LEVEL") or str(node.get("log_level", "INFO"))
-        ).upper(),
+        raft_settings=_section(RaftSettings, raw, "raft"),
+        http_settings=_section(HttpSettings, raw, "http"),
+        limits=_section(LimitSettings, raw, "limits"),
+        log_level=level,
         advertise_http=advertise_http,
         advertise_raft=advertise_raft,
         tls=tls,
         auth=auth,
     )
+
+
+class _Section(Protocol):
+    def check(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Section)
+
+
+def _section(cls: type[S], raw: Mapping[str, Any], name: str) -> S:
+    """One optional ``[name]`` table as ``cls``: each value type- and range-checked, then the
+    section's own ``check()`` for the relations between values."""
+    section = _dataclass_from(cls, raw.get(name, {}), name)
+    section.check()
+    return section
 
 
 _ANY_HOST = frozenset({"0.0.0.0", "::", "[::]", ""})
@@ -290,6 +387,12 @@ def _string(table: Mapping[str, Any], key: str, where: str) -> str:
     return value
 
 
+def _type_name(value: object) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
+        type(value), type(value).__name__
+    )
+
+
 def _dataclass_from(cls: type[T], raw: object, where: str) -> T:
     if not isinstance(raw, dict):
         raise ConfigError(f"[{where}] must be a table")
@@ -298,10 +401,26 @@ def _dataclass_from(cls: type[T], raw: object, where: str) -> T:
     for key, value in raw.items():
         if key not in known:
             raise ConfigError(f"unknown setting {where}.{key}")
+        name = f"{where}.{key}"
         default = getattr(cls(), key)
         if type(value) is not type(default) and not (
             isinstance(default, float) and type(value) is int
         ):
-            raise ConfigError(f"{where}.{key} must be of type {type(default).__name__}")
-        values[key] = value
+            raise ConfigError(f"{name} must be {_type_name(default)}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        _check_range(name, value, known[key].metadata)
+        values[key] = float(value) if isinstance(default, float) else value
     return replace(cls(), **values)  # type: ignore[type-var]
+
+
+def _check_range(name: str, value: object, metadata: Mapping[str, Any]) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    low, high = metadata.get("low"), metadata.get("high")
+    if low is not None and high is not None and not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low!r} and {high!r}, got {value!r}")
+    if low is not None and value < low:
+        raise ConfigError(f"{name} must be at least {low!r}, got {value!r}")
+    if high is not None and value > high:
+        raise ConfigError(f"{name} must be at most {high!r}, got {value!r}")

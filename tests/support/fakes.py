@@ -22,7 +22,7 @@ from aiohttp import web
 from prometheus_client.registry import Collector
 
 from raft3d.api import create_app
-from raft3d.config import Address, HttpSettings, Member, Settings
+from raft3d.config import Address, HttpSettings, LimitSettings, Member, Settings
 from raft3d.consensus.types import Snapshot, SnapshotMeta
 from raft3d.domain.results import Result
 from raft3d.domain.state import FarmStateMachine
@@ -235,6 +235,7 @@ def fake_settings(
     sse_heartbeat_s: float = 15.0,
     sse_buffer_events: int = 4096,
     auth: AuthSettings | None = None,
+    limits: LimitSettings | None = None,
 ) -> Settings:
     """Settings for an app under test; ``members`` defaults to this node alone."""
     own = Member(node_id, Address("127.0.0.1", 1), Address("127.0.0.1", 2))
@@ -252,6 +253,7 @@ def fake_settings(
             sse_buffer_events=sse_buffer_events,
         ),
         auth=auth or AuthSettings(),
+        limits=limits or LimitSettings(),
     )
 
 

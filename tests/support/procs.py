@@ -160,7 +160,9 @@ class ProcessCluster:
         command: Sequence[str] | None = None,
         raft: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
+        tables: dict[str, dict[str, Any]] | None = None,
     ) -> None:
+        """``raft`` fills the ``[raft]`` table; ``tables`` adds others (``{"http": {...}}``)."""
         self.root = root
         command = list(command or [sys.executable, "-m", "raft3d", "serve"])
         ports = free_ports(2 * size)
@@ -171,6 +173,10 @@ class ProcessCluster:
             for i, nid in enumerate(ids)
         )
         raft_table = "".join(f"{k} = {json.dumps(v)}\n" for k, v in (raft or {}).items())
+        for name, values in (tables or {}).items():
+            raft_table += f"\n[{name}]\n" + "".join(
+                f"{k} = {json.dumps(v)}\n" for k, v in values.items()
+            )
         self.nodes: dict[str, NodeProcess] = {}
         for i, nid in enumerate(ids):
             data_dir = root / nid

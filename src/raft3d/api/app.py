@@ -14,7 +14,15 @@ from raft3d.api.forwarding import LeaderForwarder
 from raft3d.api.metrics import create_metrics
 from raft3d.api.middleware import add_node_headers, error_middleware, metrics_middleware
 from raft3d.api.ports import NodePort
-from raft3d.api.typedefs import FORWARDER_KEY, METRICS_KEY, NODE_KEY, SETTINGS_KEY, STATE_KEY
+from raft3d.api.snapshot_render import SnapshotRenderer
+from raft3d.api.typedefs import (
+    FORWARDER_KEY,
+    METRICS_KEY,
+    NODE_KEY,
+    RENDERER_KEY,
+    SETTINGS_KEY,
+    STATE_KEY,
+)
 from raft3d.config import Settings
 from raft3d.domain.results import Result
 from raft3d.domain.state import FarmStateMachine
@@ -52,6 +60,7 @@ def create_app(
     app[CLIENT_SSL_KEY] = client_ssl
     app.cleanup_ctx.append(_forwarding_session)
     auth.install(app)
+    app.cleanup_ctx.append(_snapshot_renderer)
     stream.setup_event_streams(app)
     _add_routes(app.router)
     return app
@@ -73,6 +82,12 @@ async def _forwarding_session(app: web.Application) -> AsyncIterator[None]:
             app[SETTINGS_KEY].node_id, session, app[auth.AUTHENTICATOR_KEY].forward_key
         )
         yield
+
+
+async def _snapshot_renderer(app: web.Application) -> AsyncIterator[None]:
+    renderer = app[RENDERER_KEY] = SnapshotRenderer()
+    yield
+    await renderer.close()
 
 
 def _add_routes(router: web.UrlDispatcher) -> None:

@@ -106,7 +106,14 @@ class Authenticator:
         now_ms = int(time.time() * 1000)
         mac = h.get(headers.FORWARD_MAC, "")
         problem = verify(
-            self._forward_key, request.method, request.raw_path, claims, h, body, mac, now_ms
+            self._forward_key,
+            request.method,
+            request.rel_url.raw_path_qs,
+            claims,
+            h,
+            body,
+            mac,
+            now_ms,
         )
         if problem is not None:
             raise Unauthorized("unauthenticated_forward", problem)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from aiohttp import web
 from marshmallow import Schema, ValidationError
 
-from raft3d.api import headers
 from raft3d.api.errors import BadRequest, NotFound
 from raft3d.api.idempotency import tag_for
 from raft3d.api.inputs import query_params, read_json_object
+from raft3d.api.listing import PAGE_PARAMS, Listable, page_request, send_list
+from raft3d.api.quotas import check_quota
 from raft3d.api.reads import consistent_read
 from raft3d.api.schemas import (
     MAX_ID_CHARS,
@@ -41,8 +42,7 @@ _status_change_schema = StatusChangeSchema()
 _status_field = job_status_field()
 
 
-class _Serialisable(Protocol):
-    def to_dict(self) -> dict[str, Any]: ...
+T = TypeVar("T", bound=Listable)
 
 
 def _new_id() -> str:
@@ -66,17 +66,21 @@ def _messages(exc: ValidationError) -> Mapping[str, object]:
     return messages if isinstance(messages, dict) else {"_body": messages}
 
 
-def _listing(request: web.Request, items: Iterable[_Serialisable]) -> web.Response:
+async def _listing(
+    request: web.Request,
+    params: Mapping[str, str],
+    items: Sequence[T],
+    keep: Callable[[T], bool] | None = None,
+) -> web.StreamResponse:
+    page = page_request(params)
     # The index the data was read at: taken with the data, with no await in between.
     applied = request.app[NODE_KEY].applied_index
-    return web.json_response(
-        [item.to_dict() for item in items],
-        headers={headers.APPLIED_INDEX: str(applied)},
-    )
+    return await send_list(request, items, page, applied_index=applied, keep=keep)
 
 
 async def create_printer(request: web.Request) -> web.StreamResponse:
     fields = await _validated_body(request, _printer_schema)
+    check_quota(request, "printers")
     tag = tag_for(request, fields)
     command = CreatePrinter(
         id=fields.get("id") or _new_id(),
@@ -88,12 +92,13 @@ async def create_printer(request: web.Request) -> web.StreamResponse:
 
 
 async def list_printers(request: web.Request) -> web.StreamResponse:
-    await consistent_read(request)
-    return _listing(request, request.app[STATE_KEY].printers())
+    params = await consistent_read(request, extra_params=PAGE_PARAMS)
+    return await _listing(request, params, request.app[STATE_KEY].printers())
 
 
 async def create_filament(request: web.Request) -> web.StreamResponse:
     fields = await _validated_body(request, _filament_schema)
+    check_quota(request, "filaments")
     # Defaulted before fingerprinting: omitting it or giving the total asks for the same roll.
     fields.setdefault("remaining_weight_in_grams", fields["total_weight_in_grams"])
     tag = tag_for(request, fields)
@@ -109,12 +114,13 @@ async def create_filament(request: web.Request) -> web.StreamResponse:
 
 
 async def list_filaments(request: web.Request) -> web.StreamResponse:
-    await consistent_read(request)
-    return _listing(request, request.app[STATE_KEY].filaments())
+    params = await consistent_read(request, extra_params=PAGE_PARAMS)
+    return await _listing(request, params, request.app[STATE_KEY].filaments())
 
 
 async def create_print_job(request: web.Request) -> web.StreamResponse:
     fields = await _validated_body(request, _print_job_schema)
+    check_quota(request, "print_jobs")
     fields.pop("status", None)  # only ever Queued: it does not change what is asked
     tag = tag_for(request, fields)
     command = CreatePrintJob(
@@ -139,9 +145,12 @@ def _status_param(value: str) -> JobStatus:
 
 
 async def list_print_jobs(request: web.Request) -> web.StreamResponse:
-    params = await consistent_read(request, extra_params=(STATUS_PARAM,))
+    params = await consistent_read(request, extra_params=(STATUS_PARAM, *PAGE_PARAMS))
     wanted = _status_param(params[STATUS_PARAM]) if STATUS_PARAM in params else None
-    return _listing(request, request.app[STATE_KEY].print_jobs(status=wanted))
+    # All jobs in creation order, filtered while they are encoded: a filter over a big farm
+    # is then sliced like the encoding, and ``after`` may name a job that no longer matches.
+    keep = None if wanted is None else (lambda job: job.status == wanted)
+    return await _listing(request, params, request.app[STATE_KEY].print_jobs(), keep)
 
 
 def _job_id_from_path(request: web.Request) -> str:

@@ -75,7 +75,9 @@ class LeaderForwarder:
         """Send ``request`` (with its raw ``body``) to the leader at ``leader_url``, on behalf
         of ``caller`` (whom this node authenticated)."""
         try:
-            url = URL(leader_url.rstrip("/") + request.raw_path, encoded=True)
+            # The path and query only: ``raw_path`` is the request target as sent, which in
+            # absolute form (``POST http://host/api/v1/...``) names a scheme and host too.
+            url = URL(leader_url.rstrip("/") + request.rel_url.raw_path_qs, encoded=True)
         except ValueError as exc:
             return NotDelivered(f"bad leader URL {leader_url!r}: {exc}")
         claims = ForwardClaims(
@@ -96,7 +98,7 @@ class LeaderForwarder:
             if name in request.headers:
                 out[name] = request.headers[name]
         out[headers.FORWARD_MAC] = sign(
-            self._key, request.method, request.raw_path, claims, out, body
+            self._key, request.method, request.rel_url.raw_path_qs, claims, out, body
         )
         try:
             async with self._session.request(

@@ -39,7 +39,7 @@ async def consistent_read(
             await request.app[NODE_KEY].read_barrier(timeout)
         except TimeoutError:
             raise ServiceUnavailable(
-                "unavailable",
+                "timeout",
                 f"no quorum confirmed the read within {timeout:g} s "
                 f"(?{CONSISTENCY_PARAM}={LOCAL} answers from this node's possibly stale state)",
             ) from None

@@ -15,19 +15,18 @@ answer from the node that received the request and are never forwarded:
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 
 from aiohttp import web
 
 from raft3d.api.errors import BadRequest, Conflict, NotFound, ServerError
 from raft3d.api.inputs import query_params, read_json_object
-from raft3d.api.ports import NodePort, SnapshotFileInfo
-from raft3d.api.typedefs import NODE_KEY
+from raft3d.api.listing import WRITE_BYTES, write_in_slices
+from raft3d.api.ports import SnapshotFileInfo
+from raft3d.api.typedefs import NODE_KEY, RENDERER_KEY
 from raft3d.domain.errors import SnapshotDecodeError
-from raft3d.domain.results import Result
-from raft3d.domain.state import FarmStateMachine
 from raft3d.node.errors import StorageError
 
 
@@ -56,26 +55,6 @@ async def list_snapshots(request: web.Request) -> web.StreamResponse:
     return web.json_response({"snapshots": [snapshot_json(info) for info in infos]})
 
 
-def _latest_body(node: NodePort[Result], listed: Sequence[SnapshotFileInfo]) -> bytes | None:
-    """Read, decode and render the newest snapshot; runs in a worker thread (files are big)."""
-    snapshot = node.latest_snapshot()
-    if snapshot is None:
-        return None
-    meta = snapshot.meta
-    machine = FarmStateMachine()
-    machine.restore(snapshot.data)
-    body: dict[str, object] = {"index": meta.index, "term": meta.term}
-    info = _find(listed, meta.index)
-    if info is not None and info.term == meta.term:
-        body["created_at"] = iso_utc(info.created_at)
-    body["state"] = {
-        "printers": [printer.to_dict() for printer in machine.printers()],
-        "filaments": [filament.to_dict() for filament in machine.filaments()],
-        "print_jobs": [job.to_dict() for job in machine.print_jobs()],
-    }
-    return json.dumps(body).encode("utf-8")
-
-
 async def latest_snapshot(request: web.Request) -> web.StreamResponse:
     query_params(request, ())
     node = request.app[NODE_KEY]
@@ -83,14 +62,29 @@ async def latest_snapshot(request: web.Request) -> web.StreamResponse:
     # and ``created_at`` is simply left out if the one read is no longer listed.
     listed = list(node.snapshots())
     try:
-        body = await asyncio.to_thread(_latest_body, node, listed)
-    except (StorageError, SnapshotDecodeError) as exc:
+        snapshot = await asyncio.to_thread(node.latest_snapshot)  # a file read
+        if snapshot is None:
+            raise NotFound("no_snapshot", f"node {node.node_id} has no snapshot yet")
+        meta = snapshot.meta
+        head: dict[str, object] = {"index": meta.index, "term": meta.term}
+        info = _find(listed, meta.index)
+        if info is not None and info.term == meta.term:
+            head["created_at"] = iso_utc(info.created_at)
+        body = await request.app[RENDERER_KEY].render(snapshot.data, head)
+    except (StorageError, SnapshotDecodeError, BrokenProcessPool) as exc:
         raise ServerError(
             "snapshot_unreadable", "the newest snapshot could not be read", {"reason": str(exc)}
         ) from None
-    if body is None:
-        raise NotFound("no_snapshot", f"node {node.node_id} has no snapshot yet")
-    return web.Response(body=body, content_type="application/json")
+    response = web.StreamResponse()
+    response.content_type = "application/json"
+    response.charset = "utf-8"
+    response.content_length = len(body)
+    await response.prepare(request)
+    view = memoryview(body)
+    await write_in_slices(
+        response, [view[i : i + WRITE_BYTES] for i in range(0, len(body), WRITE_BYTES)]
+    )
+    return response
 
 
 async def take_snapshot(request: web.Request) -> web.StreamResponse:

@@ -7,6 +7,7 @@ from aiohttp import web
 from raft3d.api.forwarding import LeaderForwarder
 from raft3d.api.metrics import ApiMetrics
 from raft3d.api.ports import NodePort
+from raft3d.api.snapshot_render import SnapshotRenderer
 from raft3d.config import Settings
 from raft3d.domain.results import Result
 from raft3d.domain.state import FarmStateMachine
@@ -17,3 +18,5 @@ STATE_KEY = web.AppKey("state", FarmStateMachine)
 METRICS_KEY = web.AppKey("metrics", ApiMetrics)
 # Set by a cleanup context: the forwarder owns a client session tied to the app's lifetime.
 FORWARDER_KEY = web.AppKey("forwarder", LeaderForwarder)
+# The worker process that renders snapshot downloads (started on first use).
+RENDERER_KEY = web.AppKey("snapshot_renderer", SnapshotRenderer)

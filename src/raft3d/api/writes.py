@@ -72,9 +72,10 @@ async def submit(
             leader_id = exc.leader_id
         except TimeoutError:
             raise ServiceUnavailable(
-                "unavailable",
-                f"no quorum committed the write within {budget:g} s; it may still be applied "
+                "timeout",
+                f"the write was not seen to commit within {budget:g} s; it may still be applied "
                 "later (retry with the same Idempotency-Key to find out)",
+                {"timeout_s": budget},
             ) from None
         else:
             return render_result(result, success_status=success_status)

@@ -21,7 +21,14 @@ from raft3d.domain.commands import (
     UpdateJobStatus,
 )
 from raft3d.domain.errors import FarmInconsistentError
-from raft3d.domain.model import Filament, JobStatus, Printer, PrintJob, is_allowed_transition
+from raft3d.domain.model import (
+    Filament,
+    JobStatus,
+    ObjectCounts,
+    Printer,
+    PrintJob,
+    is_allowed_transition,
+)
 from raft3d.domain.persistent import FrozenView, OrderedPMap
 from raft3d.domain.results import Accepted, RejectionCode, Result, rejected
 
@@ -51,6 +58,9 @@ class Farm:
 
     def print_job(self, job_id: str) -> PrintJob | None:
         return self._jobs.get(job_id)
+
+    def counts(self) -> ObjectCounts:
+        return ObjectCounts(len(self._printers), len(self._filaments), len(self._jobs))
 
     def reserved_grams(self, filament_id: str) -> int:
         return self._reserved_grams.get(filament_id, 0)

@@ -92,3 +92,10 @@ class PrintJob:
             "print_weight_in_grams": self.print_weight_in_grams,
             "status": self.status.value,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectCounts:
+    printers: int
+    filaments: int
+    print_jobs: int

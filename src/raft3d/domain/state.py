@@ -14,7 +14,7 @@ from typing import ClassVar
 from raft3d.domain.commands import Command, decode_command
 from raft3d.domain.farm import Farm
 from raft3d.domain.idempotency import IdempotencyTable
-from raft3d.domain.model import Filament, JobStatus, Printer, PrintJob
+from raft3d.domain.model import Filament, JobStatus, ObjectCounts, Printer, PrintJob
 from raft3d.domain.persistent import OrderedPMap
 from raft3d.domain.results import RejectionCode, Result, detached, rejected
 from raft3d.domain.snapshot import StateCapture, decode_snapshot, state_digest
@@ -135,6 +135,10 @@ class FarmStateMachine:
 
     def print_job(self, job_id: str) -> PrintJob | None:
         return self._farm.print_job(job_id)
+
+    def counts(self) -> ObjectCounts:
+        """How many printers, filaments and print jobs there are (without listing them)."""
+        return self._farm.counts()
 
     def reserved_grams(self, filament_id: str) -> int:
         """Total print weight of the Queued and Running jobs on a filament (0 if unknown)."""

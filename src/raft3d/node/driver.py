@@ -22,7 +22,7 @@ from typing import Generic, TypeVar
 
 from raft3d.consensus import RaftCore
 from raft3d.consensus.types import Entry, EntryType, Message, NotLeaderError, Ready, Role, Snapshot
-from raft3d.node.errors import NodeStoppedError, NoLeaderError, OutcomeUnknownError
+from raft3d.node.errors import NodeStoppedError
 from raft3d.node.events import CommittedEvent, EventPage
 from raft3d.node.heap import settle_long_lived
 from raft3d.node.options import NodeOptions
@@ -176,8 +176,9 @@ class RaftNode(Generic[R]):
         """Replicate ``data``; return the state machine's result once it is applied here.
 
         Raises NotLeaderError (naming the leader when known), EntryTooLargeError up front,
-        OutcomeUnknownError when the term ends (or the deadline passes) before the entry is
-        seen to commit.
+        OutcomeUnknownError when the term ends before the entry is seen to commit, and
+        TimeoutError when the deadline passes first (the entry may still commit later; its
+        leadership did not change, so it is not reported as such).
         """
         self._check_running()
         try:
@@ -189,12 +190,15 @@ class RaftNode(Generic[R]):
         proposals = self.step.proposals
         proposals.add(index, term, future)
         self._wakeup.set()
+        deadline = self._timeout(timeout)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self._timeout(timeout))
+            return await asyncio.wait_for(asyncio.shield(future), deadline)
         except TimeoutError:
             proposals.forget(index, future)
             self.counters.proposals["outcome_unknown"] += 1
-            raise OutcomeUnknownError(index, term) from None
+            raise TimeoutError(
+                f"entry {index} (term {term}) was not seen to commit within {deadline:g} s"
+            ) from None
         except asyncio.CancelledError:
             proposals.forget(index, future)  # the caller left; nobody will read the result
             raise
@@ -205,11 +209,12 @@ class RaftNode(Generic[R]):
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.step.reads.add(future)
         self._wakeup.set()
+        deadline = self._timeout(timeout)
         try:
-            await asyncio.wait_for(asyncio.shield(future), self._timeout(timeout))
+            await asyncio.wait_for(asyncio.shield(future), deadline)
         except TimeoutError:
             future.cancel()
-            raise NoLeaderError("no leader confirmed a read index in time") from None
+            raise TimeoutError(f"no leader confirmed a read index within {deadline:g} s") from None
 
     def _timeout(self, timeout: float | None) -> float:
         return self.options.default_timeout_s if timeout is None else timeout
