@@ -160,6 +160,11 @@ def check_invariants(machine: FarmStateMachine) -> None:
         )
         assert machine.reserved_grams(roll.id) == held
         assert held <= roll.remaining_weight_in_grams
+        assert machine.available_grams(roll) == roll.remaining_weight_in_grams - held >= 0
+        assert machine.filament(roll.id) == roll
+    for printer in machine.printers():
+        assert machine.printer(printer.id) == printer
+    assert machine.printer("ghost") is None and machine.filament("ghost") is None
 
 
 def check_statuses_moved_legally(before: FarmView, after: FarmView) -> None:

@@ -161,8 +161,10 @@ class ProcessCluster:
         raft: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
         tables: dict[str, dict[str, Any]] | None = None,
+        extra_toml: str = "",
     ) -> None:
-        """``raft`` fills the ``[raft]`` table; ``tables`` adds others (``{"http": {...}}``)."""
+        """``raft`` fills the ``[raft]`` table; ``tables`` adds others (``{"http": {...}}``);
+        ``extra_toml`` is appended as it is (e.g. ``[auth]`` with its arrays of tables)."""
         self.root = root
         command = list(command or [sys.executable, "-m", "raft3d", "serve"])
         ports = free_ports(2 * size)
@@ -185,6 +187,7 @@ class ProcessCluster:
                 f'[node]\nid = "{nid}"\nhttp = "127.0.0.1:{ports[2 * i]}"\n'
                 f'raft = "127.0.0.1:{ports[2 * i + 1]}"\ndata_dir = "{data_dir}"\n\n'
                 f'[cluster]\nsecret = "{SECRET}"\n{members}\n[raft]\n{raft_table}'
+                f"{extra_toml}"
             )
             self.nodes[nid] = NodeProcess(
                 nid,

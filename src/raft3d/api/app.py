@@ -13,6 +13,11 @@ from raft3d.api import auth, cluster, events, farm, snapshots, stream
 from raft3d.api.forwarding import LeaderForwarder
 from raft3d.api.metrics import create_metrics
 from raft3d.api.middleware import add_node_headers, error_middleware, metrics_middleware
+from raft3d.api.objects import get_filament, get_print_job, get_printer
+from raft3d.api.openapi import install as install_openapi
+from raft3d.api.openapi import openapi_document
+from raft3d.api.origins import add_cors_headers, preflight_middleware
+from raft3d.api.pages import api_docs, dashboard, static_asset
 from raft3d.api.ports import NodePort
 from raft3d.api.snapshot_render import SnapshotRenderer
 from raft3d.api.typedefs import (
@@ -50,8 +55,10 @@ def create_app(
     app = web.Application(
         client_max_size=settings.http_settings.max_body_bytes,
         # Outermost first: metrics see the status the error middleware rendered.
-        middlewares=[metrics_middleware, error_middleware],
+        middlewares=[metrics_middleware, preflight_middleware, error_middleware],
     )
+    app.on_response_prepare.append(add_cors_headers)
+    install_openapi(app)
     app[SETTINGS_KEY] = settings
     app[NODE_KEY] = node
     app[STATE_KEY] = state
@@ -97,6 +104,9 @@ def _add_routes(router: web.UrlDispatcher) -> None:
     router.add_get(f"{API}/filaments", farm.list_filaments)
     router.add_post(f"{API}/print_jobs", farm.create_print_job)
     router.add_get(f"{API}/print_jobs", farm.list_print_jobs)
+    router.add_get(f"{API}/printers/{{id}}", get_printer)
+    router.add_get(f"{API}/filaments/{{id}}", get_filament)
+    router.add_get(f"{API}/print_jobs/{{id}}", get_print_job)
     router.add_post(f"{API}/print_jobs/{{id}}/status", farm.change_job_status)
     router.add_put(f"{API}/print_jobs/{{id}}/status", farm.change_job_status)
     router.add_get(f"{API}/events", events.list_events)
@@ -109,3 +119,8 @@ def _add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/healthz", cluster.healthz)
     router.add_get("/readyz", cluster.readyz)
     router.add_get("/metrics", cluster.metrics)
+    # For people: the API document, its readable page, the dashboard and their assets.
+    router.add_get("/openapi.json", openapi_document)
+    router.add_get("/docs", api_docs)
+    router.add_get("/", dashboard)
+    router.add_get("/static/{name}", static_asset)

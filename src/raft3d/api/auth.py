@@ -4,7 +4,8 @@ A request that carries forwarding headers comes from a peer only if the signatur
 verifies (``raft3d.security.forwarding_mac``): then the caller is whoever the forwarding node
 authenticated. Otherwise, with ``[auth]`` enabled, the caller is the owner of the bearer
 token; with it disabled (the local demo), everyone may do everything. Paths listed in
-``auth.open`` need no token.
+``auth.open`` need no token, nor do the pages and the API document (``pages.is_public_page``),
+which hold no farm data.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from aiohttp.typedefs import Handler
 from raft3d.api import headers
 from raft3d.api.errors import Forbidden, Unauthorized
 from raft3d.api.inputs import ascii_decimal
+from raft3d.api.pages import is_public_page
 from raft3d.api.typedefs import SETTINGS_KEY
 from raft3d.config import Settings
 from raft3d.security.forwarding_mac import ForwardClaims, ReplayGuard, forwarding_key, verify
@@ -74,7 +76,7 @@ class Authenticator:
         auth = self._settings.auth
         if not auth.enabled:
             return ANONYMOUS_ADMIN
-        if request.path in self._open:
+        if request.path in self._open or is_public_page(request.method, request.path):
             return None
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():

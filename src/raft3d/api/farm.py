@@ -9,12 +9,13 @@ from typing import Any, TypeVar
 from aiohttp import web
 from marshmallow import Schema, ValidationError
 
+from raft3d.api import objects
 from raft3d.api.errors import BadRequest, NotFound
 from raft3d.api.idempotency import tag_for
 from raft3d.api.inputs import query_params, read_json_object
 from raft3d.api.listing import PAGE_PARAMS, Listable, page_request, send_list
 from raft3d.api.quotas import check_quota
-from raft3d.api.reads import consistent_read
+from raft3d.api.reads import CONSISTENCY_PARAM, consistent_read
 from raft3d.api.schemas import (
     MAX_ID_CHARS,
     FilamentSchema,
@@ -115,7 +116,7 @@ async def create_filament(request: web.Request) -> web.StreamResponse:
 
 async def list_filaments(request: web.Request) -> web.StreamResponse:
     params = await consistent_read(request, extra_params=PAGE_PARAMS)
-    return await _listing(request, params, request.app[STATE_KEY].filaments())
+    return await _listing(request, params, objects.roll_views(request.app[STATE_KEY]))
 
 
 async def create_print_job(request: web.Request) -> web.StreamResponse:
@@ -145,11 +146,13 @@ def _status_param(value: str) -> JobStatus:
 
 
 async def list_print_jobs(request: web.Request) -> web.StreamResponse:
-    params = await consistent_read(request, extra_params=(STATUS_PARAM, *PAGE_PARAMS))
-    wanted = _status_param(params[STATUS_PARAM]) if STATUS_PARAM in params else None
+    # Filters are checked before the read barrier: a bad request costs the cluster nothing.
+    params = query_params(request, (CONSISTENCY_PARAM, *objects.JOB_FILTER_PARAMS, *PAGE_PARAMS))
+    filters = objects.JobFilters(params)
+    params = await consistent_read(request, extra_params=(*objects.JOB_FILTER_PARAMS, *PAGE_PARAMS))
     # All jobs in creation order, filtered while they are encoded: a filter over a big farm
     # is then sliced like the encoding, and ``after`` may name a job that no longer matches.
-    keep = None if wanted is None else (lambda job: job.status == wanted)
+    keep = filters.matches if filters.any else None
     return await _listing(request, params, request.app[STATE_KEY].print_jobs(), keep)
 
 

@@ -65,6 +65,20 @@ class Farm:
     def reserved_grams(self, filament_id: str) -> int:
         return self._reserved_grams.get(filament_id, 0)
 
+    def printer(self, printer_id: str) -> Printer | None:
+        return self._printers.get(printer_id)
+
+    def filament(self, filament_id: str) -> Filament | None:
+        return self._filaments.get(filament_id)
+
+    def reservations(self) -> dict[str, int]:
+        """A copy of every roll's reserved weight, taken at once (a C-speed dict copy)."""
+        return dict(self._reserved_grams)
+
+    def available_grams(self, filament: Filament) -> int:
+        """What new jobs may still reserve on a roll (SPEC rule 2's bound)."""
+        return filament.remaining_weight_in_grams - self.reserved_grams(filament.id)
+
     # -- the state transition ------------------------------------------------------------
 
     def execute(self, command: Command) -> Result:
@@ -117,7 +131,7 @@ class Farm:
                 f"filament {command.filament_id!r} does not exist",
                 {"filament_id": command.filament_id},
             )
-        available = filament.remaining_weight_in_grams - self._reserved_grams[filament.id]
+        available = self.available_grams(filament)
         if command.print_weight_in_grams > available:
             return rejected(
                 RejectionCode.INSUFFICIENT_FILAMENT,

@@ -143,3 +143,17 @@ class FarmStateMachine:
     def reserved_grams(self, filament_id: str) -> int:
         """Total print weight of the Queued and Running jobs on a filament (0 if unknown)."""
         return self._farm.reserved_grams(filament_id)
+
+    def printer(self, printer_id: str) -> Printer | None:
+        return self._farm.printer(printer_id)
+
+    def filament(self, filament_id: str) -> Filament | None:
+        return self._farm.filament(filament_id)
+
+    def reservations(self) -> dict[str, int]:
+        """Every roll's reserved weight now, as a copy later changes do not touch."""
+        return self._farm.reservations()
+
+    def available_grams(self, filament: Filament) -> int:
+        """Remaining weight minus the weight of the Queued/Running jobs on the roll."""
+        return self._farm.available_grams(filament)
