@@ -20,7 +20,7 @@ from raft3d.domain.commands import (
 )
 from raft3d.domain.model import FilamentType, JobStatus
 from raft3d.domain.state import FarmStateMachine
-from tests.fakes import FakeNode, make_app
+from tests.support.fakes import FakeNode, make_app
 
 Client = TestClient[web.Request, web.Application]
 

@@ -17,7 +17,7 @@ from raft3d.api.pages import ASSETS
 from raft3d.node.status import PeerInfo
 from raft3d.security.settings import AuthSettings, TokenEntry
 from raft3d.security.tokens import hash_token
-from tests.fakes import FakeNode, make_app
+from tests.support.fakes import FakeNode, make_app
 from tests.support.secure import TOKENS, bearer
 
 Client = TestClient[web.Request, web.Application]
