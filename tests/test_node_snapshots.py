@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -101,8 +102,11 @@ async def test_the_loop_only_captures_encoding_runs_on_another_thread(
     threads: list[str] = []
     real_encode = StateCapture.encode
 
+    niceness: list[int] = []
+
     def encode(self: StateCapture) -> bytes:
         threads.append(threading.current_thread().name)
+        niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         return real_encode(self)
 
     monkeypatch.setattr(StateCapture, "encode", encode)
@@ -114,6 +118,7 @@ async def test_the_loop_only_captures_encoding_runs_on_another_thread(
         await node.take_snapshot()
     assert len(threads) == 1 and threads[0] != threading.main_thread().name
     assert threads[0].startswith("raft-snap-")
+    assert niceness == [19]  # the loop thread is scheduled first on a busy machine
     # The captured state is long-lived: moved where the cyclic collector never walks it.
     assert gc.get_freeze_count() > 0
 

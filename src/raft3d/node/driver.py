@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -32,6 +33,12 @@ from raft3d.node.seams import SnapshotRecord, StateCapture, StateMachine, Storag
 from raft3d.node.status import NodeStatus, node_status
 
 log = logging.getLogger("raft3d.node")
+
+
+def _lowest_priority() -> None:
+    """Make the calling thread the least favoured by the OS scheduler (Linux: per thread)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 R = TypeVar("R")
 
@@ -58,8 +65,11 @@ class RaftNode(Generic[R]):
         # Every disk write runs on this one thread, in submission order: the event loop never
         # waits on fsync, and a snapshot save is ordered before the appends that follow it.
         self._disk = concurrent.futures.ThreadPoolExecutor(1, f"raft-disk-{options.node_id}")
-        # Snapshots are encoded on their own thread, so appends never queue behind encoding.
-        self._encoder = concurrent.futures.ThreadPoolExecutor(1, f"raft-snap-{options.node_id}")
+        # Snapshots are encoded on their own thread, so appends never queue behind encoding;
+        # at the lowest CPU priority, so that on a busy machine the loop thread runs first.
+        self._encoder = concurrent.futures.ThreadPoolExecutor(
+            1, f"raft-snap-{options.node_id}", initializer=_lowest_priority
+        )
         self._snapshot_save: asyncio.Future[None] | None = None
         # Committed entries are offered to these as they are applied (the SSE stream); they
         # must return at once (a listener that cannot keep up drops itself).
