@@ -15,6 +15,7 @@ from pytest_aiohttp import AiohttpClient
 
 from raft3d.api import create_app
 from raft3d.api.events import command_payload
+from raft3d.config import api_options
 from raft3d.domain.commands import CreatePrinter, decode_command, encode_command
 from raft3d.domain.state import FarmStateMachine
 from raft3d.node.errors import NoLeaderError
@@ -522,7 +523,7 @@ async def real_client(aiohttp_client: AiohttpClient, tmp_path: Path) -> Client:
     state = FarmStateMachine()
     settings = single_voter_settings(tmp_path)
     node = build_node(settings, state)
-    app = create_app(settings, node, state, collectors=[NodeCollector(node)])
+    app = create_app(api_options(settings), node, state, collectors=[NodeCollector(node)])
 
     async def node_lifecycle(_app: web.Application) -> AsyncIterator[None]:
         await node.start()

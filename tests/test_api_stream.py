@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient
 
 from raft3d.api import create_app
-from raft3d.config import HttpSettings
+from raft3d.config import HttpSettings, api_options
 from raft3d.domain import CreatePrinter, FarmStateMachine, encode_command
 from raft3d.domain.results import Result
 from raft3d.node.driver import RaftNode
@@ -195,7 +195,7 @@ async def real_node(tmp_path: Path) -> AsyncIterator[tuple[RaftNode[Result], Tes
     settings = node_settings(tmp_path, http_settings=http)
     state = FarmStateMachine()
     node = build_node(settings, state)
-    app = create_app(settings, node, state)
+    app = create_app(api_options(settings), node, state)
     await node.start()
     server = TestServer(app)
     await server.start_server()

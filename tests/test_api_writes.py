@@ -224,8 +224,9 @@ async def test_unreachable_leader_is_retried_until_the_deadline(
 
 def make_app_with(settings: Any, node: FakeNode) -> web.Application:
     from raft3d.api import create_app
+    from raft3d.config import api_options
 
-    return create_app(settings, node, node.state)
+    return create_app(api_options(settings), node, node.state)
 
 
 class FlakyLeader:

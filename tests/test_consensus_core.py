@@ -731,7 +731,7 @@ def test_messages_for_others_from_strangers_or_malformed_are_ignored() -> None:
     core = make_core("b", state=log_state([(1, 1)], term=1))
     bad = [
         Message(MsgType.APP, "c", "a", 9),  # not for b
-        Message(MsgType.APP, "b", "zz", 9),  # not a voter
+        Message(MsgType.APP_RESP, "b", "zz", 9),  # not a member
         Message(MsgType.APP, "b", "b", 9),  # from itself
         Message(MsgType.APP, "b", "a", 2, log_term=1, index=1, entries=[Entry(3, 2)]),  # gap
         Message(MsgType.APP, "b", "a", 2, log_term=1, index=1, entries=[Entry(2, 3)]),  # term

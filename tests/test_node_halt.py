@@ -16,6 +16,7 @@ from pytest_aiohttp import AiohttpClient
 
 from raft3d.api import create_app
 from raft3d.cli import EXIT_HALTED
+from raft3d.config import api_options
 from raft3d.consensus.types import EntryType
 from raft3d.domain.results import Result
 from raft3d.domain.state import FarmStateMachine
@@ -37,7 +38,7 @@ async def node_and_client(
     state = FarmStateMachine()
     settings = single_voter_settings(tmp_path)
     node = build_node(settings, state)
-    app = create_app(settings, node, state)
+    app = create_app(api_options(settings), node, state)
 
     async def node_lifecycle(_app: web.Application) -> AsyncIterator[None]:
         await node.start()

@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from raft3d.api.connections import ConnectionGuard, GuardedSite
-from raft3d.config import ConfigError, Settings, load_settings
+from raft3d.config import ConfigError, Settings, api_options, load_settings
 from raft3d.logs import configure_logging
 from raft3d.loop_lag import LoopLagMonitor
 from raft3d.security import commands
@@ -285,7 +285,7 @@ def build_app(
         node.halt_listeners.append(on_halt)
     collectors = [NodeCollector(node)] + ([lag.histogram] if lag is not None else [])
     app = create_app(
-        settings,
+        api_options(settings),
         node,
         state,
         collectors=collectors,

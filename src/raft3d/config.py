@@ -48,6 +48,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from raft3d.api.options import ApiOptions
 from raft3d.security.settings import (
     AuthSettings,
     SecurityConfigError,
@@ -225,6 +226,26 @@ class Settings:
 
     def member(self, node_id: str) -> Member | None:
         return next((m for m in self.members if m.node_id == node_id), None)
+
+
+def api_options(settings: Settings) -> ApiOptions:
+    """What the HTTP layer is told about this node (``raft3d.api.options``)."""
+    return ApiOptions(
+        node_id=settings.node_id,
+        own_url=f"{settings.http_scheme}://{settings.public_http}",
+        member_urls={m.node_id: m.http_url for m in settings.members},
+        cluster_secret=settings.cluster_secret,
+        auth=settings.auth,
+        request_timeout_s=settings.http_settings.request_timeout_s,
+        max_body_bytes=settings.http_settings.max_body_bytes,
+        quotas={
+            "printers": settings.limits.max_printers,
+            "filaments": settings.limits.max_filaments,
+            "print_jobs": settings.limits.max_print_jobs,
+        },
+        sse_heartbeat_s=settings.http_settings.sse_heartbeat_s,
+        sse_buffer_events=settings.http_settings.sse_buffer_events,
+    )
 
 
 def load_settings(

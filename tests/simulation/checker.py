@@ -27,11 +27,24 @@ It sees every node's volatile core, its durable storage and its state machine, a
   committed entry may never be lost, e.g. by a follower truncating entries it acknowledged).
   A follower also never loses an entry it acknowledged to the leader of its current term.
 
+Membership (the configuration is in the log; see ``raft3d.consensus.membership``):
+
+- Majorities are counted among the voters of the configuration in use: "durable on a
+  majority" means a majority of the voters of the leader that committed the entry (learners
+  never count), and every leader must have been sent vote grants by a majority of the voters
+  of the configuration it held when it won (its own vote included if it is one of them).
+- A node that is not a voter of its own configuration (a learner, a removed node, a node
+  still joining) never campaigns.
+- At most one configuration change is uncommitted in any node's log, and a leader appends a
+  change only after an entry of its own term committed (Raft thesis, section 4.1 and its
+  erratum): each change entry must follow a committed entry of its term.
+
 ReadIndex linearizability is checked by the workload (``workload.py``).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -62,26 +75,39 @@ class _NodeWatch:
 
 
 class SafetyChecker:
-    def __init__(self, nodes: dict[NodeId, SimNode], quorum: int) -> None:
+    def __init__(self, nodes: dict[NodeId, SimNode]) -> None:
         self._nodes = nodes
         self._all = list(nodes.values())
-        self._quorum = quorum
         self.leaders: dict[int, NodeId] = {}
         self._entries: dict[tuple[int, int], tuple[bytes, EntryType, int]] = {}
         self.applied_terms: list[int] = []
         self.applied_payloads: list[bytes] = []
         self.ledger_terms: list[int] = []  # term of committed entry i at position i - 1
         self._ledger_commit_terms: list[int] = []  # term in which it was first seen committed
+        self._ledger_voters: list[tuple[NodeId, ...]] = []  # voters of the committing leader
         self._watch = {node_id: _NodeWatch() for node_id in nodes}
         self._votes: dict[tuple[NodeId, int], NodeId] = {}  # (voter, term) -> candidate
+
+    def add_node(self, node: SimNode) -> None:
+        self._all.append(node)
+        self._watch[node.node_id] = _NodeWatch()
 
     # --- helpers ---------------------------------------------------------------------------
 
     def _fail(self, what: str) -> None:
         raise InvariantViolation(what)
 
-    def durable_copies(self, index: int, term: int) -> int:
-        return sum(1 for node in self._all if node.storage.term_at(index) == term)
+    def durable_copies(self, index: int, term: int, voters: tuple[NodeId, ...]) -> int:
+        """Voters among ``voters`` whose storage holds entry (index, term)."""
+        nodes = self._nodes
+        return sum(1 for v in voters if nodes[v].storage.term_at(index) == term)
+
+    def _short_of_majority(self, index: int, term: int, voters: tuple[NodeId, ...]) -> str:
+        """'' if (index, term) is durable on a majority of ``voters``, else what is wrong."""
+        copies = self.durable_copies(index, term, voters)
+        if copies >= len(voters) // 2 + 1:
+            return ""
+        return f"durable on only {copies} node(s) of the voters {list(voters)}"
 
     def _committed_term(self, core: RaftCore, index: int) -> int:
         term = core.term_at(index)
@@ -103,9 +129,15 @@ class SafetyChecker:
             holder = self.leaders.get(term)
             if holder is None:
                 self.leaders[term] = node.node_id
+                self._check_won_by_majority(core)
                 self._check_new_leader(core)
             elif holder != node.node_id:
                 self._fail(f"Election Safety: {holder} and {node.node_id} both lead term {term}")
+        elif core.role is not Role.FOLLOWER and not core.conf_state.is_voter(node.node_id):
+            self._fail(
+                f"{node.node_id} campaigns ({core.role.value}, term {core.term}) although it "
+                f"is no voter of its configuration {core.conf_state}"
+            )
         commit = core.commit_index
         watch = self._watch[node.node_id]
         if commit != watch.commit:
@@ -129,20 +161,32 @@ class SafetyChecker:
                     f"{ledger[commit - 1]} was committed there before"
                 )
             return
+        voters = core.conf_state.voters
         for index in range(known + 1, commit + 1):
             ledger.append(self._committed_term(core, index))
             self._ledger_commit_terms.append(core.term)
+            self._ledger_voters.append(voters)
         term = ledger[commit - 1]
-        copies = self.durable_copies(commit, term)
-        if copies < self._quorum:
-            self._fail(
-                f"{core.node_id}: commit index {commit} (term {term}) but the entry is durable "
-                f"on only {copies} node(s)"
-            )
+        short = self._short_of_majority(commit, term, voters)
+        if short:
+            self._fail(f"{core.node_id}: commit index {commit} (term {term}), entry {short}")
         for node in self._all:
             leader = node.core
             if leader is not None and leader.role is Role.LEADER and leader.term > core.term:
                 self._check_leader_holds(leader, known + 1, commit)
+
+    def _check_won_by_majority(self, leader: RaftCore) -> None:
+        """The votes a new leader was sent must be a majority of its configuration's voters."""
+        me = leader.node_id
+        term = leader.term
+        voters = leader.conf_state.voters
+        votes = self._votes
+        granted = [v for v in voters if v == me or votes.get((v, term)) == me]
+        if len(granted) < len(voters) // 2 + 1:
+            self._fail(
+                f"Election Safety: {me} leads term {term} with votes from {granted} only, "
+                f"not a majority of its voters {list(voters)}"
+            )
 
     def _check_new_leader(self, leader: RaftCore) -> None:
         self._check_leader_holds(leader, 1, len(self.ledger_terms))
@@ -175,12 +219,26 @@ class SafetyChecker:
             assert prev_term is not None
             value = (entry.data, entry.type, prev_term)
             known = registry.setdefault((entry.index, entry.term), value)
+            if known is value and entry.type is EntryType.CONF_CHANGE:
+                self._check_change_follows_own_term_commit(node, entry)
             if known != value:
                 self._fail(
                     f"Log Matching: {node.node_id} has entry {entry.index} of term "
                     f"{entry.term} = {value!r}, elsewhere it is {known!r}"
                 )
             prev_term = entry.term
+
+    def _check_change_follows_own_term_commit(self, node: SimNode, entry: Entry) -> None:
+        """A configuration change first seen: its leader must have committed an entry of its
+        term before appending it (committed terms never decrease along the log)."""
+        ledger = self.ledger_terms
+        below = min(len(ledger), entry.index - 1)
+        at = bisect_left(ledger, entry.term, 0, below)
+        if at == below or ledger[at] != entry.term:
+            self._fail(
+                f"Config change safety: {node.node_id} appended a configuration change at "
+                f"{entry.index} in term {entry.term} before any entry of that term committed"
+            )
 
     def on_persist(self, node: SimNode, before: HardState, hard: HardState | None) -> None:
         if hard is None:
@@ -208,11 +266,13 @@ class SafetyChecker:
             self.applied_payloads.append(entry.data)
         else:
             self._fail(f"{node.node_id} applied {index} but nothing was ever applied before it")
-        copies = self.durable_copies(index, entry.term)
-        if copies < self._quorum:
+        if index > len(self.ledger_terms):
+            self._fail(f"{node.node_id} applied entry {index} beyond any commit: never committed")
+        short = self._short_of_majority(index, entry.term, self._ledger_voters[index - 1])
+        if short:
             self._fail(
-                f"{node.node_id} applied entry {index} (term {entry.term}) that is durable on "
-                f"only {copies} node(s): it was never committed"
+                f"{node.node_id} applied entry {index} (term {entry.term}) that is {short}: "
+                "it was never committed"
             )
 
     def on_restore(self, node: SimNode) -> None:
@@ -257,6 +317,7 @@ class SafetyChecker:
 
     def end_of_step(self) -> None:
         self._check_committed_still_durable()
+        self._check_one_change_in_flight()
         self._check_acknowledged_entries_kept()
         self._check_no_unfit_leader_possible()
 
@@ -330,8 +391,27 @@ class SafetyChecker:
         known = len(self.ledger_terms)
         if known:
             term = self.ledger_terms[-1]
-            copies = self.durable_copies(known, term)
-            if copies < self._quorum:
+            short = self._short_of_majority(known, term, self._ledger_voters[-1])
+            if short:
+                self._fail(f"committed entry {known} (term {term}) is now {short}")
+
+    def _check_one_change_in_flight(self) -> None:
+        """No log holds two configuration changes beyond the known commit point."""
+        known = len(self.ledger_terms)
+        registry = self._entries
+        for node in self._all:
+            core = node.core
+            if core is None:
+                continue
+            changes = []
+            for index in range(max(known, core.snapshot_index) + 1, core.last_index + 1):
+                term = core.term_at(index)
+                assert term is not None
+                item = registry.get((index, term))
+                if item is not None and item[1] is EntryType.CONF_CHANGE:
+                    changes.append(index)
+            if len(changes) > 1:
                 self._fail(
-                    f"committed entry {known} (term {term}) is now durable on only {copies} node(s)"
+                    f"{node.node_id} holds uncommitted configuration changes at {changes}: "
+                    "two changes in flight"
                 )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from raft3d.consensus import (
     CoreConfig,
@@ -31,10 +31,12 @@ from raft3d.consensus import (
     RaftCore,
     Role,
 )
+from raft3d.consensus.membership import ConfChange, LeadershipTransferError
 from raft3d.node.ready import ReadyStep
 from raft3d.node.roles import RoleWatch
 
 from .checker import InvariantViolation, SafetyChecker
+from .membership import MembershipNemesis
 from .network import NetworkWeather, SimNetwork
 from .sim_node import SimNode
 from .state_machine import SimApp, SimStateMachine
@@ -44,6 +46,8 @@ from .workload import Workload
 CoreFactory = Callable[[CoreConfig, InitialState, random.Random], RaftCore]
 StorageFactory = Callable[[], MemoryStorage]
 Trace = Callable[[str], None]
+
+MEMBERSHIP_SHARE = 0.4  # of the seeds run with membership changes
 
 
 class LivenessViolation(AssertionError):
@@ -86,10 +90,26 @@ class SimConfig:
     read_retry_ticks: float = float("inf")
     eager_drive: float = 0.6  # chance a node runs its Ready loop right after an input
     wire_rate: float = 0.02
+    membership_rate: float = 0.0  # chance per step of a membership change (membership.py)
+    promote_lag: int = 4
     trailing_entries: int = 0  # log entries a core keeps below its own snapshots
 
     @classmethod
     def from_seed(cls, seed: int, nodes: int, steps: int) -> SimConfig:
+        """Pick the run's knobs from the seed; membership changes come from a stream of
+        their own, so that turning them on leaves the other knobs as they were."""
+        cfg = cls._knobs_from_seed(seed, nodes, steps)
+        rng = random.Random(seed * 6007 + nodes)
+        if rng.random() < MEMBERSHIP_SHARE:
+            return replace(
+                cfg,
+                membership_rate=rng.uniform(0.02, 0.1),
+                promote_lag=rng.choice([0, 2, 8]),
+            )
+        return cfg
+
+    @classmethod
+    def _knobs_from_seed(cls, seed: int, nodes: int, steps: int) -> SimConfig:
         """Pick the run's knobs from the seed, so that seeds explore different regimes."""
         rng = random.Random(seed * 7919 + nodes)
         if rng.random() < 0.35:
@@ -170,6 +190,7 @@ class SimConfig:
             max_entry_bytes=1024,
             snapshot_chunk_bytes=self.chunk_bytes,
             max_committed_bytes_per_ready=256,
+            promote_lag=self.promote_lag,
             trailing_entries=self.trailing_entries,
         )
 
@@ -188,6 +209,9 @@ class SimResult:
     messages: int
     crashes: int
     snapshots_installed: int
+    conf_changes: int = 0  # membership changes the leaders accepted
+    transfers: int = 0  # leadership transfers started
+    final_members: tuple[NodeId, ...] = ()
     notes: list[str] = field(default_factory=list)
 
 
@@ -203,16 +227,18 @@ class Cluster:
         self.rng = random.Random(cfg.seed)
         self._core_factory = core_factory
         self._trace = trace
-        self.voters = tuple(f"n{k + 1}" for k in range(cfg.nodes))
-        self.nodes = {nid: SimNode(nid, storage_factory()) for nid in self.voters}
+        self._storage_factory = storage_factory
+        self.voters = tuple(f"n{k + 1}" for k in range(cfg.nodes))  # the bootstrap config
+        self.nodes = {nid: SimNode(nid, storage_factory(), self.voters) for nid in self.voters}
         self._node_list = list(self.nodes.values())
         for node in self._node_list:
-            # Disks differ: some nodes write at once, others often take several steps.
-            rate = cfg.slow_disk_rate
-            node.disk_slowness = self.rng.choice([0.0, rate, min(0.8, 2 * rate)])
+            self._pick_disk(node)
         self.weather = NetworkWeather(cfg.drop_rate, cfg.dup_rate, 1, cfg.max_delay)
         self.network = SimNetwork(self.rng, self.weather, cfg.wire_rate)
-        self.checker = SafetyChecker(self.nodes, len(self.voters) // 2 + 1)
+        self.checker = SafetyChecker(self.nodes)
+        self.membership = (
+            MembershipNemesis(self, cfg.seed, cfg.membership_rate) if cfg.membership_rate else None
+        )
         self.workload = Workload()
         self.now = 0
         self.crashes = 0
@@ -230,10 +256,26 @@ class Cluster:
         if self._trace is not None:
             self._trace(f"[t={self.now}] {text}")
 
+    def _pick_disk(self, node: SimNode) -> None:
+        # Disks differ: some nodes write at once, others often take several steps.
+        rate = self.cfg.slow_disk_rate
+        node.disk_slowness = self.rng.choice([0.0, rate, min(0.8, 2 * rate)])
+
+    def add_node(self, node_id: NodeId) -> SimNode:
+        """Start a brand-new process with an empty disk and no configuration (it joins)."""
+        node = SimNode(node_id, self._storage_factory())
+        self._pick_disk(node)
+        self.nodes[node_id] = node
+        self._node_list.append(node)
+        self.checker.add_node(node)
+        self._start(node)
+        self._log(f"NEW NODE {node_id}")
+        return node
+
     def _start(self, node: SimNode) -> None:
         storage = node.storage
         rng = random.Random(self.rng.getrandbits(64))
-        config = self.cfg.core_config(node.node_id, self.voters)
+        config = self.cfg.core_config(node.node_id, node.bootstrap)
         core = node.core = self._core_factory(config, storage.initial_state(), rng)
         snap = storage.snapshot
         node.sm = SimStateMachine.from_snapshot(snap.data) if snap else SimStateMachine()
@@ -286,6 +328,9 @@ class Cluster:
         self.checker.on_restart(node)
 
     # --- the driver ------------------------------------------------------------------------
+
+    def after_input(self, node: SimNode) -> None:
+        self._after_input(node)
 
     def _after_input(self, node: SimNode) -> None:
         self.checker.observe(node)
@@ -377,6 +422,8 @@ class Cluster:
         if self._faults_on:
             self._inject_faults()
         self._clients()
+        if self.membership is not None and self._faults_on:
+            self.membership.step()
         nodes = self._node_list
         for node in nodes:
             core = node.core
@@ -408,7 +455,7 @@ class Cluster:
                 continue
             node.led_term = core.term
             if self.rng.random() < self.cfg.leader_flap_rate:
-                others = [i for i in self.voters if i != node.node_id]
+                others = [i for i in self.nodes if i != node.node_id]
                 self.network.partition([[node.node_id], others])
                 # Long enough for the others to elect someone else.
                 hold = self.rng.randint(self.cfg.election_ticks, 3 * self.cfg.election_ticks)
@@ -440,7 +487,7 @@ class Cluster:
         if live and rng.random() < 0.01:  # a flaky link: dropped and redialled at once
             observer = rng.choice(live)
             self._link_broken(
-                observer, rng.choice([i for i in self.voters if i != observer.node_id])
+                observer, rng.choice([i for i in self.nodes if i != observer.node_id])
             )
         if rng.random() < 0.02:
             self.weather.drop_rate = rng.choice([0.0, cfg.drop_rate, 2 * cfg.drop_rate])
@@ -449,7 +496,7 @@ class Cluster:
 
     def _partition(self) -> None:
         rng = self.rng
-        ids = list(self.voters)
+        ids = list(self.nodes)
         kind = rng.random()
         if kind < 0.5:
             rng.shuffle(ids)
@@ -501,10 +548,19 @@ class Cluster:
             if exc.leader_id != core.leader_id:
                 raise InvariantViolation("NotLeaderError names the wrong leader") from exc
             return None
+        except LeadershipTransferError:
+            return None  # leadership is being handed over
         self._log(f"PROPOSE {payload[:12]!r} at {node.node_id} -> ({index}, {term})")
         node.live_step().proposals.add(index, term, self.workload.write())
         self._after_input(node)
         return index, term
+
+    def propose_conf_change(self, node: SimNode, change: ConfChange) -> None:
+        """Propose ``change`` at ``node``; raises what the core raises."""
+        index, term = node.live_core().propose_conf_change(change)
+        what = f"{change.type.name} {change.node_id}"
+        self._log(f"CONF {what} at {node.node_id} -> ({index}, {term})")
+        self._after_input(node)
 
     def read(self, node: SimNode) -> None:
         self._reads += 1
@@ -544,9 +600,11 @@ class Cluster:
             leaders = [n for n in self._node_list if n.live_core().role is Role.LEADER]
             if marker is not None:
                 node, index, term = marker
+                # Every member of the leader's configuration; removed nodes are left behind.
+                members = [self.nodes[m] for m in node.live_core().conf_state.members]
                 if all(
                     n.live_core().applied_index >= index and n.sm.terms[index - 1] == term
-                    for n in self._node_list
+                    for n in members
                 ):
                     self._check_replicas_agree()
                     return self.now - start
@@ -613,7 +671,16 @@ class Cluster:
             messages=self.network.sent,
             crashes=self.crashes,
             snapshots_installed=self.snapshots_installed,
+            conf_changes=self.membership.proposed if self.membership else 0,
+            transfers=self.membership.transfers if self.membership else 0,
+            final_members=self._final_members(),
         )
+
+    def _final_members(self) -> tuple[NodeId, ...]:
+        leaders = [n.live_core() for n in self._node_list if n.core and n.core.role is Role.LEADER]
+        if not leaders:
+            return ()
+        return max(leaders, key=lambda core: core.term).conf_state.members
 
 
 def _describe(msg: Message) -> str:

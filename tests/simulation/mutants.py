@@ -7,7 +7,7 @@ report every one of them as an invariant violation.
 
 from __future__ import annotations
 
-from raft3d.consensus import HardState, Message, RaftCore, quorum
+from raft3d.consensus import HardState, Message, NodeId, RaftCore, quorum
 from raft3d.consensus.progress import Progress
 
 from .storage import MemoryStorage
@@ -72,3 +72,28 @@ class ReadsBeforeCommittingInTerm(RaftCore):
 
     def _may_serve_reads(self) -> bool:
         return True
+
+
+# --- membership ------------------------------------------------------------------------------
+
+
+class ChangesBeforeCommittingInTerm(RaftCore):
+    """A new leader proposes a configuration change before any entry of its own term has
+    committed (the single-server algorithm as first published, before its erratum)."""
+
+    def _committed_in_term(self) -> bool:
+        return True
+
+
+class CountsLearnersInQuorum(RaftCore):
+    """Learners count toward every quorum as if they were voters."""
+
+    def _quorum_voters(self) -> tuple[NodeId, ...]:
+        return self._conf.voters + self._conf.learners
+
+
+class AllowsTwoChangesInFlight(RaftCore):
+    """A configuration change may be proposed while the previous one is uncommitted."""
+
+    def _conf_change_pending(self) -> bool:
+        return False

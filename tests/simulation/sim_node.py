@@ -16,6 +16,7 @@ from .storage import MemoryStorage
 class SimNode:
     node_id: NodeId
     storage: MemoryStorage
+    bootstrap: tuple[NodeId, ...] = ()  # voters of a new cluster; () for a node that joins
     core: RaftCore | None = None  # None while crashed
     sm: SimStateMachine = field(default_factory=SimStateMachine)
     step: ReadyStep[int] | None = None  # the node driver's per-Ready decisions

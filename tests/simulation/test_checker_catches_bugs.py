@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from raft3d.consensus import Entry, MsgType, RaftCore, Ready, Role
+from raft3d.consensus import Entry, Message, MsgType, RaftCore, Ready, Role
 from raft3d.node import ready
 
 from . import mutants
@@ -64,6 +64,20 @@ CASES = {
     "read-index-before-leader-committed-in-its-term": Fault(
         core=mutants.ReadsBeforeCommittingInTerm, reasons=("linearizability",)
     ),
+    # Membership (seeds with membership changes only: see harness.MEMBERSHIP_SHARE).
+    # The own-term-commit rule broken (caught at seed 0).
+    "change-proposed-before-leader-committed-in-its-term": Fault(
+        core=mutants.ChangesBeforeCommittingInTerm, reasons=("Config change safety",)
+    ),
+    # A commit acknowledged by a learner instead of a voter (caught at seed 60).
+    "learner-counted-in-quorum": Fault(
+        core=mutants.CountsLearnersInQuorum,
+        reasons=("of the voters", "Election Safety", "never committed"),
+    ),
+    # A change proposed while the previous one is uncommitted (caught at seed 0).
+    "two-configuration-changes-in-flight": Fault(
+        core=mutants.AllowsTwoChangesInFlight, reasons=("two changes in flight",)
+    ),
 }
 
 
@@ -101,9 +115,21 @@ def test_two_leaders_in_one_term_are_reported() -> None:
         core = node.live_core()
         core._term = 3
         core._role = Role.LEADER
+    cluster.checker.on_send(Message(MsgType.VOTE_RESP, "n1", "n3", 3))  # n1 won fairly
     cluster.checker.observe(first)
     with pytest.raises(InvariantViolation, match="Election Safety"):
         cluster.checker.observe(second)
+
+
+def test_leader_without_a_majority_of_its_voters_is_reported() -> None:
+    cluster = small_cluster()
+    node = cluster.nodes["n1"]
+    core = node.live_core()
+    core._term = 3
+    core._role = Role.LEADER
+    cluster.checker.on_send(Message(MsgType.VOTE_RESP, "n1", "n4", 3))  # n4 is no voter
+    with pytest.raises(InvariantViolation, match="not a majority of its voters"):
+        cluster.checker.observe(node)
 
 
 def test_diverging_applies_are_reported() -> None:
@@ -111,6 +137,9 @@ def test_diverging_applies_are_reported() -> None:
     for node in cluster.nodes.values():
         node.storage.entries = [Entry(1, 1, b"x")]
     checker = cluster.checker
+    checker.ledger_terms.append(1)  # entry 1 committed under the bootstrap configuration
+    checker._ledger_commit_terms.append(1)
+    checker._ledger_voters.append(cluster.voters)
     checker.on_apply(cluster.nodes["n1"], Entry(1, 1, b"x"))
     with pytest.raises(InvariantViolation, match="State Machine Safety"):
         checker.on_apply(cluster.nodes["n2"], Entry(1, 1, b"y"))

@@ -27,6 +27,26 @@ REPLICATION_BACKLOG = [100532]
 
 REGRESSIONS = [(seed, 5, 600) for seed in SNAPSHOT_CATCH_UP + REPLICATION_BACKLOG]
 
+# Membership, while it was being built (3 nodes at the start, 7 at most):
+# - 1745: a node that never received the entries adding a new voter ignored that voter's
+#   vote requests as coming from a stranger; with the old leader gone, the new voter needed
+#   exactly that vote and no election could succeed. Now vote requests from non-members are
+#   ignored only while a leader is heard from (leader stickiness, Raft thesis 4.2.3).
+# - 26: a learner was promoted inside the very input that committed an entry, so the commit
+#   (decided under the old configuration) looked short of the new majority. Promotions now
+#   happen on a leader tick, never in the middle of a commit.
+# - 1677, 1787: a deposed leader rightly proposed a change after committing in its own term,
+#   while its later entries were being replaced; the checker looked for that commit at the
+#   wrong index.
+# - 201272 (soak, 5 nodes, 400 steps, pre-vote and check-quorum both off): a removed node
+#   that missed its removal kept campaigning, and each time it bumped the term of the two
+#   stale nodes that still counted it as a voter; they then ignored the leader's snapshot
+#   chunks (silently, as a stale leader was only answered with pre-vote or check-quorum on)
+#   and never caught up. Leader stickiness now applies without check-quorum too, and stale
+#   leaders are always told the newer term.
+REGRESSIONS += [(1745, 3, 250), (26, 3, 200), (1677, 3, 250), (1787, 3, 250)]
+REGRESSIONS += [(201272, 5, 400)]
+
 
 @pytest.mark.parametrize("chunk", range(2))
 def test_regression_seeds(chunk: int) -> None:

@@ -22,7 +22,14 @@ from aiohttp import web
 from prometheus_client.registry import Collector
 
 from raft3d.api import create_app
-from raft3d.config import Address, HttpSettings, LimitSettings, Member, Settings
+from raft3d.config import (
+    Address,
+    HttpSettings,
+    LimitSettings,
+    Member,
+    Settings,
+    api_options,
+)
 from raft3d.consensus.types import Snapshot, SnapshotMeta
 from raft3d.domain.results import Result
 from raft3d.domain.state import FarmStateMachine
@@ -267,7 +274,10 @@ def make_app(
 ) -> web.Application:
     """The real app over ``node``; other keyword arguments go to ``fake_settings``."""
     return create_app(
-        fake_settings(node.node_id, **settings), node, node.state, collectors=collectors
+        api_options(fake_settings(node.node_id, **settings)),
+        node,
+        node.state,
+        collectors=collectors,
     )
 
 

@@ -16,6 +16,7 @@ from raft3d.api.middleware import add_node_headers, error_middleware, metrics_mi
 from raft3d.api.objects import get_filament, get_print_job, get_printer
 from raft3d.api.openapi import install as install_openapi
 from raft3d.api.openapi import openapi_document
+from raft3d.api.options import ApiOptions
 from raft3d.api.origins import add_cors_headers, preflight_middleware
 from raft3d.api.pages import api_docs, dashboard, static_asset
 from raft3d.api.ports import NodePort
@@ -24,11 +25,10 @@ from raft3d.api.typedefs import (
     FORWARDER_KEY,
     METRICS_KEY,
     NODE_KEY,
+    OPTIONS_KEY,
     RENDERER_KEY,
-    SETTINGS_KEY,
     STATE_KEY,
 )
-from raft3d.config import Settings
 from raft3d.domain.results import Result
 from raft3d.domain.state import FarmStateMachine
 
@@ -37,7 +37,7 @@ CLIENT_SSL_KEY: web.AppKey[ssl.SSLContext | None] = web.AppKey("client_ssl")
 
 
 def create_app(
-    settings: Settings,
+    options: ApiOptions,
     node: NodePort[Result],
     state: FarmStateMachine,
     *,
@@ -53,13 +53,13 @@ def create_app(
     are forwarded over HTTPS.
     """
     app = web.Application(
-        client_max_size=settings.http_settings.max_body_bytes,
+        client_max_size=options.max_body_bytes,
         # Outermost first: metrics see the status the error middleware rendered.
         middlewares=[metrics_middleware, preflight_middleware, error_middleware],
     )
     app.on_response_prepare.append(add_cors_headers)
     install_openapi(app)
-    app[SETTINGS_KEY] = settings
+    app[OPTIONS_KEY] = options
     app[NODE_KEY] = node
     app[STATE_KEY] = state
     app[METRICS_KEY] = create_metrics(node, collectors)
@@ -86,7 +86,7 @@ async def _forwarding_session(app: web.Application) -> AsyncIterator[None]:
     connector = aiohttp.TCPConnector(force_close=True, ssl=client_ssl or True)
     async with aiohttp.ClientSession(connector=connector) as session:
         app[FORWARDER_KEY] = LeaderForwarder(
-            app[SETTINGS_KEY].node_id, session, app[auth.AUTHENTICATOR_KEY].forward_key
+            app[OPTIONS_KEY].node_id, session, app[auth.AUTHENTICATOR_KEY].forward_key
         )
         yield
 

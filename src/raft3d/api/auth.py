@@ -18,9 +18,9 @@ from aiohttp.typedefs import Handler
 from raft3d.api import headers
 from raft3d.api.errors import Forbidden, Unauthorized
 from raft3d.api.inputs import ascii_decimal
+from raft3d.api.options import ApiOptions
 from raft3d.api.pages import is_public_page
-from raft3d.api.typedefs import SETTINGS_KEY
-from raft3d.config import Settings
+from raft3d.api.typedefs import OPTIONS_KEY
 from raft3d.security.forwarding_mac import ForwardClaims, ReplayGuard, forwarding_key, verify
 from raft3d.security.tokens import (
     ADMIN,
@@ -58,12 +58,12 @@ def identity_of(request: web.Request) -> Identity:
 
 
 class Authenticator:
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._tokens = TokenTable((t.name, t.role, t.sha256) for t in settings.auth.tokens)
-        self._forward_key = forwarding_key(settings.cluster_secret)
+    def __init__(self, options: ApiOptions) -> None:
+        self._options = options
+        self._tokens = TokenTable((t.name, t.role, t.sha256) for t in options.auth.tokens)
+        self._forward_key = forwarding_key(options.cluster_secret)
         self._replays = ReplayGuard()
-        self._open = frozenset(settings.auth.open_paths)
+        self._open = frozenset(options.auth.open_paths)
 
     @property
     def forward_key(self) -> bytes:
@@ -73,7 +73,7 @@ class Authenticator:
         """The caller, or None for an open path; raises ``Unauthorized``."""
         if any(name in request.headers for name in headers.FORWARDING):
             return await self._forwarded(request)
-        auth = self._settings.auth
+        auth = self._options.auth
         if not auth.enabled:
             return ANONYMOUS_ADMIN
         if request.path in self._open or is_public_page(request.method, request.path):
@@ -91,8 +91,7 @@ class Authenticator:
     async def _forwarded(self, request: web.Request) -> Identity:
         h = request.headers
         by = h.get(headers.FORWARDED_BY, "")
-        member = self._settings.member(by)
-        if member is None or by == self._settings.node_id:
+        if by not in self._options.member_urls or by == self._options.node_id:
             raise Unauthorized(
                 "unauthenticated_forward", f"forwarding headers from {by!r}, not a peer"
             )
@@ -146,5 +145,5 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 def install(app: web.Application) -> None:
     """Check every request; call before the app is frozen, after the error middleware."""
-    app[AUTHENTICATOR_KEY] = Authenticator(app[SETTINGS_KEY])
+    app[AUTHENTICATOR_KEY] = Authenticator(app[OPTIONS_KEY])
     app.middlewares.append(auth_middleware)

@@ -18,7 +18,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from raft3d.api import headers
-from raft3d.api.typedefs import NODE_KEY, SETTINGS_KEY
+from raft3d.api.typedefs import NODE_KEY, OPTIONS_KEY
 
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 _ALLOWED_METHODS = "GET, POST, PUT, DELETE"
@@ -44,8 +44,7 @@ def _origin_key(url: str) -> tuple[str, str, int | None] | None:
 
 
 def _member_origins(request: web.Request) -> set[tuple[str, str, int | None]]:
-    settings = request.app[SETTINGS_KEY]
-    own = f"{settings.http_scheme}://{settings.public_http}"
+    own = request.app[OPTIONS_KEY].own_url
     urls = [own, *(peer.http_addr for peer in request.app[NODE_KEY].status().peers)]
     return {key for key in map(_origin_key, urls) if key is not None}
 

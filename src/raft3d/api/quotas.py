@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from raft3d.api.errors import ApiError
-from raft3d.api.typedefs import SETTINGS_KEY, STATE_KEY
+from raft3d.api.typedefs import OPTIONS_KEY, STATE_KEY
 
 
 class QuotaExceeded(ApiError):
@@ -21,7 +21,7 @@ class QuotaExceeded(ApiError):
 def check_quota(request: web.Request, kind: str) -> None:
     """Refuse (409 ``quota_exceeded``) one more object of ``kind``: printers, filaments or
     print_jobs."""
-    limit: int = getattr(request.app[SETTINGS_KEY].limits, f"max_{kind}")
+    limit = request.app[OPTIONS_KEY].quotas[kind]
     count: int = getattr(request.app[STATE_KEY].counts(), kind)
     if count >= limit:
         raise QuotaExceeded(

@@ -9,7 +9,7 @@ from aiohttp import web
 from raft3d.api.cluster import check_not_halted
 from raft3d.api.errors import BadRequest, ServiceUnavailable
 from raft3d.api.inputs import query_params
-from raft3d.api.typedefs import NODE_KEY, SETTINGS_KEY
+from raft3d.api.typedefs import NODE_KEY, OPTIONS_KEY
 
 CONSISTENCY_PARAM = "consistency"
 LINEARIZABLE = "linearizable"
@@ -34,7 +34,7 @@ async def consistent_read(
             {CONSISTENCY_PARAM: [f"Must be one of: {LINEARIZABLE}, {LOCAL}."]},
         )
     if level == LINEARIZABLE:
-        timeout = request.app[SETTINGS_KEY].http_settings.request_timeout_s
+        timeout = request.app[OPTIONS_KEY].request_timeout_s
         try:
             await request.app[NODE_KEY].read_barrier(timeout)
         except TimeoutError:

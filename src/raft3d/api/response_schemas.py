@@ -158,7 +158,7 @@ class ConsistencyQuery(Schema):
 class ListQuery(ConsistencyQuery):
     limit = fields.Integer(
         validate=validate.Range(1, MAX_LIST_LIMIT),
-        metadata={"description": "page size; a Link: rel=\"next\" header names the next page"},
+        metadata={"description": 'page size; a Link: rel="next" header names the next page'},
     )
     after = fields.String(
         validate=validate.Length(min=1),

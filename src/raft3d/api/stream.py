@@ -39,7 +39,7 @@ from raft3d.api.errors import BadRequest
 from raft3d.api.events import AFTER_PARAM, check_retained, event_json
 from raft3d.api.inputs import MAX_QUERY_INT, int_param, query_params
 from raft3d.api.ports import CommittedEntry, NodePort
-from raft3d.api.typedefs import NODE_KEY, SETTINGS_KEY
+from raft3d.api.typedefs import NODE_KEY, OPTIONS_KEY
 from raft3d.domain.results import Result
 
 LAST_EVENT_ID = "Last-Event-ID"
@@ -125,12 +125,12 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     params = query_params(request, (AFTER_PARAM,))
     check_not_halted(request)
     node = request.app[NODE_KEY]
-    http = request.app[SETTINGS_KEY].http_settings
+    options = request.app[OPTIONS_KEY]
     last = _start_after(request, params, node)
     page = node.events(last, CATCH_UP_PAGE)
     check_retained(last, page)
     # Subscribed in the same step as the page was read: nothing applied in between is missed.
-    feed = _Feed(http.sse_buffer_events, request.transport)
+    feed = _Feed(options.sse_buffer_events, request.transport)
     unsubscribe = node.subscribe(feed.offer)
     request.app[_STREAMS].feeds.add(feed)
     response = web.StreamResponse(
@@ -154,7 +154,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
             page = node.events(last, CATCH_UP_PAGE)
             if last < page.first_index - 1:
                 return response  # compacted meanwhile: the reader reconnects and gets 410
-        await _follow(node, feed, response, last, http.sse_heartbeat_s)
+        await _follow(node, feed, response, last, options.sse_heartbeat_s)
         return response
     except ConnectionError:  # the reader went away, or was cut off for being too slow
         return response

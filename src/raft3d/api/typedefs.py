@@ -6,13 +6,13 @@ from aiohttp import web
 
 from raft3d.api.forwarding import LeaderForwarder
 from raft3d.api.metrics import ApiMetrics
+from raft3d.api.options import ApiOptions
 from raft3d.api.ports import NodePort
 from raft3d.api.snapshot_render import SnapshotRenderer
-from raft3d.config import Settings
 from raft3d.domain.results import Result
 from raft3d.domain.state import FarmStateMachine
 
-SETTINGS_KEY = web.AppKey("settings", Settings)
+OPTIONS_KEY = web.AppKey("options", ApiOptions)
 NODE_KEY = web.AppKey("node", NodePort[Result])
 STATE_KEY = web.AppKey("state", FarmStateMachine)
 METRICS_KEY = web.AppKey("metrics", ApiMetrics)

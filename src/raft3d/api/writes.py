@@ -18,7 +18,7 @@ from raft3d.api.forwarding import MaybeDelivered, Relayed
 from raft3d.api.inputs import ascii_decimal
 from raft3d.api.ports import NodePort
 from raft3d.api.rendering import render_result
-from raft3d.api.typedefs import FORWARDER_KEY, NODE_KEY, SETTINGS_KEY
+from raft3d.api.typedefs import FORWARDER_KEY, NODE_KEY, OPTIONS_KEY
 from raft3d.domain.commands import Command, encode_command
 from raft3d.domain.results import Result
 from raft3d.node.errors import NotLeaderError
@@ -29,7 +29,7 @@ LEADER_POLL_INTERVAL_S = 0.02
 
 def request_budget(request: web.Request) -> float:
     """Seconds this request may take: the configured timeout, or less if a forwarder says so."""
-    budget = request.app[SETTINGS_KEY].http_settings.request_timeout_s
+    budget = request.app[OPTIONS_KEY].request_timeout_s
     if headers.FORWARDED_BY not in request.headers:
         return budget
     # Any client can send these headers: a value no forwarder grants (forwarders grant at
@@ -46,8 +46,7 @@ def _leader_url(node: NodePort[Result], request: web.Request, leader_id: str | N
     status = node.status()
     if status.leader_id == leader_id and status.leader_http:
         return status.leader_http
-    member = request.app[SETTINGS_KEY].member(leader_id)
-    return None if member is None else member.http_url
+    return request.app[OPTIONS_KEY].member_urls.get(leader_id)
 
 
 async def submit(

@@ -3,6 +3,8 @@
 from raft3d.consensus.config import CoreConfig
 from raft3d.consensus.core import RaftCore
 from raft3d.consensus.types import (
+    TRANSFER_CONTEXT,
+    ConfState,
     CoreStatus,
     Entry,
     EntryTooLargeError,
@@ -23,6 +25,8 @@ from raft3d.consensus.types import (
 )
 
 __all__ = [
+    "TRANSFER_CONTEXT",
+    "ConfState",
     "CoreConfig",
     "CoreStatus",
     "Entry",

@@ -14,7 +14,9 @@ from raft3d.consensus.types import NodeId
 @dataclass(frozen=True)
 class CoreConfig:
     node_id: NodeId
-    voters: tuple[NodeId, ...]  # every voter, this node included
+    # The voters a new cluster starts with (used until the log or a snapshot holds a
+    # configuration); empty for a node that joins an existing cluster.
+    voters: tuple[NodeId, ...]
     election_ticks: int  # election timeout is randomized in [this, 2 * this)
     heartbeat_ticks: int
     pre_vote: bool
@@ -24,15 +26,16 @@ class CoreConfig:
     max_entry_bytes: int
     snapshot_chunk_bytes: int
     max_committed_bytes_per_ready: int = 4 * 1024 * 1024  # not a node setting
+    promote_lag: int = 16  # a learner this close to the leader's last index is promoted
     # Entries kept in the log below a snapshot taken by ``compact``, so that a follower
     # slightly behind is sent entries rather than the whole snapshot.
     trailing_entries: int = 0
 
     def __post_init__(self) -> None:
-        if not self.voters or len(set(self.voters)) != len(self.voters):
-            raise ValueError("voters must be a non-empty tuple of distinct node ids")
-        if self.node_id not in self.voters:
-            raise ValueError(f"node {self.node_id!r} is not among the voters")
+        if len(set(self.voters)) != len(self.voters):
+            raise ValueError("voters must be distinct node ids")
+        if self.promote_lag < 0:
+            raise ValueError("promote_lag must not be negative")
         if self.heartbeat_ticks < 1 or self.election_ticks <= self.heartbeat_ticks:
             raise ValueError("need 1 <= heartbeat_ticks < election_ticks")
         for name in (

@@ -22,7 +22,10 @@ Only one Ready may be outstanding: ``has_ready()`` is False between ``ready()`` 
 
 Decisions that fault-injection tests override live in small methods: ``_grants_vote``,
 ``_candidate_log_ok``, ``_commit_candidate``, ``_own_match``, ``_handle_append``,
-``_current_messages``, ``_heartbeat_commit``, ``_may_serve_reads``, ``_leader_read``.
+``_current_messages``, ``_heartbeat_commit``, ``_may_serve_reads``, ``_leader_read``, and
+for membership (``reconfig.Reconfiguration``, which also holds the public
+``propose_conf_change``, ``transfer_leadership`` and ``conf_state``): ``_committed_in_term``,
+``_conf_change_pending``, ``_quorum_voters``.
 """
 
 from __future__ import annotations
@@ -33,11 +36,15 @@ from typing import TypedDict, Unpack
 from raft3d.consensus import quorum
 from raft3d.consensus.config import CoreConfig
 from raft3d.consensus.log import RaftLog
+from raft3d.consensus.membership import ConfTracker, LeadershipTransferError
 from raft3d.consensus.progress import Progress, ProgressState
 from raft3d.consensus.quorum import VoteResult
 from raft3d.consensus.read_only import PendingRead, ReadQueue
+from raft3d.consensus.reconfig import Reconfiguration
 from raft3d.consensus.snapshot_receiver import SnapshotReceiver
 from raft3d.consensus.types import (
+    TRANSFER_CONTEXT,
+    ConfState,
     CoreStatus,
     Entry,
     EntryTooLargeError,
@@ -78,19 +85,26 @@ class _Fields(TypedDict, total=False):
 _LEADER_MESSAGES = frozenset({MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP})
 
 
-class RaftCore:
+class RaftCore(Reconfiguration):
     def __init__(self, config: CoreConfig, state: InitialState, rng: random.Random) -> None:
         self._cfg = config
         self._rng = rng
         self._id = config.node_id
-        self._peers = tuple(v for v in config.voters if v != config.node_id)
-        self._peer_set = frozenset(self._peers)
-        self._voters = config.voters
+        self._role = Role.FOLLOWER
 
         snap = state.snapshot
         snap_index, snap_term = (snap.meta.index, snap.meta.term) if snap else (0, 0)
         entries = [e for e in state.entries if e.index > snap_index]
         self._log = RaftLog(snap_index, snap_term, entries)
+        base = snap.meta.conf_state if snap else ConfState(config.voters)
+        self._confs = ConfTracker(base, snap_index)
+        self._confs.on_entries(entries)
+        self._conf = ConfState(("-",))  # replaced by _apply_conf below
+        self._transfer: NodeId | None = None  # leadership transfer target
+        self._transfer_elapsed = 0
+        self._leaving: dict[NodeId, int] = {}
+        self._apply_conf()
+        self._conf_changed = False  # the driver builds its first view from ``conf_state``
         hard = state.hard_state
         self._log.committed = min(max(hard.commit, snap_index), self._log.last_index)
         self._term = hard.term
@@ -100,7 +114,6 @@ class RaftCore:
         self._applied = snap_index
         self._applying = snap_index  # committed entries handed out, not yet advanced
 
-        self._role = Role.FOLLOWER
         self._leader_id: NodeId | None = None
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
@@ -169,10 +182,12 @@ class RaftCore:
         peers = []
         for peer in self._peers:
             pr = self._progress.get(peer)
+            voter = peer in self._voters
             if pr is None:
-                peers.append(PeerStatus(peer, 0, 0, ProgressState.PROBE.value, False))
+                peers.append(PeerStatus(peer, 0, 0, ProgressState.PROBE.value, False, voter))
             else:
-                peers.append(PeerStatus(peer, pr.match, pr.next, pr.state.value, pr.recent_active))
+                state = pr.state.value
+                peers.append(PeerStatus(peer, pr.match, pr.next, state, pr.recent_active, voter))
         return CoreStatus(
             node_id=self._id,
             role=self._role,
@@ -182,8 +197,11 @@ class RaftCore:
             applied_index=self._applied,
             last_log_index=self._log.last_index,
             snapshot_index=self.snapshot_index,
-            voters=self._cfg.voters,
+            voters=self._voters,
             peers=tuple(peers),
+            learners=self._conf.learners,
+            conf_index=self._confs.index,
+            transferring_to=self._transfer,
         )
 
     # --- inputs ----------------------------------------------------------------------------
@@ -193,7 +211,8 @@ class RaftCore:
             self._tick_leader()
         else:
             self._election_elapsed += 1
-            if self._election_elapsed >= self._randomized_timeout:
+            # Learners and removed nodes never campaign.
+            if self._election_elapsed >= self._randomized_timeout and self._id in self._voters:
                 self._start_election()
 
     def propose(self, data: bytes) -> tuple[int, int]:
@@ -203,6 +222,8 @@ class RaftCore:
             raise EntryTooLargeError(len(data), self._cfg.max_entry_bytes)
         if self._role is not Role.LEADER:
             raise NotLeaderError(self._leader_id)
+        if self._transfer is not None:
+            raise LeadershipTransferError(self._transfer)
         index = self._log.last_index + 1
         self._log.append(Entry(index, self._term, data))
         self._want_append_to_all()
@@ -238,21 +259,38 @@ class RaftCore:
             if self._snapshot is not None and index == self._snapshot.meta.index:
                 return self._snapshot
             raise ValueError(f"cannot compact at {index}: already compacted past it")
+        conf = self._confs.state_at(index)
         term = self._log.term_at(index)
         if term is None:
             raise ValueError(f"cannot compact at {index}: not in the log")
         keep_from = index - self._cfg.trailing_entries
         if keep_from > self._log.snapshot_index:
             self._log.compact(keep_from)
-        self._snapshot = Snapshot(SnapshotMeta(index, term, self._cfg.voters), data)
+        self._confs.compact(index)
+        meta = SnapshotMeta(index, term, conf.voters, conf.learners, conf.manual)
+        self._snapshot = Snapshot(meta, data)
         return self._snapshot
 
     def step(self, msg: Message) -> None:
-        if msg.to != self._id or msg.frm not in self._peer_set or not is_well_formed(msg):
+        if msg.to != self._id or msg.frm == self._id or not is_well_formed(msg):
             return
         mtype = msg.type
+        if (
+            msg.frm not in self._peer_set
+            and mtype not in _LEADER_MESSAGES
+            and msg.frm != self._leader_id
+            and not self._stranger_may_campaign(msg)
+        ):
+            # Not a member of our configuration (a removed node, say): it gets no say. A
+            # leader is heard even if we do not know it (that is how a joining node learns
+            # the log) or it has removed itself (it hands over with TIMEOUT_NOW).
+            return
         if msg.term > self._term:
-            if (mtype is MsgType.VOTE or mtype is MsgType.PRE_VOTE) and self._in_leader_lease():
+            if (
+                (mtype is MsgType.VOTE or mtype is MsgType.PRE_VOTE)
+                and self._in_leader_lease()
+                and msg.context != TRANSFER_CONTEXT
+            ):
                 return  # a live leader exists: don't let a partitioned node disrupt it
             if mtype is MsgType.PRE_VOTE or (mtype is MsgType.PRE_VOTE_RESP and not msg.reject):
                 pass  # pre-votes carry the term the candidate would use; ours is unchanged
@@ -281,6 +319,7 @@ class RaftCore:
         if (
             self._msgs
             or self._read_states
+            or self._conf_changed
             or self._append_due
             or self._commit_changed
             or self._read_heartbeat_due
@@ -298,8 +337,14 @@ class RaftCore:
             raise RuntimeError("advance() the previous Ready before asking for another")
         if self._role is Role.LEADER:
             self._flush_leader_messages()
+            self._forget_departed()
+            if self._removed_self_committed():
+                self._hand_over()
         log = self._log
         rd = Ready()
+        if self._conf_changed:
+            self._conf_changed = False
+            rd.conf_state = self._conf
         unstable = log.unstable_entries()
         if unstable:
             rd.entries = unstable
@@ -358,12 +403,11 @@ class RaftCore:
         self._randomized_timeout = ticks + self._rng.randrange(ticks)
 
     def _in_leader_lease(self) -> bool:
-        """Heard from a live leader within the minimum election timeout (or are one)."""
-        return (
-            self._cfg.check_quorum
-            and self._leader_id is not None
-            and self._election_elapsed < self._cfg.election_ticks
-        )
+        """Heard from a live leader within the minimum election timeout (or are one). Vote
+        requests are then ignored (leader stickiness, Raft thesis 4.2.3), with or without
+        check-quorum: a node that missed its own removal, or a partitioned one, must not
+        depose a leader that everyone else still hears."""
+        return self._leader_id is not None and self._election_elapsed < self._cfg.election_ticks
 
     def _start_election(self) -> None:
         if self._cfg.pre_vote:
@@ -383,7 +427,7 @@ class RaftCore:
             return
         self._request_votes(MsgType.PRE_VOTE, self._term + 1)
 
-    def _become_candidate(self) -> None:
+    def _become_candidate(self, transfer: bool = False) -> None:
         self._role = Role.CANDIDATE
         self._term += 1
         self._vote = self._id
@@ -394,16 +438,19 @@ class RaftCore:
         if self._poll() is VoteResult.WON:
             self._become_leader()
             return
-        self._request_votes(MsgType.VOTE, self._term)
+        self._request_votes(MsgType.VOTE, self._term, TRANSFER_CONTEXT if transfer else b"")
 
     def _poll(self) -> VoteResult:
-        return quorum.vote_result(self._voters, self._votes)
+        return quorum.vote_result(self._quorum_voters(), self._votes)
 
-    def _request_votes(self, mtype: MsgType, term: int) -> None:
+    def _request_votes(self, mtype: MsgType, term: int, context: bytes = b"") -> None:
         last_index = self._log.last_index
         last_term = self._log.last_term
-        for peer in self._peers:
-            self._send(mtype, peer, term=term, log_term=last_term, index=last_index)
+        for peer in self._voters:
+            if peer != self._id:
+                self._send(
+                    mtype, peer, term=term, log_term=last_term, index=last_index, context=context
+                )
 
     def _become_follower(self, term: int, leader: NodeId | None) -> None:
         if term != self._term:
@@ -436,6 +483,10 @@ class RaftCore:
         self._append_due = {}
         self._commit_changed = False
         self._read_heartbeat_due = False
+        self._transfer = None
+        if self._leaving:
+            self._leaving = {}
+            self._set_peers()
 
     def _handle_vote_request(self, msg: Message) -> None:
         pre = msg.type is MsgType.PRE_VOTE
@@ -488,11 +539,13 @@ class RaftCore:
 
     def _answer_stale_sender(self, msg: Message) -> None:
         """A message from an older term. Tell a deposed leader about the newer term (it may be
-        cut off from everyone else), and refuse stale pre-votes outright."""
+        cut off from everyone else, or its followers may ignore our votes), and refuse stale
+        pre-votes outright."""
         mtype = msg.type
         if mtype in _LEADER_MESSAGES:
-            if self._cfg.check_quorum or self._cfg.pre_vote:
-                self._send(MsgType.APP_RESP, msg.frm)
+            # Always: with leader stickiness, the higher-term node may never get the votes
+            # that would otherwise depose the stale leader.
+            self._send(MsgType.APP_RESP, msg.frm)
         elif mtype is MsgType.PRE_VOTE:
             self._send(MsgType.PRE_VOTE_RESP, msg.frm, reject=True)
 
@@ -514,6 +567,8 @@ class RaftCore:
             self._handle_snapshot_chunk(msg)
         elif mtype is MsgType.READ_INDEX_RESP:
             self._read_states.append(ReadState(msg.index, msg.context))
+        elif mtype is MsgType.TIMEOUT_NOW:
+            self._on_timeout_now()
 
     def _handle_append(self, msg: Message) -> None:
         log = self._log
@@ -522,9 +577,17 @@ class RaftCore:
             self._send(MsgType.APP_RESP, msg.frm, index=log.committed)
             return
         if log.term_at(msg.index) == msg.log_term:
+            conflict = log.find_conflict(msg.entries)
             last_new = log.append_after(msg.index, msg.entries)
             if last_new is None:
                 return  # would overwrite a committed entry: not from a correct leader
+            if conflict:
+                confs = self._confs
+                # A node uses the newest configuration in its log, committed or not, and
+                # falls back to an older one when a newer one is truncated away.
+                changed = confs.truncate_from(conflict)
+                if confs.on_entries(msg.entries[conflict - msg.index - 1 :]) or changed:
+                    self._apply_conf()
             log.commit_to(min(msg.commit, last_new))
             self._send(MsgType.APP_RESP, msg.frm, index=last_new)
             return
@@ -568,6 +631,8 @@ class RaftCore:
             log.commit_to(meta.index)
         else:
             log.restore(meta.index, meta.term)
+            self._confs.restore(meta.conf_state, meta.index)
+            self._apply_conf()
             self._snapshot = snapshot
             self._received_snapshot = snapshot
             self._applying = max(self._applying, meta.index)
@@ -579,13 +644,15 @@ class RaftCore:
     # --- leader ----------------------------------------------------------------------------
 
     def _tick_leader(self) -> None:
+        self._tick_transfer()
+        self._maybe_promote_learners()
         self._election_elapsed += 1
         if self._election_elapsed >= self._cfg.election_ticks:
             self._election_elapsed = 0
             if self._cfg.check_quorum:
                 active = {p for p, pr in self._progress.items() if pr.recent_active}
                 active.add(self._id)
-                if not quorum.has_quorum(self._voters, active):
+                if not quorum.has_quorum(self._quorum_voters(), active):
                     self._become_follower(self._term, None)
                     return
                 for pr in self._progress.values():
@@ -654,6 +721,7 @@ class RaftCore:
                 pr.inflights.free_to(msg.index)
             self._maybe_commit()
             self._append_due.setdefault(peer, False)
+            self._maybe_send_timeout_now(peer)
         elif was_paused and not pr.is_paused():
             self._append_due.setdefault(peer, False)
 
@@ -673,7 +741,7 @@ class RaftCore:
             # An empty APP doubles as a probe if earlier APPs were lost.
             self._append_due[msg.frm] = True
         if msg.context:
-            for read in self._reads.ack(msg.context, msg.frm, self._voters):
+            for read in self._reads.ack(msg.context, msg.frm, self._quorum_voters()):
                 self._release_read(read.context, read.index, read.requester)
 
     def _handle_snapshot_response(self, msg: Message, pr: Progress) -> None:
@@ -685,6 +753,7 @@ class RaftCore:
                 pr.become_probe()
             self._append_due[msg.frm] = True
             self._maybe_commit()
+            self._maybe_send_timeout_now(msg.frm)
             return
         snap = pr.snapshot
         if pr.state is not ProgressState.SNAPSHOT or snap is None or msg.index != snap.meta.index:
@@ -702,7 +771,7 @@ class RaftCore:
         """The highest index a quorum has durably stored, if it is from the current term;
         otherwise the current commit index. Entries of earlier terms are never committed by
         counting replicas: they commit when a current-term entry after them does."""
-        index = quorum.committed_index(self._voters, self._match_indexes())
+        index = quorum.committed_index(self._quorum_voters(), self._match_indexes())
         if index > self._log.committed and self._log.term_at(index) == self._term:
             return index
         return self._log.committed
@@ -817,7 +886,7 @@ class RaftCore:
         if not self._may_serve_reads():
             self._reads_awaiting_commit.append((context, requester))
             return
-        if quorum.has_quorum(self._voters, (self._id,)):
+        if quorum.has_quorum(self._quorum_voters(), (self._id,)):
             self._release_read(context, log.committed, requester)
             return
         read = PendingRead(context, log.committed, requester, {self._id})

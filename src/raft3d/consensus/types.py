@@ -26,6 +26,7 @@ class Role(enum.Enum):
 class EntryType(enum.IntEnum):
     NORMAL = 0  # application command (opaque bytes)
     NOOP = 1  # appended by every new leader at the start of its term; data is empty
+    CONF_CHANGE = 2  # a membership change (``membership.encode_conf_entry``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +51,40 @@ class HardState:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfState:
+    """One cluster configuration. Learners receive the log but never vote or count toward a
+    quorum; ``manual`` lists the learners the leader does not promote automatically."""
+
+    voters: tuple[NodeId, ...] = ()
+    learners: tuple[NodeId, ...] = ()
+    manual: tuple[NodeId, ...] = ()
+
+    def is_voter(self, node: NodeId) -> bool:
+        return node in self.voters
+
+    def is_member(self, node: NodeId) -> bool:
+        return node in self.voters or node in self.learners
+
+    @property
+    def members(self) -> tuple[NodeId, ...]:
+        return self.voters + self.learners
+
+    def quorum(self) -> int:
+        """Strict majority of the voters."""
+        return len(self.voters) // 2 + 1
+
+
+@dataclass(frozen=True, slots=True)
 class SnapshotMeta:
     index: int = 0  # last log index the snapshot includes
     term: int = 0  # term of that entry
     voters: tuple[NodeId, ...] = ()  # cluster configuration at ``index``
+    learners: tuple[NodeId, ...] = ()
+    manual: tuple[NodeId, ...] = ()  # learners not promoted automatically
+
+    @property
+    def conf_state(self) -> ConfState:
+        return ConfState(self.voters, self.learners, self.manual)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +106,10 @@ class MsgType(enum.IntEnum):
     SNAP_RESP = 10
     READ_INDEX = 11  # follower -> leader: confirm leadership for ``context``
     READ_INDEX_RESP = 12  # leader -> follower: ``index`` is safe to read at for ``context``
+    TIMEOUT_NOW = 13  # leader -> transfer target: campaign at once (leadership transfer)
+
+
+TRANSFER_CONTEXT = b"transfer"
 
 
 @dataclass(slots=True)
@@ -90,6 +125,8 @@ class Message:
       ``done`` on the last chunk. SNAP_RESP: ``index`` is the snapshot index, ``offset`` the
       next byte expected, ``reject`` if the transfer must restart.
     - HEARTBEAT/HEARTBEAT_RESP/READ_INDEX/READ_INDEX_RESP: ``context`` carries a read request id.
+    - VOTE with ``context == TRANSFER_CONTEXT``: the election follows a leadership transfer,
+      so voters do not refuse it for having heard from a live leader recently.
     """
 
     type: MsgType
@@ -117,6 +154,8 @@ class Message:
                 self.snapshot_meta.index,
                 self.snapshot_meta.term,
                 list(self.snapshot_meta.voters),
+                list(self.snapshot_meta.learners),
+                list(self.snapshot_meta.manual),
             )
         )
         return msgpack.packb(  # type: ignore[no-any-return]
@@ -176,9 +215,7 @@ class Message:
                 reject=_bool(reject),
                 reject_hint=_uint(reject_hint),
                 context=_bytes(context),
-                snapshot_meta=None
-                if meta is None
-                else SnapshotMeta(_uint(meta[0]), _uint(meta[1]), tuple(_str(v) for v in meta[2])),
+                snapshot_meta=None if meta is None else _meta(meta),
                 offset=_uint(offset),
                 data=_bytes(data),
                 done=_bool(done),
@@ -186,6 +223,18 @@ class Message:
         except (ValueError, TypeError, KeyError, IndexError, msgpack.UnpackException) as exc:
             raise ValueError(f"malformed raft message: {exc}") from exc
         return msg
+
+
+def _meta(fields: list[object]) -> SnapshotMeta:
+    index, term, voters, *rest = fields  # learners and manual are absent in older senders
+    learners, manual = [*rest, [], []][:2]
+    return SnapshotMeta(_uint(index), _uint(term), _names(voters), _names(learners), _names(manual))
+
+
+def _names(v: object) -> tuple[str, ...]:
+    if not isinstance(v, list):
+        raise ValueError("expected a list of node ids")
+    return tuple(_str(name) for name in v)
 
 
 def _uint(v: object) -> int:
@@ -242,6 +291,10 @@ class Ready:
     messages: list[Message] = field(default_factory=list)
     committed_entries: list[Entry] = field(default_factory=list)
     read_states: list[ReadState] = field(default_factory=list)
+    # The configuration now in effect, when it changed since the previous Ready (an entry
+    # appended or truncated, or a snapshot installed): the driver connects to new members
+    # and drops removed ones. It may still be uncommitted.
+    conf_state: ConfState | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +304,7 @@ class PeerStatus:
     next_index: int
     state: str  # "probe" | "replicate" | "snapshot" (meaningful on a leader only)
     recent_active: bool
+    voter: bool = True  # False for a learner
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +319,9 @@ class CoreStatus:
     snapshot_index: int
     voters: tuple[NodeId, ...]
     peers: tuple[PeerStatus, ...]
+    learners: tuple[NodeId, ...] = ()
+    conf_index: int = 0  # log index of the entry that set the configuration (0: bootstrap)
+    transferring_to: NodeId | None = None
 
 
 class RaftError(Exception):

@@ -40,6 +40,7 @@ def _lowest_priority() -> None:
     with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
+
 R = TypeVar("R")
 
 

@@ -5,7 +5,10 @@ Layout (format version 1, integers little-endian)::
     magic        8 bytes   b"R3DSNAP\\0"
     version      u16       1
     header_len   u32       length of the JSON header that follows
-    header       JSON      {"index", "term", "voters", "created_at", "data_len"} (UTF-8)
+    header       JSON      {"index", "term", "voters", "learners", "manual", "created_at",
+                           "data_len"} (UTF-8; "learners" and "manual", the learners not
+                           promoted automatically, are absent in files written before
+                           membership changes existed and then read as empty)
     checksum     32 bytes  SHA-256 over every byte before it (magic..header) and the data
     data         data_len bytes, the state machine's opaque snapshot
 
@@ -67,6 +70,8 @@ def write_snapshot_file(f: BinaryIO, snapshot: Snapshot, created_at: float) -> i
             "index": snapshot.meta.index,
             "term": snapshot.meta.term,
             "voters": list(snapshot.meta.voters),
+            "learners": list(snapshot.meta.learners),
+            "manual": list(snapshot.meta.manual),
             "created_at": created_at,
             "data_len": len(snapshot.data),
         },
@@ -132,8 +137,9 @@ def _read_header(f: BinaryIO, size: int) -> tuple[_Header, bytes, bytes]:
     index = _non_negative_int(fields.get("index"), "index")
     term = _non_negative_int(fields.get("term"), "term")
     data_len = _non_negative_int(fields.get("data_len"), "data_len")
-    voters = fields.get("voters")
-    _check(isinstance(voters, list) and all(isinstance(v, str) for v in voters), "voters malformed")
+    voters = _names(fields.get("voters"), "voters")
+    learners = _names(fields.get("learners", []), "learners")
+    manual = _names(fields.get("manual", []), "manual")
     created_at = fields.get("created_at")
     _check(type(created_at) in (int, float) and math.isfinite(created_at), "created_at malformed")
     expected = f.read(_CHECKSUM_LEN)
@@ -143,8 +149,15 @@ def _read_header(f: BinaryIO, size: int) -> tuple[_Header, bytes, bytes]:
         size == data_offset + data_len,
         f"file is {size} bytes, header says {data_offset + data_len}",
     )
-    header = _Header(SnapshotMeta(index, term, tuple(voters)), float(created_at), data_len)
+    meta = SnapshotMeta(index, term, voters, learners, manual)
+    header = _Header(meta, float(created_at), data_len)
     return header, expected, raw_prefix + raw_header
+
+
+def _names(value: object, name: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidSnapshotFile(f"header field {name} malformed")
+    return tuple(value)
 
 
 def _non_negative_int(value: object, name: str) -> int:

@@ -1,0 +1,63 @@
+"""The cluster configuration survives on disk: in snapshot files' headers and as
+configuration-change entries in the log, from which a restarted core recovers it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+
+from raft3d.consensus import ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMeta
+from raft3d.consensus.membership import ConfChange, ConfChangeType, encode_conf_entry
+from raft3d.storage import DurableStorage
+from raft3d.storage.snapshot_file import read_snapshot_file, write_snapshot_file
+
+from .test_consensus_core import make_core
+
+META = SnapshotMeta(7, 2, ("n1", "n2", "n3"), ("n4", "n5"), ("n5",))
+
+
+def test_snapshot_file_keeps_voters_learners_and_manual_learners(tmp_path: Path) -> None:
+    path = tmp_path / "snap"
+    with path.open("wb") as f:
+        write_snapshot_file(f, Snapshot(META, b"state"), created_at=1.0)
+    _, loaded = read_snapshot_file(path)
+    assert loaded.meta == META and loaded.meta.conf_state == ConfState(
+        ("n1", "n2", "n3"), ("n4", "n5"), ("n5",)
+    )
+
+
+def test_snapshot_file_without_learners_reads_as_voters_only(tmp_path: Path) -> None:
+    # A file as written before membership changes existed: no learners in its header.
+    header = {"created_at": 1.0, "data_len": 1, "index": 7, "term": 2, "voters": ["n1"]}
+    body = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
+    prefix = struct.pack("<8sHI", b"R3DSNAP\x00", 1, len(body)) + body
+    path = tmp_path / "old"
+    path.write_bytes(prefix + hashlib.sha256(prefix + b"s").digest() + b"s")
+    _, loaded = read_snapshot_file(path)
+    assert loaded.meta == SnapshotMeta(7, 2, ("n1",)) and loaded.meta.learners == ()
+
+
+def test_a_restarted_core_recovers_the_configuration_from_the_stored_log(tmp_path: Path) -> None:
+    conf = ConfState(("n1", "n2", "n3"), ("n4",), ())
+    data = encode_conf_entry(ConfChange(ConfChangeType.ADD_LEARNER, "n4"), conf)
+    change = Entry(2, 1, data, EntryType.CONF_CHANGE)
+    with DurableStorage(tmp_path / "d") as storage:
+        storage.persist(HardState(1, None, 1), [Entry(1, 1, b"", EntryType.NOOP), change])
+    with DurableStorage(tmp_path / "d") as storage:
+        state = storage.load()
+    core = make_core("n2", ("n1", "n2", "n3"), state)
+    assert core.conf_state == conf and core.conf_index == 2
+
+
+def test_a_restarted_core_recovers_the_configuration_from_a_stored_snapshot(
+    tmp_path: Path,
+) -> None:
+    with DurableStorage(tmp_path / "d") as storage:
+        storage.persist(HardState(2, None, 7), [Entry(i, 2, b"x") for i in range(1, 8)])
+        storage.save_local_snapshot(Snapshot(META, b"state"))
+    with DurableStorage(tmp_path / "d") as storage:
+        state = storage.load()
+    core = make_core("n4", (), state)  # a joined node: no bootstrap configuration of its own
+    assert core.conf_state == META.conf_state and core.conf_index == 7
