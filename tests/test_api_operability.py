@@ -331,14 +331,18 @@ async def test_compaction_moves_first_index(client: Client, node: FakeNode) -> N
     await seed(client)
     await call(client, "POST", "/cluster/snapshots", 201)
     await call(client, "POST", "/api/v1/print_jobs/j1/status?status=running", 200)
-    page = await call(client, "GET", "/api/v1/events?after=0", 200)
+    gone = await call(client, "GET", "/api/v1/events?after=0", 410)
+    assert gone["error"]["code"] == "compacted"
+    assert gone["error"]["details"] == {"after": 0, "first_index": 4, "snapshot_index": 3}
+    page = await call(client, "GET", "/api/v1/events?after=3", 200)
     assert page["first_index"] == 4
     assert page["last_index"] == 4
     assert [e["index"] for e in page["events"]] == [4]
     # Nothing left after a snapshot at the applied index: first_index is past the end.
     await call(client, "POST", "/cluster/snapshots", 201)
-    page = await call(client, "GET", "/api/v1/events", 200)
+    page = await call(client, "GET", "/api/v1/events?after=4", 200)
     assert (page["first_index"], page["last_index"], page["events"]) == (5, 4, [])
+    await call(client, "GET", "/api/v1/events?after=3", 410)
 
 
 @pytest.mark.parametrize(
@@ -483,7 +487,7 @@ async def test_metrics_label_new_routes_by_template(client: Client, node: FakeNo
     await call(client, "POST", "/cluster/snapshots", 201)
     await call(client, "GET", "/cluster/snapshots", 200)
     await call(client, "GET", "/cluster/snapshots/latest", 200)
-    await call(client, "GET", "/api/v1/events?after=2", 200)
+    await call(client, "GET", "/api/v1/events?after=4", 200)
     await call(client, "GET", "/api/v1/events?after=-2", 400)
     found = await scrape(client)
 
@@ -566,9 +570,11 @@ async def test_operability_endpoints_over_a_real_node(real_client: Client) -> No
 
     await call(client, "POST", "/api/v1/print_jobs/j1/status?status=running", 200)
     page = await call(client, "GET", "/api/v1/events?after=0&limit=10", 200)
-    assert page["first_index"] == last + 1  # compacted up to the snapshot
-    assert [e["index"] for e in page["events"]] == [last + 1]
-    assert page["events"][0]["payload"] == {"job_id": "j1", "status": "Running"}
+    # The snapshot kept the trailing entries, each with its outcome.
+    assert page["first_index"] == 1
+    assert [e["index"] for e in page["events"]] == list(range(1, last + 2))
+    assert all(e["outcome"] is not None for e in page["events"] if e["type"] != "noop")
+    assert page["events"][-1]["payload"] == {"job_id": "j1", "status": "Running"}
 
     found = await scrape(client)
     assert found[("raft3d_snapshots_total", ())] == 1

@@ -25,7 +25,9 @@ KV_COMMAND = [sys.executable, "-m", "tests.support.kvnode"]
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[ProcessCluster]:
-    with ProcessCluster(tmp_path, 3, KV_COMMAND, raft={"snapshot_threshold": 300}) as c:
+    # Few trailing entries, so that a node that lost its data is sent a snapshot.
+    raft = {"snapshot_threshold": 300, "snapshot_trailing_entries": 50}
+    with ProcessCluster(tmp_path, 3, KV_COMMAND, raft=raft) as c:
         c.start()
         yield c
         print(c.logs())  # pytest shows captured output only when the test failed

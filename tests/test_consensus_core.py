@@ -40,6 +40,7 @@ def make_core(
 ) -> RaftCore:
     settings.setdefault("election_ticks", 10)
     settings.setdefault("heartbeat_ticks", 2)
+    settings.setdefault("trailing_entries", 0)  # compaction drops the whole prefix
     config = replace(core_config(node_id, voters, RaftSettings()), **settings)
     return RaftCore(config, state or InitialState(), random.Random(seed))
 
@@ -679,6 +680,30 @@ def test_snapshot_transfer_restarts_when_the_leaders_snapshot_changes() -> None:
     rd = drain(core)
     assert rd.snapshot is not None and rd.snapshot.data == b"newer"
     assert rd.snapshot.meta.index == 7
+
+
+def test_compaction_keeps_trailing_entries_for_a_follower_slightly_behind() -> None:
+    net = Net.of(trailing_entries=3)
+    leader = net.elect("a")
+    for k in range(2):
+        leader.propose(b"p%d" % k)
+    net.settle()
+    b = net.cores["b"]
+    assert b.applied_index == 3
+    net.isolated.add("b")
+    for k in range(2, 5):
+        leader.propose(b"p%d" % k)
+    net.settle()
+    assert leader.applied_index == 6
+    snap = leader.compact(6, b"state")
+    assert snap.meta.index == leader.snapshot_index == 6
+    assert leader.term_at(4) == 1 and leader.term_at(2) is None  # 4..6 kept below it
+    net.isolated.clear()
+    for _ in range(5):
+        net.heartbeat_round("a")
+    # b, three entries behind, is sent entries rather than the snapshot.
+    assert "b" not in net.installed
+    assert b.applied_index == 6 and b.snapshot_index == 0
 
 
 def test_compaction_drops_the_log_prefix_and_restart_reemits_committed_entries() -> None:

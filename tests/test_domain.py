@@ -810,7 +810,7 @@ def _bad_status(document: dict[str, Any]) -> None:
 
 
 def _future_format(document: dict[str, Any]) -> None:
-    document["format"] = 2
+    document["format"] = 3
 
 
 @pytest.mark.parametrize(

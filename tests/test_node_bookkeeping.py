@@ -20,6 +20,7 @@ from raft3d.node.errors import OutcomeUnknownError
 from raft3d.node.proposals import Proposals
 from raft3d.node.reads import ReadBarriers
 from raft3d.node.ready import ReadyStep
+from tests.support.machines import EagerCapture, KeptOutcomes
 
 
 class Waiter:
@@ -167,17 +168,18 @@ def test_failing_reads_fails_every_stage() -> None:
 # --- per-Ready decisions ---------------------------------------------------------------------
 
 
-class Recorder:
+class Recorder(KeptOutcomes[str]):
     def __init__(self) -> None:
+        super().__init__()
         self.applied: list[tuple[int, bytes]] = []
         self.restored: list[bytes] = []
 
     def apply(self, index: int, data: bytes) -> str:
         self.applied.append((index, data))
-        return f"r{index}"
+        return self.keep(index, f"r{index}")
 
-    def snapshot(self) -> bytes:
-        return b"state"
+    def capture(self) -> EagerCapture:
+        return EagerCapture(b"state")
 
     def restore(self, data: bytes) -> None:
         self.restored.append(data)
@@ -250,7 +252,7 @@ def test_finish_applies_answers_proposals_and_releases_reads() -> None:
     assert step.applied == 2
     assert proposal.result == "r2"
     assert read.result == 2
-    assert step.outcomes == {2: "r2"}
+    assert (step.outcome(1), step.outcome(2)) == (None, "r2")
     assert step.counters.applied_entries == 2
 
 
@@ -260,7 +262,7 @@ def test_an_installed_snapshot_replaces_the_state_and_its_outcomes() -> None:
     snap = Snapshot(SnapshotMeta(10, 2, ("a", "b", "c")), b"leader state")
     step.finish(Ready(snapshot=snap, committed_entries=[Entry(10, 2, b"covered")]))
     assert step.applied == step.snapshot_index == 10
-    assert step.outcomes == {}
+    assert step.outcome(1) is None
 
 
 @pytest.mark.parametrize(("applied", "due"), [(4, False), (5, True)])
@@ -275,6 +277,9 @@ def test_no_snapshot_point_while_the_core_holds_a_newer_snapshot() -> None:
     step.finish(Ready(committed_entries=[Entry(1, 1, b"x"), Entry(2, 1, b"y")]))
     assert step.snapshot_point(core_snapshot_index=5) is None
     assert step.snapshot_point(core_snapshot_index=0) == 2
-    step.compacted(2)
-    assert step.outcomes == {}
+    assert step.outcome(2) == "r2"
+    step.compacted(2, first_index=2)  # the log keeps entry 2: so does its outcome
+    assert step.outcome(2) == "r2" and step.outcome(1) is None
+    step.compacted(2, first_index=3)
+    assert step.outcome(2) is None
     assert step.snapshot_point(core_snapshot_index=2) is None  # nothing applied since

@@ -34,6 +34,7 @@ from raft3d.node.seams import SnapshotRecord
 from raft3d.node.wiring import build_node, node_options
 from raft3d.storage import DurableStorage
 from tests.support.fakes import single_voter_settings
+from tests.support.machines import EagerCapture, KeptOutcomes
 from tests.support.settings import node_settings
 from tests.support.waiting import eventually
 
@@ -44,17 +45,21 @@ VOTERS = (LEADER, FOLLOWER, "c")
 Node = RaftNode[tuple[int, bytes]]
 
 
-class RecordingStateMachine:
+class RecordingStateMachine(KeptOutcomes[tuple[int, bytes]]):
     """Applies by recording each command; ``apply`` returns a value derived from the input."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.last_index = 0
         self.commands: list[bytes] = []
 
     def apply(self, index: int, data: bytes) -> tuple[int, bytes]:
         self.last_index = index
         self.commands.append(data)
-        return (index, data.upper())
+        return self.keep(index, (index, data.upper()))
+
+    def capture(self) -> EagerCapture:
+        return EagerCapture(self.snapshot())
 
     def snapshot(self) -> bytes:
         return msgpack.packb([self.last_index, self.commands])  # type: ignore[no-any-return]

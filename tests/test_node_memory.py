@@ -10,19 +10,24 @@ import pytest
 
 from raft3d.node.errors import NotLeaderError, OutcomeUnknownError
 from raft3d.node.memory import MemoryStorage
+from tests.support.machines import EagerCapture, KeptOutcomes
 from tests.support.memcluster import MemoryCluster
 from tests.support.waiting import eventually
 
 
-class Counter:
+class Counter(KeptOutcomes[int]):
     """Adds each command's length; ``apply`` returns the running total."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.total = 0
 
     def apply(self, index: int, data: bytes) -> int:
         self.total += len(data)
-        return self.total
+        return self.keep(index, self.total)
+
+    def capture(self) -> EagerCapture:
+        return EagerCapture(self.snapshot())
 
     def snapshot(self) -> bytes:
         return str(self.total).encode()

@@ -15,7 +15,7 @@ import ssl
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,9 @@ from raft3d.storage.errors import StorageError
 log = logging.getLogger("raft3d.cli")
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Exit status of a node that halted (a disk error, an entry it cannot apply): crash-only, its
+# supervisor restarts it and it recovers from its durable state.
+EXIT_HALTED = 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -97,11 +100,10 @@ def _serve(args: argparse.Namespace) -> int:
     import uvloop
 
     try:
-        uvloop.run(run_node(settings, tls))
+        return uvloop.run(run_node(settings, tls))
     except BindError as exc:
         print(f"raft3d: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 class BindError(Exception):
@@ -140,11 +142,13 @@ def connection_cap(configured: int, fd_limit: int) -> int:
     return max(1, min(configured, (fd_limit - FD_RESERVE) // 2))
 
 
-async def run_node(settings: Settings, tls: TlsContexts | None = None) -> None:
-    """Run a node until SIGTERM or SIGINT; then answer in-flight requests and close cleanly.
+async def run_node(settings: Settings, tls: TlsContexts | None = None) -> int:
+    """Run a node until SIGTERM or SIGINT (then answer in-flight requests, close cleanly and
+    return 0) or until it halts (then close and return ``EXIT_HALTED``).
 
     SIGHUP re-reads the TLS certificate files (a bad set is refused and the old one kept).
     """
+    halted = asyncio.Event()
     http = settings.http_settings
     fd_limit = raise_fd_limit()
     cap = connection_cap(http.max_connections, fd_limit)
@@ -160,7 +164,8 @@ async def run_node(settings: Settings, tls: TlsContexts | None = None) -> None:
     )
     lag = LoopLagMonitor()
     try:
-        app = build_app(settings, tls, lag)  # opens (and locks) the data directory
+        # Opens (and locks) the data directory.
+        app = build_app(settings, tls, lag, on_halt=lambda _exc: halted.set())
     except (OSError, StorageError) as exc:
         raise BindError(f"cannot start node {settings.node_id}: {exc}") from None
     app.middlewares.insert(0, guard.track_requests)
@@ -194,12 +199,23 @@ async def run_node(settings: Settings, tls: TlsContexts | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, _reload_tls, tls)
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(halted.wait())]
     try:
-        await stop.wait()
-        log.info("shutting down node=%s", settings.node_id)
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if halted.is_set():
+            log.critical(
+                "node halted, exiting with status %d to be restarted node=%s",
+                EXIT_HALTED,
+                settings.node_id,
+            )
+        else:
+            log.info("shutting down node=%s", settings.node_id)
     finally:
+        for wait in waits:
+            wait.cancel()
         await runner.cleanup()  # stops listening, waits for handlers, then stops the node
         lag.stop()
+    return EXIT_HALTED if halted.is_set() else 0
 
 
 def _reload_tls(tls: TlsContexts | None) -> None:
@@ -252,7 +268,10 @@ def _bind_problem(what: str, address: object, exc: OSError) -> str:
 
 
 def build_app(
-    settings: Settings, tls: TlsContexts | None = None, lag: LoopLagMonitor | None = None
+    settings: Settings,
+    tls: TlsContexts | None = None,
+    lag: LoopLagMonitor | None = None,
+    on_halt: Callable[[BaseException], None] | None = None,
 ) -> web.Application:
     """The node and its HTTP app, wired so the node outlives every request handler."""
     from raft3d.api import create_app
@@ -262,6 +281,8 @@ def build_app(
 
     state = FarmStateMachine()
     node = build_node(settings, state, tls=tls)
+    if on_halt is not None:
+        node.halt_listeners.append(on_halt)
     collectors = [NodeCollector(node)] + ([lag.histogram] if lag is not None else [])
     app = create_app(
         api_options(settings),

@@ -115,6 +115,11 @@ class RaftSettings:
     max_msg_bytes: int = bounded(1024 * 1024, 1024, 4 * MIB)
     max_inflight_msgs: int = bounded(256, 1, 1_000_000)
     snapshot_threshold: int = bounded(10_000, 1, None)  # applied entries between snapshots
+    # ...and only once those entries' bytes reach this fraction of the last snapshot's size:
+    # writing a big state again costs more than replaying a small log.
+    snapshot_log_ratio: float = bounded(0.1, 0.0, 1000.0)
+    # Log entries kept after a snapshot, for event readers and slightly lagging followers.
+    snapshot_trailing_entries: int = bounded(5_000, 0, 10_000_000)
     snapshots_keep: int = bounded(2, 1, 1000)
     snapshot_chunk_bytes: int = bounded(256 * 1024, 1024, 4 * MIB)
 
@@ -158,6 +163,10 @@ class HttpSettings:
     # Open client connections per node; over it a connection gets 503 and is closed. The node
     # also keeps this below its file-descriptor limit (see raft3d.api.connections).
     max_connections: int = bounded(1000, 1, 1_000_000)
+    # Comment lines on idle /api/v1/events/stream connections, and how many events a stream
+    # may lag behind before it is cut off.
+    sse_heartbeat_s: float = bounded(15.0, 0.01, 3600.0)
+    sse_buffer_events: int = bounded(4096, 1, 10_000_000)
 
     def check(self) -> None:
         """No relations between the HTTP values yet; each is checked against its range."""
@@ -234,6 +243,8 @@ def api_options(settings: Settings) -> ApiOptions:
             "filaments": settings.limits.max_filaments,
             "print_jobs": settings.limits.max_print_jobs,
         },
+        sse_heartbeat_s=settings.http_settings.sse_heartbeat_s,
+        sse_buffer_events=settings.http_settings.sse_buffer_events,
     )
 
 

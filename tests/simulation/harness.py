@@ -92,6 +92,7 @@ class SimConfig:
     wire_rate: float = 0.02
     membership_rate: float = 0.0  # chance per step of a membership change (membership.py)
     promote_lag: int = 4
+    trailing_entries: int = 0  # log entries a core keeps below its own snapshots
 
     @classmethod
     def from_seed(cls, seed: int, nodes: int, steps: int) -> SimConfig:
@@ -190,6 +191,7 @@ class SimConfig:
             snapshot_chunk_bytes=self.chunk_bytes,
             max_committed_bytes_per_ready=256,
             promote_lag=self.promote_lag,
+            trailing_entries=self.trailing_entries,
         )
 
 

@@ -52,6 +52,16 @@ class SimStateMachine:
         return cls(list(terms), list(payloads))
 
 
+class _Captured:
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def encode(self) -> bytes:
+        return self._data
+
+
 class SimApp:
     """The node's ``StateMachine[int]`` (``raft3d.node.seams``), as ``ReadyStep`` sees it.
 
@@ -69,8 +79,14 @@ class SimApp:
     def apply(self, index: int, data: bytes) -> int:
         return index
 
-    def snapshot(self) -> bytes:
-        return self._node.sm.snapshot_bytes()
+    def capture(self) -> _Captured:
+        return _Captured(self._node.sm.snapshot_bytes())
+
+    def outcome(self, index: int) -> int | None:
+        return index if index <= self._node.sm.applied_index else None
+
+    def forget_outcomes(self, through: int) -> None:
+        pass  # an outcome is its index: nothing is kept
 
     def restore(self, data: bytes) -> None:
         self._cluster.restored(self._node, data)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +68,7 @@ class FakeEntry:
 class FakeEventPage:
     first_index: int
     last_index: int
+    snapshot_index: int
     events: list[FakeEntry]
 
 
@@ -116,6 +117,9 @@ class FakeNode:
         self.stopped = False  # events() and take_snapshot() then raise NodeStoppedError
         self.counters = NodeCounters()
         self.transport = FakeTransport()
+        self.listeners: list[Callable[[FakeEntry], None]] = []
+        self.halted: str | None = None  # halted_reason
+        self.trailing_entries = 0  # log entries kept below a snapshot, as the driver does
 
     def fail_proposals(self, *errors: BaseException) -> None:
         """The next ``len(errors)`` proposals raise these, in order, and change nothing."""
@@ -142,7 +146,7 @@ class FakeNode:
             raise NotLeaderError(self.leader_id)
         self._index += 1
         result = self.state.apply(self._index, command)
-        self.log.append(FakeEntry(self._index, self.term, False, command, result))
+        self._appended(FakeEntry(self._index, self.term, False, command, result))
         self.counters.proposals["committed"] += 1
         self.counters.applied_entries += 1
         return result
@@ -153,7 +157,7 @@ class FakeNode:
         self.leader_id = self._node_id
         self.counters.elections += 1
         self._index += 1
-        self.log.append(FakeEntry(self._index, term, True, b"", None))
+        self._appended(FakeEntry(self._index, term, True, b"", None))
         self.counters.applied_entries += 1
 
     @property
@@ -163,7 +167,21 @@ class FakeNode:
     def events(self, after: int, limit: int) -> FakeEventPage:
         self._check_running()
         held = [entry for entry in self.log if entry.index > after][:limit]
-        return FakeEventPage(self.snapshot_index + 1, self._index, held)
+        first = self.log[0].index if self.log else self._index + 1
+        return FakeEventPage(first, self._index, self.snapshot_index, held)
+
+    def subscribe(self, listener: Callable[[FakeEntry], None]) -> Callable[[], None]:
+        self.listeners.append(listener)
+        return lambda: self.listeners.remove(listener)
+
+    def _appended(self, entry: FakeEntry) -> None:
+        self.log.append(entry)
+        for listener in list(self.listeners):
+            listener(entry)
+
+    @property
+    def halted_reason(self) -> str | None:
+        return self.halted
 
     def snapshots(self) -> list[FakeSnapshotFile]:
         return list(self.snapshot_files)
@@ -185,7 +203,8 @@ class FakeNode:
             taken = FakeSnapshotFile(self._index, term, len(data) + 64, self.clock, data)
             self.clock += 1.5
             self.snapshot_files = [taken, *self.snapshot_files][: self.snapshots_keep]
-            self.log = [entry for entry in self.log if entry.index > taken.index]
+            keep_from = taken.index - self.trailing_entries
+            self.log = [entry for entry in self.log if entry.index > keep_from]
             self.counters.snapshots += 1
         return self.snapshot_index
 
@@ -220,6 +239,8 @@ def fake_settings(
     request_timeout_s: float = 2.0,
     max_body_bytes: int = 64 * 1024,
     members: tuple[Member, ...] = (),
+    sse_heartbeat_s: float = 15.0,
+    sse_buffer_events: int = 4096,
     auth: AuthSettings | None = None,
     limits: LimitSettings | None = None,
 ) -> Settings:
@@ -233,7 +254,10 @@ def fake_settings(
         cluster_secret=FAKE_SECRET,
         members=members or (own,),
         http_settings=HttpSettings(
-            request_timeout_s=request_timeout_s, max_body_bytes=max_body_bytes
+            request_timeout_s=request_timeout_s,
+            max_body_bytes=max_body_bytes,
+            sse_heartbeat_s=sse_heartbeat_s,
+            sse_buffer_events=sse_buffer_events,
         ),
         auth=auth or AuthSettings(),
         limits=limits or LimitSettings(),

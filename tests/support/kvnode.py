@@ -37,10 +37,12 @@ from raft3d.node.errors import (
     OutcomeUnknownError,
 )
 from raft3d.node.wiring import build_node
+from tests.support.machines import EagerCapture, KeptOutcomes
 
 
-class KeyValueStateMachine:
+class KeyValueStateMachine(KeptOutcomes[dict[str, Any]]):
     def __init__(self) -> None:
+        super().__init__()
         self.data: dict[str, str] = {}
         self.last_index = 0
 
@@ -49,7 +51,12 @@ class KeyValueStateMachine:
         prev = self.data.get(key)
         self.data[key] = value
         self.last_index = index
-        return {"index": index, "key": key, "value": value, "prev": prev}
+        result = {"index": index, "key": key, "value": value, "prev": prev}
+        self.keep(index, result)
+        return result
+
+    def capture(self) -> EagerCapture:
+        return EagerCapture(self.snapshot())
 
     def snapshot(self) -> bytes:
         return msgpack.packb([self.last_index, self.data])  # type: ignore[no-any-return]

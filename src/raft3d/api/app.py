@@ -9,7 +9,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client.registry import Collector
 
-from raft3d.api import auth, cluster, events, farm, snapshots
+from raft3d.api import auth, cluster, events, farm, snapshots, stream
 from raft3d.api.forwarding import LeaderForwarder
 from raft3d.api.metrics import create_metrics
 from raft3d.api.middleware import add_node_headers, error_middleware, metrics_middleware
@@ -68,6 +68,7 @@ def create_app(
     app.cleanup_ctx.append(_forwarding_session)
     auth.install(app)
     app.cleanup_ctx.append(_snapshot_renderer)
+    stream.setup_event_streams(app)
     _add_routes(app.router)
     return app
 
@@ -109,6 +110,7 @@ def _add_routes(router: web.UrlDispatcher) -> None:
     router.add_post(f"{API}/print_jobs/{{id}}/status", farm.change_job_status)
     router.add_put(f"{API}/print_jobs/{{id}}/status", farm.change_job_status)
     router.add_get(f"{API}/events", events.list_events)
+    router.add_get(f"{API}/events/stream", stream.stream_events)
     router.add_get("/cluster/status", cluster.cluster_status)
     # Per node: each node lists, reads and takes its own snapshots (never forwarded).
     router.add_get("/cluster/snapshots", snapshots.list_snapshots)

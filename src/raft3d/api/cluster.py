@@ -18,13 +18,28 @@ async def cluster_status(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+def check_not_halted(request: web.Request) -> None:
+    """503 ``halted`` from a node that stopped on a disk error or a corrupt entry.
+
+    Such a node exits so that its supervisor restarts it; until then it must not look healthy
+    nor answer from its (stale) local state.
+    """
+    reason = request.app[NODE_KEY].halted_reason
+    if reason is not None:
+        raise ServiceUnavailable(
+            "halted", "this node halted and is exiting to be restarted", {"reason": reason}
+        )
+
+
 async def healthz(request: web.Request) -> web.Response:
-    """The process is up and serving HTTP; says nothing about the cluster."""
+    """The process is up and serving HTTP (and not halted); says nothing about the cluster."""
+    check_not_halted(request)
     return web.json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
     """Ready to serve: a leader is known and everything known committed has been applied."""
+    check_not_halted(request)
     status = request.app[NODE_KEY].status()
     facts = {
         "leader_id": status.leader_id,

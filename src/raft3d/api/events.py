@@ -14,10 +14,12 @@ Each event is one applied log entry::
 
 Pages: ``?after=N`` (default 0) returns events with index > N, at most ``?limit=M`` (1..1000,
 default 100). ``first_index`` is the oldest index the node still holds: older entries were
-compacted into a snapshot, so a reader whose ``after + 1`` is below it has missed events and
-should start from ``GET /cluster/snapshots/latest`` instead. ``last_index`` is the node's
-applied index when the page was read. Reads are linearizable by default (``?consistency=local``
-answers from this node at once).
+compacted into a snapshot (a node keeps ``snapshot_trailing_entries`` of them after each
+snapshot), so a reader whose ``after + 1`` is below it has missed events: 410 ``compacted``
+with ``first_index`` and ``snapshot_index``; it should start from
+``GET /cluster/snapshots/latest`` instead. Every committed command has its outcome.
+``last_index`` is the node's applied index when the page was read. Reads are linearizable by
+default (``?consistency=local`` answers from this node at once).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from raft3d.api import headers
+from raft3d.api.errors import Gone
 from raft3d.api.inputs import MAX_QUERY_INT, int_param, query_params
 from raft3d.api.ports import CommittedEntry, EventPageView
 from raft3d.api.reads import CONSISTENCY_PARAM, consistent_read
@@ -78,6 +81,21 @@ def page_json(page: EventPageView[Result]) -> dict[str, object]:
     }
 
 
+def check_retained(after: int, page: EventPageView[object]) -> None:
+    """410 ``compacted`` when events after ``after`` were compacted away on this node."""
+    if after < page.first_index - 1:
+        raise Gone(
+            "compacted",
+            f"events after {after} were compacted into a snapshot on this node; "
+            f"the oldest event it holds is {page.first_index}",
+            {
+                "after": after,
+                "first_index": page.first_index,
+                "snapshot_index": page.snapshot_index,
+            },
+        )
+
+
 async def list_events(request: web.Request) -> web.StreamResponse:
     # Checked before the read barrier: a bad request costs the cluster nothing.
     params = query_params(request, (AFTER_PARAM, LIMIT_PARAM, CONSISTENCY_PARAM))
@@ -85,4 +103,5 @@ async def list_events(request: web.Request) -> web.StreamResponse:
     limit = int_param(params, LIMIT_PARAM, default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
     await consistent_read(request, extra_params=(AFTER_PARAM, LIMIT_PARAM))
     page = request.app[NODE_KEY].events(after, limit)
+    check_retained(after, page)
     return web.json_response(page_json(page), headers={headers.APPLIED_INDEX: str(page.last_index)})

@@ -27,3 +27,7 @@ class ApiOptions:
     max_body_bytes: int
     # Object quotas by kind ("printers", "filaments", "print_jobs").
     quotas: Mapping[str, int]
+    # /api/v1/events/stream: seconds between heartbeat comments on an idle stream, and how
+    # many events a stream may lag behind before it is cut off.
+    sse_heartbeat_s: float = 15.0
+    sse_buffer_events: int = 4096

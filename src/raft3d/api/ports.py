@@ -8,7 +8,7 @@ dataclasses (``SnapshotInfo``, ``EventPage``, ``CommittedEvent``) satisfy them a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 from raft3d.node.status import NodeStatus
@@ -75,7 +75,7 @@ class CommittedEntry(Protocol[R_co]):
 
     @property
     def outcome(self) -> R_co | None:
-        """The state machine's result, or None when not known (a no-op)."""
+        """The state machine's result, None for a no-op."""
         ...
 
 
@@ -88,6 +88,11 @@ class EventPageView(Protocol[R_co]):
     @property
     def last_index(self) -> int:
         """Newest index applied on this node when the page was read."""
+        ...
+
+    @property
+    def snapshot_index(self) -> int:
+        """Index of the node's newest snapshot (0 when none)."""
         ...
 
     @property
@@ -121,6 +126,22 @@ class NodePort(Protocol[R_co]):
         ...
 
     def status(self) -> NodeStatus: ...
+
+    @property
+    def halted_reason(self) -> str | None:
+        """Why the node halted (disk error, corrupt entry); None while it runs normally.
+
+        A halted node serves nothing but this fact until its process exits.
+        """
+        ...
+
+    def subscribe(self, listener: Callable[[CommittedEntry[R_co]], None]) -> Callable[[], None]:
+        """Call ``listener`` with each entry as it is applied, from then on, in log order.
+
+        The listener runs on the node's apply path: it must return at once and never raise.
+        Returns the function that unsubscribes it.
+        """
+        ...
 
     def events(self, after: int, limit: int) -> EventPageView[R_co]:
         """Up to ``limit`` applied entries with index > ``after``, oldest first.

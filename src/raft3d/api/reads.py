@@ -6,6 +6,7 @@ from collections.abc import Collection, Mapping
 
 from aiohttp import web
 
+from raft3d.api.cluster import check_not_halted
 from raft3d.api.errors import BadRequest, ServiceUnavailable
 from raft3d.api.inputs import query_params
 from raft3d.api.typedefs import NODE_KEY, OPTIONS_KEY
@@ -24,6 +25,7 @@ async def consistent_read(
     the request began, on whichever node.
     """
     params = query_params(request, {CONSISTENCY_PARAM, *extra_params})
+    check_not_halted(request)
     level = params.get(CONSISTENCY_PARAM, LINEARIZABLE).lower()
     if level not in (LINEARIZABLE, LOCAL):
         raise BadRequest(

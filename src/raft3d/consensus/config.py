@@ -27,6 +27,9 @@ class CoreConfig:
     snapshot_chunk_bytes: int
     max_committed_bytes_per_ready: int = 4 * 1024 * 1024  # not a node setting
     promote_lag: int = 16  # a learner this close to the leader's last index is promoted
+    # Entries kept in the log below a snapshot taken by ``compact``, so that a follower
+    # slightly behind is sent entries rather than the whole snapshot.
+    trailing_entries: int = 0
 
     def __post_init__(self) -> None:
         if len(set(self.voters)) != len(self.voters):
@@ -45,3 +48,5 @@ class CoreConfig:
                 raise ValueError(f"{name} must be positive")
         if self.max_entry_bytes < 0:
             raise ValueError("max_entry_bytes must not be negative")
+        if self.trailing_entries < 0:
+            raise ValueError("trailing_entries must not be negative")

@@ -170,7 +170,9 @@ class RaftCore(Reconfiguration):
 
     @property
     def snapshot_index(self) -> int:
-        return self._log.snapshot_index
+        """Index of the newest snapshot; the log may still hold trailing entries below it."""
+        own = self._snapshot.meta.index if self._snapshot is not None else 0
+        return max(own, self._log.snapshot_index)
 
     def term_at(self, index: int) -> int | None:
         """Term of the entry at ``index`` in this node's log (None if compacted or absent)."""
@@ -194,7 +196,7 @@ class RaftCore(Reconfiguration):
             commit_index=self._log.committed,
             applied_index=self._applied,
             last_log_index=self._log.last_index,
-            snapshot_index=self._log.snapshot_index,
+            snapshot_index=self.snapshot_index,
             voters=self._voters,
             peers=tuple(peers),
             learners=self._conf.learners,
@@ -253,12 +255,17 @@ class RaftCore(Reconfiguration):
         drop the log up to it. The snapshot is kept to bring laggards up to date."""
         if index > self._applied:
             raise ValueError(f"cannot compact at {index}: only {self._applied} is applied")
-        if index <= self._log.snapshot_index:
+        if index <= self.snapshot_index:
             if self._snapshot is not None and index == self._snapshot.meta.index:
                 return self._snapshot
             raise ValueError(f"cannot compact at {index}: already compacted past it")
         conf = self._confs.state_at(index)
-        term = self._log.compact(index)
+        term = self._log.term_at(index)
+        if term is None:
+            raise ValueError(f"cannot compact at {index}: not in the log")
+        keep_from = index - self._cfg.trailing_entries
+        if keep_from > self._log.snapshot_index:
+            self._log.compact(keep_from)
         self._confs.compact(index)
         meta = SnapshotMeta(index, term, conf.voters, conf.learners, conf.manual)
         self._snapshot = Snapshot(meta, data)

@@ -1,7 +1,8 @@
 """The print farm's state and SPEC §3's business rules.
 
 ``Farm.execute`` is the one place state changes. It checks every rule against the current
-state and either applies the whole command or nothing. Dicts keep creation order, and each
+state and either applies the whole command or nothing. Objects live in ``OrderedPMap``s
+(creation order, O(1) frozen views for snapshots: see ``raft3d.domain.persistent``), and each
 filament's reserved weight (the sum over its Queued/Running jobs) is kept up to date as jobs
 are created and finish, so rule 2 is an O(1) check rather than a scan of all jobs.
 """
@@ -9,7 +10,7 @@ are created and finish, so rule 2 is an O(1) check rather than a scan of all job
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TypeVar, assert_never
 
 from raft3d.domain.commands import (
@@ -28,6 +29,7 @@ from raft3d.domain.model import (
     PrintJob,
     is_allowed_transition,
 )
+from raft3d.domain.persistent import FrozenView, OrderedPMap
 from raft3d.domain.results import Accepted, RejectionCode, Result, rejected
 
 _T = TypeVar("_T")
@@ -35,22 +37,23 @@ _T = TypeVar("_T")
 
 class Farm:
     def __init__(self) -> None:
-        self._printers: dict[str, Printer] = {}
-        self._filaments: dict[str, Filament] = {}
-        self._jobs: dict[str, PrintJob] = {}
+        self._printers: OrderedPMap[str, Printer] = OrderedPMap()
+        self._filaments: OrderedPMap[str, Filament] = OrderedPMap()
+        self._jobs: OrderedPMap[str, PrintJob] = OrderedPMap()
+        # Derived (recomputed on restore), so a plain dict: never part of a snapshot.
         self._reserved_grams: dict[str, int] = {}  # filament id -> weight of its active jobs
 
     # -- queries -------------------------------------------------------------------------
 
     def printers(self) -> list[Printer]:
-        return list(self._printers.values())
+        return self._printers.values()
 
     def filaments(self) -> list[Filament]:
-        return list(self._filaments.values())
+        return self._filaments.values()
 
     def print_jobs(self, status: JobStatus | None = None) -> list[PrintJob]:
         if status is None:
-            return list(self._jobs.values())
+            return self._jobs.values()
         return [job for job in self._jobs.values() if job.status == status]
 
     def print_job(self, job_id: str) -> PrintJob | None:
@@ -178,6 +181,10 @@ class Farm:
             )
         return Accepted(updated.to_dict())
 
+    def view(self) -> FarmView:
+        """O(1) frozen picture of every object, for encoding a snapshot on another thread."""
+        return FarmView(self._printers.view(), self._filaments.view(), self._jobs.view())
+
     # -- rebuilding from a snapshot ------------------------------------------------------
 
     @classmethod
@@ -192,19 +199,21 @@ class Farm:
         Raises FarmInconsistentError for anything apply could never have produced.
         """
         farm = cls()
-        for printer in printers:
-            _add_unique(farm._printers, printer.id, printer, "printer")
+        filaments, jobs = list(filaments), list(jobs)
+        farm._printers = _unique((p.id, p) for p in printers)
         for filament in filaments:
             if not 0 <= filament.remaining_weight_in_grams <= filament.total_weight_in_grams:
                 raise FarmInconsistentError(f"filament {filament.id!r}: remaining out of range")
-            _add_unique(farm._filaments, filament.id, filament, "filament")
+            if filament.id in farm._reserved_grams:
+                raise FarmInconsistentError(f"filament id {filament.id!r} appears twice")
             farm._reserved_grams[filament.id] = 0
+        farm._filaments = _unique((f.id, f) for f in filaments)
         for job in jobs:
             if job.printer_id not in farm._printers or job.filament_id not in farm._filaments:
                 raise FarmInconsistentError(f"print job {job.id!r} refers to a missing object")
-            _add_unique(farm._jobs, job.id, job, "print job")
             if job.status.reserves_filament:
                 farm._reserved_grams[job.filament_id] += job.print_weight_in_grams
+        farm._jobs = _unique((j.id, j) for j in jobs)
         for filament in farm._filaments.values():
             if farm._reserved_grams[filament.id] > filament.remaining_weight_in_grams:
                 raise FarmInconsistentError(f"filament {filament.id!r} is over-reserved")
@@ -219,7 +228,17 @@ def _duplicate(kind: str, object_id: str) -> Result:
     )
 
 
-def _add_unique(objects: dict[str, _T], object_id: str, obj: _T, kind: str) -> None:
-    if object_id in objects:
-        raise FarmInconsistentError(f"{kind} id {object_id!r} appears twice")
-    objects[object_id] = obj
+def _unique(items: Iterable[tuple[str, _T]]) -> OrderedPMap[str, _T]:
+    try:
+        return OrderedPMap(items)
+    except ValueError as exc:
+        raise FarmInconsistentError(str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class FarmView:
+    """Every object as it was when ``Farm.view`` was called; readable from any thread."""
+
+    printers: FrozenView[str, Printer]
+    filaments: FrozenView[str, Filament]
+    print_jobs: FrozenView[str, PrintJob]

@@ -6,10 +6,10 @@ and evicts the same ones, and snapshots carry it, so a retry gets the same answe
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from raft3d.domain.persistent import FrozenView, OrderedPMap
 from raft3d.domain.results import Result, detached
 
 
@@ -24,8 +24,8 @@ class IdempotencyTable:
         if capacity < 1:
             raise ValueError(f"idempotency capacity must be positive, got {capacity}")
         self._capacity = capacity
-        # OrderedDict: popping the oldest is O(1), unlike repeated deletes from a dict's front.
-        self._records: OrderedDict[str, IdempotencyRecord] = OrderedDict()
+        # Popping the oldest is O(1); a frozen view (for snapshots) is O(1) too.
+        self._records: OrderedPMap[str, IdempotencyRecord] = OrderedPMap()
 
     def __len__(self) -> int:
         return len(self._records)
@@ -43,8 +43,12 @@ class IdempotencyTable:
             raise ValueError(f"idempotency key {key!r} is already recorded")
         self._records[key] = IdempotencyRecord(fingerprint, detached(result))
         while len(self._records) > self._capacity:
-            self._records.popitem(last=False)
+            self._records.pop_oldest()
 
     def records(self) -> Iterator[tuple[str, IdempotencyRecord]]:
         """All records, oldest first."""
         return iter(self._records.items())
+
+    def view(self) -> FrozenView[str, IdempotencyRecord]:
+        """O(1) frozen picture of every record, oldest first."""
+        return self._records.view()

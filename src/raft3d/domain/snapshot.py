@@ -1,5 +1,9 @@
 """Snapshot encoding of the whole state machine, and the digest used to compare replicas.
 
+Capture and encoding are split (``StateCapture``): capturing freezes the state in O(1) on the
+event loop, encoding walks the frozen views on the disk thread (see ``raft3d.domain.persistent``
+for why this is safe).
+
 The state document lists every object in creation order and every idempotency record in log
 order, each in a fixed field order, so equal states encode to equal bytes. Derived data
 (reserved weights) is left out and recomputed on restore.
@@ -8,6 +12,7 @@ order, each in a fixed field order, so equal states encode to equal bytes. Deriv
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,12 +20,15 @@ import msgpack
 
 from raft3d.domain._checks import check_instance, check_int, check_str, check_str_keyed_dict
 from raft3d.domain.errors import SnapshotDecodeError
-from raft3d.domain.farm import Farm
-from raft3d.domain.idempotency import IdempotencyTable
+from raft3d.domain.farm import Farm, FarmView
+from raft3d.domain.idempotency import IdempotencyRecord, IdempotencyTable
 from raft3d.domain.model import Filament, FilamentType, JobStatus, Printer, PrintJob
-from raft3d.domain.results import Accepted, Rejected, Result
+from raft3d.domain.persistent import FrozenView
+from raft3d.domain.results import Accepted, Rejected, Result, detached
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
+# Format 1 had no outcomes; still read, as a snapshot written by an older node.
+_READABLE_FORMATS = (1, 2)
 
 _ACCEPTED = "accepted"
 _REJECTED = "rejected"
@@ -31,36 +39,68 @@ class RestoredState:
     last_applied_index: int
     farm: Farm
     idempotency: IdempotencyTable
+    outcomes: list[tuple[int, Result]]
 
 
-def state_document(farm: Farm, idempotency: IdempotencyTable) -> dict[str, Any]:
-    return {
-        "printers": [printer.to_dict() for printer in farm.printers()],
-        "filaments": [filament.to_dict() for filament in farm.filaments()],
-        "print_jobs": [job.to_dict() for job in farm.print_jobs()],
-        "idempotency": [
-            [key, record.fingerprint, _result_to_wire(record.result)]
-            for key, record in idempotency.records()
-        ],
-    }
+@dataclass(frozen=True, slots=True)
+class StateCapture:
+    """The whole state at one applied index, frozen: taken in O(1), encoded on any thread.
+
+    Besides the replicated state it carries the outcomes of the entries the node still holds
+    in its log, so that a node restarting from this snapshot can still report them.
+    """
+
+    last_applied_index: int
+    farm: FarmView
+    idempotency: FrozenView[str, IdempotencyRecord]
+    outcomes: FrozenView[int, Result]
+
+    def encode(self) -> bytes:
+        """The snapshot bytes (msgpack: strings as UTF-8, never escaped). O(state size)."""
+        packer = msgpack.Packer(use_bin_type=True)
+        out = bytearray(packer.pack_map_header(4))
+        out += packer.pack("format") + packer.pack(SNAPSHOT_FORMAT)
+        out += packer.pack("last_applied_index") + packer.pack(self.last_applied_index)
+        out += packer.pack("state")
+        _pack_state(out, packer, self.farm, self.idempotency)
+        out += packer.pack("outcomes") + packer.pack_array_header(len(self.outcomes))
+        for index, result in self.outcomes.items():
+            out += packer.pack([index, _result_to_wire(result), result.replayed])
+        return bytes(out)
+
+
+def _pack_state(
+    out: bytearray,
+    packer: msgpack.Packer,
+    farm: FarmView,
+    idempotency: FrozenView[str, IdempotencyRecord],
+) -> None:
+    """Append the state document, one object at a time (no second copy of the whole state)."""
+    out += packer.pack_map_header(4)
+    for name, view in (
+        ("printers", farm.printers),
+        ("filaments", farm.filaments),
+        ("print_jobs", farm.print_jobs),
+    ):
+        out += packer.pack(name) + packer.pack_array_header(len(view))
+        for obj in view.values():
+            out += packer.pack(obj.to_dict())
+    out += packer.pack("idempotency") + packer.pack_array_header(len(idempotency))
+    for key, record in idempotency.items():
+        out += packer.pack([key, record.fingerprint, _result_to_wire(record.result)])
 
 
 def state_digest(farm: Farm, idempotency: IdempotencyTable) -> str:
-    encoded = msgpack.packb(state_document(farm, idempotency), use_bin_type=True)
-    return hashlib.sha256(encoded).hexdigest()
-
-
-def encode_snapshot(last_applied_index: int, farm: Farm, idempotency: IdempotencyTable) -> bytes:
-    document = {
-        "format": SNAPSHOT_FORMAT,
-        "last_applied_index": last_applied_index,
-        "state": state_document(farm, idempotency),
-    }
-    return msgpack.packb(document, use_bin_type=True)  # type: ignore[no-any-return]
+    out = bytearray()
+    _pack_state(out, msgpack.Packer(use_bin_type=True), farm.view(), idempotency.view())
+    return hashlib.sha256(out).hexdigest()
 
 
 def decode_snapshot(data: bytes, idempotency_capacity: int) -> RestoredState:
-    """Rebuild a state from ``encode_snapshot`` bytes; a table over capacity keeps its newest."""
+    """Rebuild a state from ``StateCapture.encode`` bytes.
+
+    An idempotency table over capacity keeps its newest records.
+    """
     try:
         document = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
         return _state_from_document(document, idempotency_capacity)
@@ -69,9 +109,12 @@ def decode_snapshot(data: bytes, idempotency_capacity: int) -> RestoredState:
 
 
 def _state_from_document(document: object, idempotency_capacity: int) -> RestoredState:
-    top = _fields(document, "snapshot", ("format", "last_applied_index", "state"))
-    if type(top["format"]) is not int or top["format"] != SNAPSHOT_FORMAT:
-        raise ValueError(f"unsupported snapshot format {top['format']!r}")
+    mapping = check_str_keyed_dict(document, "snapshot")
+    version = mapping.get("format")
+    if type(version) is not int or version not in _READABLE_FORMATS:
+        raise ValueError(f"unsupported snapshot format {version!r}")
+    names = ("format", "last_applied_index", "state") + (("outcomes",) if version >= 2 else ())
+    top = _fields(document, "snapshot", names)
     index = check_int(top["last_applied_index"], "last_applied_index", minimum=0)
     state = _fields(top["state"], "state", ("printers", "filaments", "print_jobs", "idempotency"))
     farm = Farm.from_objects(
@@ -87,7 +130,12 @@ def _state_from_document(document: object, idempotency_capacity: int) -> Restore
     for item in records[max(0, len(records) - idempotency_capacity) :]:
         key, fingerprint, result = _record(item)
         table.remember(key, fingerprint, result)
-    return RestoredState(index, farm, table)
+    outcomes = [_outcome(item) for item in check_instance(top.get("outcomes", []), list, "o")]
+    if any(a[0] >= b[0] for a, b in itertools.pairwise(outcomes)):
+        raise ValueError("outcomes: indexes must increase")
+    if outcomes and outcomes[-1][0] > index:
+        raise ValueError("outcomes: an index beyond the snapshot's")
+    return RestoredState(index, farm, table, outcomes)
 
 
 def _fields(value: object, what: str, names: tuple[str, ...]) -> dict[str, Any]:
@@ -139,20 +187,31 @@ def _result_to_wire(result: Result) -> list[Any]:
     return [_REJECTED, result.code, result.message, result.details]
 
 
+def _outcome(value: object) -> tuple[int, Result]:
+    item = check_instance(value, list, "outcome")
+    if len(item) != 3 or type(item[2]) is not bool:
+        raise ValueError("outcome: expected [index, result, replayed]")
+    index = check_int(item[0], "outcome index", minimum=1)
+    return index, detached(_result(item[1]), replayed=item[2])
+
+
 def _record(value: object) -> tuple[str, str, Result]:
     item = check_instance(value, list, "idempotency record")
     if len(item) != 3:
         raise ValueError("idempotency record: expected [key, fingerprint, result]")
     key = check_str(item[0], "idempotency key")
     fingerprint = check_str(item[1], "idempotency fingerprint")
-    result = check_instance(item[2], list, "idempotency result")
+    return key, fingerprint, _result(item[2])
+
+
+def _result(value: object) -> Result:
+    result = check_instance(value, list, "result")
     if len(result) == 2 and result[0] == _ACCEPTED:
-        return key, fingerprint, Accepted(value=check_str_keyed_dict(result[1], "value"))
+        return Accepted(value=check_str_keyed_dict(result[1], "value"))
     if len(result) == 4 and result[0] == _REJECTED:
-        rejection = Rejected(
+        return Rejected(
             code=check_str(result[1], "code"),
             message=check_str(result[2], "message"),
             details=check_str_keyed_dict(result[3], "details"),
         )
-        return key, fingerprint, rejection
-    raise ValueError("idempotency result: expected an accepted or rejected record")
+    raise ValueError("result: expected an accepted or rejected record")

@@ -15,8 +15,9 @@ from raft3d.domain.commands import Command, decode_command
 from raft3d.domain.farm import Farm
 from raft3d.domain.idempotency import IdempotencyTable
 from raft3d.domain.model import Filament, JobStatus, ObjectCounts, Printer, PrintJob
+from raft3d.domain.persistent import OrderedPMap
 from raft3d.domain.results import RejectionCode, Result, detached, rejected
-from raft3d.domain.snapshot import decode_snapshot, encode_snapshot, state_digest
+from raft3d.domain.snapshot import StateCapture, decode_snapshot, state_digest
 
 
 class FarmStateMachine:
@@ -27,6 +28,10 @@ class FarmStateMachine:
         self._farm = Farm()
         self._idempotency = IdempotencyTable(self.IDEMPOTENCY_CAPACITY)
         self._last_applied_index = 0
+        # What each applied entry returned, kept until ``forget_outcomes`` (the node calls it
+        # as its log is compacted, so outcomes live exactly as long as their entries). Carried
+        # in snapshots, so a node restarted from one can still report its retained entries.
+        self._outcomes: OrderedPMap[int, Result] = OrderedPMap()
 
     @property
     def last_applied_index(self) -> int:
@@ -47,7 +52,18 @@ class FarmStateMachine:
         command = decode_command(data)
         result = self._apply_command(command)
         self._last_applied_index = index
+        self._outcomes[index] = result
         return result
+
+    def outcome(self, index: int) -> Result | None:
+        """What applying ``index`` returned; None for a no-op, or once forgotten."""
+        return self._outcomes.get(index)
+
+    def forget_outcomes(self, through: int) -> None:
+        """Drop the outcomes of entries up to and including ``through``."""
+        outcomes = self._outcomes
+        while (oldest := outcomes.oldest()) is not None and oldest <= through:
+            outcomes.pop_oldest()
 
     def _apply_command(self, command: Command) -> Result:
         tag = command.idempotency
@@ -70,9 +86,22 @@ class FarmStateMachine:
 
     # -- snapshots ----------------------------------------------------------------------
 
+    def capture(self) -> StateCapture:
+        """Freeze the whole state now, in O(1) whatever its size; ``encode()`` it anywhere.
+
+        The node calls this on its event loop and encodes on its disk thread: see
+        ``raft3d.domain.persistent`` for the design.
+        """
+        return StateCapture(
+            self._last_applied_index,
+            self._farm.view(),
+            self._idempotency.view(),
+            self._outcomes.view(),
+        )
+
     def snapshot(self) -> bytes:
-        """The whole state (objects, idempotency table, applied index) as msgpack bytes."""
-        return encode_snapshot(self._last_applied_index, self._farm, self._idempotency)
+        """The whole state (objects, idempotency table, outcomes, applied index) as bytes."""
+        return self.capture().encode()
 
     def restore(self, data: bytes) -> None:
         """Replace all state with a snapshot's; on SnapshotDecodeError nothing changes."""
@@ -80,6 +109,7 @@ class FarmStateMachine:
         self._farm = restored.farm
         self._idempotency = restored.idempotency
         self._last_applied_index = restored.last_applied_index
+        self._outcomes = OrderedPMap(restored.outcomes)
 
     def digest(self) -> str:
         """Hex SHA-256 of the objects and the idempotency table, in order.

@@ -16,20 +16,30 @@ import contextlib
 import logging
 import os
 import random
+import threading
 import time
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from raft3d.consensus import RaftCore
-from raft3d.consensus.types import EntryType, Message, NotLeaderError, Ready, Role, Snapshot
+from raft3d.consensus.types import Entry, EntryType, Message, NotLeaderError, Ready, Role, Snapshot
 from raft3d.node.errors import NodeStoppedError
 from raft3d.node.events import CommittedEvent, EventPage
+from raft3d.node.heap import settle_long_lived
 from raft3d.node.options import NodeOptions
 from raft3d.node.ready import NodeCounters, ReadyStep
 from raft3d.node.roles import RoleWatch
-from raft3d.node.seams import SnapshotRecord, StateMachine, Storage, Transport
+from raft3d.node.seams import SnapshotRecord, StateCapture, StateMachine, Storage, Transport
 from raft3d.node.status import NodeStatus, node_status
 
 log = logging.getLogger("raft3d.node")
+
+
+def _lowest_priority() -> None:
+    """Make the calling thread the least favoured by the OS scheduler (Linux: per thread)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
 
 R = TypeVar("R")
 
@@ -56,7 +66,16 @@ class RaftNode(Generic[R]):
         # Every disk write runs on this one thread, in submission order: the event loop never
         # waits on fsync, and a snapshot save is ordered before the appends that follow it.
         self._disk = concurrent.futures.ThreadPoolExecutor(1, f"raft-disk-{options.node_id}")
+        # Snapshots are encoded on their own thread, so appends never queue behind encoding;
+        # at the lowest CPU priority, so that on a busy machine the loop thread runs first.
+        self._encoder = concurrent.futures.ThreadPoolExecutor(
+            1, f"raft-snap-{options.node_id}", initializer=_lowest_priority
+        )
         self._snapshot_save: asyncio.Future[None] | None = None
+        # Committed entries are offered to these as they are applied (the SSE stream); they
+        # must return at once (a listener that cannot keep up drops itself).
+        self.event_listeners: list[Callable[[CommittedEvent[R]], None]] = []
+        self.halt_listeners: list[Callable[[BaseException], None]] = []
         self._loop_task: asyncio.Task[None] | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._stopping = False
@@ -70,16 +89,22 @@ class RaftNode(Generic[R]):
         if state.snapshot is not None:
             self._sm.restore(state.snapshot.data)
             applied = state.snapshot.meta.index
+            settle_long_lived()  # the restored state is long-lived (raft3d.node.heap)
+        self._sm.forget_outcomes(self.storage.first_index() - 1)
         core = self._core = RaftCore(self.options.core, state, self._rng)
         step = self._step = ReadyStep(
             self._sm,
             durable=state.hard_state,
             applied=applied,
             snapshot_threshold=self.options.snapshot_threshold,
+            snapshot_log_ratio=self.options.snapshot_log_ratio,
             read_retry=self.options.read_retry_s,
             read_context_prefix=os.urandom(8),
             counters=self.counters,
+            on_apply=self._offer_event,
         )
+        if state.snapshot is not None:
+            step.snapshot_bytes = len(state.snapshot.data)
         self._roles = RoleWatch(self.node_id, core.term, self.counters, step.proposals.fail)
         log.info(
             "node starting node=%s term=%d snapshot_index=%d last_index=%d commit=%d",
@@ -123,6 +148,7 @@ class RaftNode(Generic[R]):
             await asyncio.get_running_loop().run_in_executor(
                 self._disk, self.storage.persist, unwritten, ()
             )
+        self._encoder.shutdown(wait=True)
         self._disk.shutdown(wait=True)
         self.storage.close()
         log.info("node stopped node=%s", self.node_id)
@@ -175,14 +201,14 @@ class RaftNode(Generic[R]):
         proposals = self.step.proposals
         proposals.add(index, term, future)
         self._wakeup.set()
-        wait = self._timeout(timeout)
+        deadline = self._timeout(timeout)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), wait)
+            return await asyncio.wait_for(asyncio.shield(future), deadline)
         except TimeoutError:
             proposals.forget(index, future)
             self.counters.proposals["outcome_unknown"] += 1
             raise TimeoutError(
-                f"entry {index} (term {term}) was not seen to commit within {wait:g} s"
+                f"entry {index} (term {term}) was not seen to commit within {deadline:g} s"
             ) from None
         except asyncio.CancelledError:
             proposals.forget(index, future)  # the caller left; nobody will read the result
@@ -194,12 +220,12 @@ class RaftNode(Generic[R]):
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.step.reads.add(future)
         self._wakeup.set()
-        wait = self._timeout(timeout)
+        deadline = self._timeout(timeout)
         try:
-            await asyncio.wait_for(asyncio.shield(future), wait)
+            await asyncio.wait_for(asyncio.shield(future), deadline)
         except TimeoutError:
             future.cancel()
-            raise TimeoutError(f"no leader confirmed a read index within {wait:g} s") from None
+            raise TimeoutError(f"no leader confirmed a read index within {deadline:g} s") from None
 
     def _timeout(self, timeout: float | None) -> float:
         return self.options.default_timeout_s if timeout is None else timeout
@@ -227,25 +253,45 @@ class RaftNode(Generic[R]):
 
     def outcome(self, index: int) -> R | None:
         """The recorded outcome of the entry at ``index``, if still held in the log."""
-        return self.step.outcomes.get(index)
+        return self._sm.outcome(index)
 
     def events(self, after: int, limit: int) -> EventPage[R]:
         """Committed entries with index > ``after`` (at most ``limit``), applied on this node."""
         self._check_running()
         step = self.step
-        applied, outcomes = step.applied, step.outcomes
+        applied = step.applied
         events = [
-            CommittedEvent(
-                index=entry.index,
-                term=entry.term,
-                is_noop=entry.type is EntryType.NOOP,
-                data=entry.data,
-                outcome=outcomes.get(entry.index),
-            )
+            self._event(entry)
             for entry in self.storage.read_entries(after, limit)
             if entry.index <= applied
         ]
-        return EventPage(self.storage.first_index(), applied, events)
+        return EventPage(self.storage.first_index(), applied, step.snapshot_index, events)
+
+    def _event(self, entry: Entry) -> CommittedEvent[R]:
+        noop = entry.type is EntryType.NOOP
+        outcome = None if noop else self._sm.outcome(entry.index)
+        return CommittedEvent(entry.index, entry.term, noop, entry.data, outcome)
+
+    def _offer_event(self, entry: Entry) -> None:
+        if self.event_listeners:
+            event = self._event(entry)
+            for listener in list(self.event_listeners):
+                listener(event)
+
+    def subscribe(self, listener: Callable[[CommittedEvent[R]], None]) -> Callable[[], None]:
+        """Offer every entry applied from now on to ``listener`` (see ``event_listeners``)."""
+        self.event_listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self.event_listeners.remove(listener)
+
+        return unsubscribe
+
+    @property
+    def halted_reason(self) -> str | None:
+        """Why the node stopped serving (a disk error, a corrupt entry), or None."""
+        return None if self.halted is None else repr(self.halted)
 
     def status(self) -> NodeStatus:
         step = self.step
@@ -327,34 +373,46 @@ class RaftNode(Generic[R]):
             step.written(plan)
         for msg in plan.late:  # votes and acks: only now that what they promise is durable
             send(msg)
-        step.finish(rd)
         if rd.snapshot is not None:
+            # Decoding a big state takes seconds: on a worker thread, so the loop keeps
+            # serving (reads meanwhile see the state before it; nothing is applied until then).
+            started = time.perf_counter()
+            await asyncio.to_thread(self._sm.restore, rd.snapshot.data)
+            settle_long_lived()
+            step.finish(rd, restored=True)
             meta = rd.snapshot.meta
             log.info(
-                "snapshot installed node=%s term=%d index=%d size=%d",
+                "snapshot installed node=%s term=%d index=%d size=%d restore_ms=%.0f",
                 *(self.node_id, self.core.term, meta.index, len(rd.snapshot.data)),
+                (time.perf_counter() - started) * 1000,
             )
+        else:
+            step.finish(rd)
         self.core.advance(rd)
         if step.snapshot_due() and self._snapshot_save is None:
             self._start_snapshot()
 
     def _start_snapshot(self) -> None:
-        """Capture the state at the applied index now; write it out on the disk thread.
+        """Capture the state at the applied index now; encode and save it off the loop.
 
-        Only the capture holds up the event loop. The core drops its log prefix at once (the
-        snapshot is kept in memory for laggards); storage drops it once the file is durable,
-        so a crash in between simply recovers from the previous snapshot and the full log.
+        On the loop only the capture runs (O(1) for the farm). The snapshot thread encodes it;
+        then the core drops its log prefix (keeping the snapshot for laggards, and
+        ``trailing_entries`` below it) and the disk thread writes the file and compacts
+        storage, which keeps the last ``snapshot_trailing_entries`` entries for event readers.
+        A crash in between recovers from the previous snapshot and the full log.
         """
         core, step = self.core, self.step
         index = step.snapshot_point(core.snapshot_index)
         if index is None:
             return
         started = time.perf_counter()
-        snapshot = core.compact(index, self._sm.snapshot())
-        step.compacted(index)
+        capture = self._sm.capture()
         captured_ms = (time.perf_counter() - started) * 1000
-        loop = asyncio.get_running_loop()
-        save = loop.run_in_executor(self._disk, self.storage.save_local_snapshot, snapshot)
+        step.captured()
+        settle_ms = settle_long_lived() * 1000  # what was captured is long-lived (node.heap)
+        save = asyncio.ensure_future(
+            self._save_snapshot(index, capture, started, captured_ms, settle_ms)
+        )
         self._snapshot_save = save
 
         def saved(done: asyncio.Future[None]) -> None:
@@ -365,20 +423,40 @@ class RaftNode(Generic[R]):
             exc = done.exception()
             if exc is not None:
                 self._halt(exc)
-                return
-            self.counters.snapshots += 1
-            log.info(
-                "snapshot taken and log compacted node=%s term=%d index=%d size=%d "
-                "capture_ms=%.1f total_ms=%.1f",
-                self.node_id,
-                core.term,
-                index,
-                len(snapshot.data),
-                captured_ms,
-                (time.perf_counter() - started) * 1000,
-            )
 
         save.add_done_callback(saved)
+
+    async def _save_snapshot(
+        self,
+        index: int,
+        capture: StateCapture,
+        started: float,
+        captured_ms: float,
+        settle_ms: float,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        core, step = self.core, self.step
+        data = await loop.run_in_executor(self._encoder, capture.encode)
+        if self._stopping or self.halted is not None or index <= core.snapshot_index:
+            return  # stopping, or a snapshot from the leader replaced this state meanwhile
+        snapshot = core.compact(index, data)
+        await loop.run_in_executor(self._disk, self.storage.save_local_snapshot, snapshot)
+        first = self.storage.first_index()
+        step.compacted(index, first)
+        step.snapshot_bytes = len(data)
+        self.counters.snapshots += 1
+        log.info(
+            "snapshot taken and log compacted node=%s term=%d index=%d size=%d "
+            "capture_ms=%.2f gc_freeze_ms=%.2f total_ms=%.1f first_index=%d",
+            self.node_id,
+            core.term,
+            index,
+            len(data),
+            captured_ms,
+            settle_ms,
+            (time.perf_counter() - started) * 1000,
+            first,
+        )
 
     # -- failure -------------------------------------------------------------------------
 
@@ -389,9 +467,13 @@ class RaftNode(Generic[R]):
             self._step.reads.fail(exc)
 
     def _halt(self, exc: BaseException) -> None:
+        if self.halted is not None:
+            return
         self.halted = exc
         log.critical("node halted node=%s: %r", self.node_id, exc, exc_info=exc)
         self._fail_all(NodeStoppedError(f"node halted: {exc!r}"))
+        for listener in list(self.halt_listeners):
+            listener(exc)
 
     def _check_running(self) -> None:
         if self._stopping:

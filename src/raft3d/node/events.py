@@ -24,4 +24,5 @@ class CommittedEvent(Generic[R]):
 class EventPage(Generic[R]):
     first_index: int  # oldest index still held in the log (older ones were compacted)
     last_index: int  # newest index applied on this node
+    snapshot_index: int  # index of the newest durable snapshot
     events: list[CommittedEvent[R]]

@@ -23,6 +23,8 @@ class NodeOptions:
     snapshot_threshold: int  # applied entries between automatic snapshots; 0: never
     default_timeout_s: float  # for propose/read_barrier called without a timeout
     read_retry_s: float = 0.1  # a ReadIndex unanswered this long is asked again
+    # ...and only once their log bytes reach this share of the last snapshot's size.
+    snapshot_log_ratio: float = 0.0
     addresses: Mapping[str, MemberAddress] = field(default_factory=dict)
 
     @property

@@ -34,6 +34,9 @@ from raft3d.node.seams import StateMachine
 
 R = TypeVar("R")
 
+# Per-entry bookkeeping counted with an entry's data when weighing the log against a snapshot.
+ENTRY_OVERHEAD_BYTES = 32
+
 
 @dataclass(slots=True)
 class NodeCounters:
@@ -82,6 +85,7 @@ class ReadyStep(Generic[R]):
         applied: int,
         snapshot_threshold: int,
         read_retry: float,
+        snapshot_log_ratio: float = 0.0,
         read_context_prefix: bytes = b"",
         counters: NodeCounters | None = None,
         on_apply: Callable[[Entry], None] | None = None,
@@ -95,11 +99,17 @@ class ReadyStep(Generic[R]):
         self.applied = applied
         self.snapshot_index = applied
         self._threshold = snapshot_threshold
+        self._log_ratio = snapshot_log_ratio
         self._on_apply = on_apply
         self._sync_commit = sync_commit
-        # Results of the entries still held in the log (index > snapshot index). Derived
-        # data, so memory only: a restart replays those entries and records them again.
-        self.outcomes: dict[int, R] = {}
+        # For the threshold: log bytes applied since the last capture, and the size of the
+        # last snapshot (set by the caller once it knows it).
+        self.log_bytes_since_capture = 0
+        self.snapshot_bytes = 0
+
+    def outcome(self, index: int) -> R | None:
+        """What applying ``index`` returned, while the machine still holds it."""
+        return self._sm.outcome(index)
 
     # --- before and around the write ------------------------------------------------------
 
@@ -144,32 +154,38 @@ class ReadyStep(Generic[R]):
 
     # --- after the write ------------------------------------------------------------------
 
-    def finish(self, rd: Ready) -> None:
-        """Install, apply and release what ``rd`` carries; the caller then advances."""
+    def finish(self, rd: Ready, *, restored: bool = False) -> None:
+        """Install, apply and release what ``rd`` carries; the caller then advances.
+
+        ``restored``: the caller already restored the machine from ``rd.snapshot`` (off the
+        event loop)."""
         if rd.snapshot is not None:
-            self.install(rd.snapshot)
+            self.install(rd.snapshot, restored=restored)
         if rd.committed_entries:
             self._apply(rd.committed_entries)
         for rs in rd.read_states:
             self.reads.confirmed(rs)
         self.reads.release(self.applied)
 
-    def install(self, snapshot: Snapshot) -> None:
-        self._sm.restore(snapshot.data)
-        self.outcomes.clear()
+    def install(self, snapshot: Snapshot, *, restored: bool = False) -> None:
+        if not restored:
+            self._sm.restore(snapshot.data)
+        self._sm.forget_outcomes(snapshot.meta.index)  # the log now starts after it
         self.applied = self.snapshot_index = snapshot.meta.index
+        self.snapshot_bytes = len(snapshot.data)
+        self.log_bytes_since_capture = 0
 
     def _apply(self, entries: list[Entry]) -> None:
         started = time.perf_counter()
-        machine, proposals, outcomes = self._sm, self.proposals, self.outcomes
+        machine, proposals = self._sm, self.proposals
         on_apply = self._on_apply
         for entry in entries:
             index = entry.index
             if index <= self.applied:
                 continue  # covered by a snapshot already restored
+            self.log_bytes_since_capture += len(entry.data) + ENTRY_OVERHEAD_BYTES
             if entry.type is EntryType.NORMAL:
                 result = machine.apply(index, entry.data)
-                outcomes[index] = result
                 self.applied = index
                 proposals.applied(index, entry.term, result)
             else:
@@ -183,8 +199,13 @@ class ReadyStep(Generic[R]):
     # --- snapshots ------------------------------------------------------------------------
 
     def snapshot_due(self) -> bool:
-        """Enough applied since the last snapshot for an automatic one."""
-        return self._threshold > 0 and self.applied - self.snapshot_index >= self._threshold
+        """``snapshot_threshold`` entries applied since the last snapshot, weighing at least
+        ``snapshot_log_ratio`` of its size: rewriting a big state for a small log is waste."""
+        return (
+            self._threshold > 0
+            and self.applied - self.snapshot_index >= self._threshold
+            and self.log_bytes_since_capture >= self._log_ratio * self.snapshot_bytes
+        )
 
     def snapshot_point(self, core_snapshot_index: int) -> int | None:
         """The index to snapshot at now, or None. None also when the core already holds a
@@ -195,8 +216,13 @@ class ReadyStep(Generic[R]):
             return None
         return index
 
-    def compacted(self, index: int) -> None:
-        """A snapshot at ``index`` was captured: forget the outcomes it covers."""
-        self.snapshot_index = index
-        for held in [i for i in self.outcomes if i <= index]:
-            del self.outcomes[held]
+    def captured(self) -> None:
+        """A snapshot at the applied index was captured: its log starts counting anew."""
+        self.log_bytes_since_capture = 0
+
+    def compacted(self, index: int, first_index: int | None = None) -> None:
+        """A snapshot at ``index`` is taken and the log now starts at ``first_index``: the
+        outcomes of the entries no longer held are forgotten (they live exactly as long as
+        their entries)."""
+        self.snapshot_index = max(self.snapshot_index, index)
+        self._sm.forget_outcomes((index + 1 if first_index is None else first_index) - 1)

@@ -16,14 +16,32 @@ R_co = TypeVar("R_co", covariant=True)
 T_contra = TypeVar("T_contra", contravariant=True)
 
 
+class StateCapture(Protocol):
+    """A frozen picture of a state machine; ``encode`` may run on any thread."""
+
+    def encode(self) -> bytes: ...
+
+
 class StateMachine(Protocol[R_co]):
-    """The application. ``apply`` must be deterministic; its result goes to the proposer."""
+    """The application. ``apply`` must be deterministic; its result goes to the proposer.
+
+    ``capture`` runs on the event loop and must be cheap at any state size (O(1) for the
+    farm: ``raft3d.domain.persistent``); its ``encode`` runs on the snapshot thread.
+    ``restore`` may run on a worker thread (never while ``apply`` runs). The machine keeps
+    each applied entry's outcome until ``forget_outcomes`` (called as the log is compacted)
+    and carries the ones it holds in its snapshots, so every entry still in the log has its
+    outcome, on every node, across restarts and snapshot installs.
+    """
 
     def apply(self, index: int, data: bytes) -> R_co: ...
 
-    def snapshot(self) -> bytes: ...
+    def capture(self) -> StateCapture: ...
 
     def restore(self, data: bytes) -> None: ...
+
+    def outcome(self, index: int) -> R_co | None: ...
+
+    def forget_outcomes(self, through: int) -> None: ...
 
 
 class Waiter(Protocol[T_contra]):

@@ -32,6 +32,7 @@ def core_config(node_id: NodeId, voters: Sequence[NodeId], raft: RaftSettings) -
         max_inflight_msgs=raft.max_inflight_msgs,
         max_entry_bytes=raft.max_entry_bytes,
         snapshot_chunk_bytes=raft.snapshot_chunk_bytes,
+        trailing_entries=raft.snapshot_trailing_entries,
     )
 
 
@@ -42,6 +43,7 @@ def node_options(settings: Settings) -> NodeOptions:
         core=core_config(settings.node_id, [m.node_id for m in settings.members], raft),
         tick_s=raft.tick_ms / 1000,
         snapshot_threshold=raft.snapshot_threshold,
+        snapshot_log_ratio=raft.snapshot_log_ratio,
         default_timeout_s=settings.http_settings.request_timeout_s,
         addresses={m.node_id: MemberAddress(str(m.raft), m.http_url) for m in settings.members},
     )
@@ -57,7 +59,11 @@ def build_node(
     """A node on durable storage in ``settings.data_dir`` and the TCP peer transport (over
     mutual TLS when ``tls`` is given)."""
     raft = settings.raft_settings
-    storage = DurableStorage(settings.data_dir, snapshots_keep=raft.snapshots_keep)
+    storage = DurableStorage(
+        settings.data_dir,
+        snapshots_keep=raft.snapshots_keep,
+        trailing_entries=raft.snapshot_trailing_entries,
+    )
     try:
         # The transport hands what it receives to the node built right after it.
         transport = Transport(

@@ -17,8 +17,9 @@ event log endpoint (``read_entries``, ``first_index``, ``last_index``, ``list_sn
 ``latest_snapshot``) may be called from another thread meanwhile: reads go through their own
 connection and only ever see committed state.
 
-Apply outcomes are not stored: they are derived from the log, so the node keeps them in memory
-and recomputes them when it replays the log after a restart.
+Apply outcomes are not stored here: the state machine keeps those of the entries still held
+and carries them in its snapshots. A local snapshot keeps the last ``trailing_entries``
+entries below it (for event readers); ``first_index`` is then below the snapshot's index.
 """
 
 from __future__ import annotations
@@ -53,11 +54,18 @@ class DurableStorage:
     and checks consistency; ``load()`` reports a corrupt directory. Usable as a context manager.
     """
 
-    def __init__(self, data_dir: Path, *, snapshots_keep: int = 2) -> None:
+    def __init__(
+        self, data_dir: Path, *, snapshots_keep: int = 2, trailing_entries: int = 0
+    ) -> None:
         if snapshots_keep < 1:
             raise ValueError("snapshots_keep must be at least 1")
+        if trailing_entries < 0:
+            raise ValueError("trailing_entries must not be negative")
         self.data_dir = Path(data_dir)
         self._keep = snapshots_keep
+        # A local snapshot at index S keeps entries (S - trailing, S] in the log, for event
+        # readers; ``load`` still hands the core only the entries after S.
+        self._trailing = trailing_entries
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._closed = False
@@ -115,12 +123,8 @@ class DurableStorage:
                 self._base_info = committed[0]
 
         low, high, count = self._db.bounds()
-        if count and low <= base_index and self._corruption is None:
-            # Not produced by this module (compaction is transactional); drop them anyway.
-            with self._db.transaction():
-                self._db.delete_through(base_index)
-            low, high, count = self._db.bounds()
-        if count and (low != base_index + 1 or high - low + 1 != count):
+        # Entries at or below the base are the trailing entries a local snapshot kept.
+        if count and (low > base_index + 1 or high < base_index or high - low + 1 != count):
             self._corruption = self._corruption or (
                 f"the log after snapshot index {base_index} is not contiguous: "
                 f"{count} entries between indexes {low} and {high}"
@@ -212,7 +216,8 @@ class DurableStorage:
         """Store a snapshot of this node's own applied state and compact the log up to it.
 
         The snapshot's index must be in the log (or be the current snapshot) with a matching
-        term. Entries at or below its index are deleted; snapshot files beyond the newest
+        term. Entries at or below its index are deleted but for the last ``trailing_entries``
+        of them; snapshot files beyond the newest
         ``snapshots_keep`` are removed.
         """
         meta = snapshot.meta
@@ -233,10 +238,12 @@ class DurableStorage:
                     )
             with self._failing_on_error("save_local_snapshot"):
                 info = self._snapshots.write(snapshot, time.time())
+                keep_from = max(self._first_index, meta.index - self._trailing + 1)
                 with self._db.transaction():
-                    self._db.delete_through(meta.index)
+                    self._db.delete_through(keep_from - 1)
                     self._db.put_base(meta.index, meta.term)
             self._set_base(info)
+            self._first_index = min(keep_from, meta.index + 1)
             self._prune()
 
     def _check_snapshot_order(self, meta: SnapshotMeta) -> None:

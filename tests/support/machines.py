@@ -1,0 +1,35 @@
+"""What the node driver asks of a state machine beyond apply/restore, for small test machines.
+
+Their state is tiny, so ``capture`` simply encodes at once; outcomes are kept by index until
+forgotten but, unlike the farm's, are not carried in snapshots.
+"""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+R = TypeVar("R")
+
+
+class EagerCapture:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def encode(self) -> bytes:
+        return self._data
+
+
+class KeptOutcomes(Generic[R]):
+    def __init__(self) -> None:
+        self.outcomes: dict[int, R] = {}
+
+    def keep(self, index: int, outcome: R) -> R:
+        self.outcomes[index] = outcome
+        return outcome
+
+    def outcome(self, index: int) -> R | None:
+        return self.outcomes.get(index)
+
+    def forget_outcomes(self, through: int) -> None:
+        for index in [i for i in self.outcomes if i <= through]:
+            del self.outcomes[index]
