@@ -136,7 +136,7 @@ async def test_the_threshold_waits_for_the_log_to_weigh_against_the_snapshot(
         assert size > 6000  # the state, and the outcomes of the entries still held
         for n in range(3, 10):  # well past the entry threshold, but a tiny log
             await node.propose(command(n))
-        assert node._snapshot_save is None and node.status().snapshot_index == first
+        assert node._snapshots.pending is None and node.status().snapshot_index == first
         n = 10
         while node.status().snapshot_index == first and n < 40:  # the log grows past its size
             await node.propose(command(n, company=big))

@@ -16,29 +16,23 @@ import contextlib
 import logging
 import os
 import random
-import threading
 import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from raft3d.consensus import RaftCore
-from raft3d.consensus.types import Entry, EntryType, Message, NotLeaderError, Ready, Role, Snapshot
+from raft3d.consensus.types import Message, NotLeaderError, Ready, Role, Snapshot
 from raft3d.node.errors import NodeStoppedError
-from raft3d.node.events import CommittedEvent, EventPage
+from raft3d.node.events import CommittedEvent, EventFeed, EventPage
 from raft3d.node.heap import settle_long_lived
 from raft3d.node.options import NodeOptions
 from raft3d.node.ready import NodeCounters, ReadyStep
 from raft3d.node.roles import RoleWatch
-from raft3d.node.seams import SnapshotRecord, StateCapture, StateMachine, Storage, Transport
+from raft3d.node.seams import SnapshotRecord, StateMachine, Storage, Transport
+from raft3d.node.snapshotting import Snapshotter
 from raft3d.node.status import NodeStatus, node_status
 
 log = logging.getLogger("raft3d.node")
-
-
-def _lowest_priority() -> None:
-    """Make the calling thread the least favoured by the OS scheduler (Linux: per thread)."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 R = TypeVar("R")
@@ -66,15 +60,16 @@ class RaftNode(Generic[R]):
         # Every disk write runs on this one thread, in submission order: the event loop never
         # waits on fsync, and a snapshot save is ordered before the appends that follow it.
         self._disk = concurrent.futures.ThreadPoolExecutor(1, f"raft-disk-{options.node_id}")
-        # Snapshots are encoded on their own thread, so appends never queue behind encoding;
-        # at the lowest CPU priority, so that on a busy machine the loop thread runs first.
-        self._encoder = concurrent.futures.ThreadPoolExecutor(
-            1, f"raft-snap-{options.node_id}", initializer=_lowest_priority
+        self._snapshots = Snapshotter(
+            options.node_id,
+            state_machine,
+            storage,
+            self._disk,
+            self.counters,
+            live=lambda: not self._stopping and self.halted is None,
+            on_error=self._halt,
         )
-        self._snapshot_save: asyncio.Future[None] | None = None
-        # Committed entries are offered to these as they are applied (the SSE stream); they
-        # must return at once (a listener that cannot keep up drops itself).
-        self.event_listeners: list[Callable[[CommittedEvent[R]], None]] = []
+        self._events: EventFeed[R] = EventFeed(state_machine.outcome)
         self.halt_listeners: list[Callable[[BaseException], None]] = []
         self._loop_task: asyncio.Task[None] | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
@@ -101,7 +96,7 @@ class RaftNode(Generic[R]):
             read_retry=self.options.read_retry_s,
             read_context_prefix=os.urandom(8),
             counters=self.counters,
-            on_apply=self._offer_event,
+            on_apply=self._events.offer,
         )
         if state.snapshot is not None:
             step.snapshot_bytes = len(state.snapshot.data)
@@ -138,9 +133,7 @@ class RaftNode(Generic[R]):
                     await self._loop_task
         await self.transport.stop()
         self._fail_all(NodeStoppedError("node is stopping"))
-        if self._snapshot_save is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._snapshot_save)
+        await self._snapshots.wait()
         step = self._step
         unwritten = None if step is None else step.unwritten_hard_state()
         if self.halted is None and unwritten is not None:
@@ -148,7 +141,7 @@ class RaftNode(Generic[R]):
             await asyncio.get_running_loop().run_in_executor(
                 self._disk, self.storage.persist, unwritten, ()
             )
-        self._encoder.shutdown(wait=True)
+        self._snapshots.shutdown()
         self._disk.shutdown(wait=True)
         self.storage.close()
         log.info("node stopped node=%s", self.node_id)
@@ -237,11 +230,12 @@ class RaftNode(Generic[R]):
         if a snapshot received from the leader is about to replace the applied state).
         """
         self._check_running()
-        if self._snapshot_save is not None:
-            await asyncio.shield(self._snapshot_save)
-        self._start_snapshot()
-        if self._snapshot_save is not None:
-            await asyncio.shield(self._snapshot_save)
+        snapshots = self._snapshots
+        if snapshots.pending is not None:
+            await asyncio.shield(snapshots.pending)
+        snapshots.start(self.core, self.step)
+        if snapshots.pending is not None:
+            await asyncio.shield(snapshots.pending)
         return self.step.snapshot_index
 
     def snapshots(self) -> list[SnapshotRecord]:
@@ -261,32 +255,19 @@ class RaftNode(Generic[R]):
         step = self.step
         applied = step.applied
         events = [
-            self._event(entry)
+            self._events.event(entry)
             for entry in self.storage.read_entries(after, limit)
             if entry.index <= applied
         ]
         return EventPage(self.storage.first_index(), applied, step.snapshot_index, events)
 
-    def _event(self, entry: Entry) -> CommittedEvent[R]:
-        noop = entry.type is EntryType.NOOP
-        outcome = None if noop else self._sm.outcome(entry.index)
-        return CommittedEvent(entry.index, entry.term, noop, entry.data, outcome)
-
-    def _offer_event(self, entry: Entry) -> None:
-        if self.event_listeners:
-            event = self._event(entry)
-            for listener in list(self.event_listeners):
-                listener(event)
-
     def subscribe(self, listener: Callable[[CommittedEvent[R]], None]) -> Callable[[], None]:
-        """Offer every entry applied from now on to ``listener`` (see ``event_listeners``)."""
-        self.event_listeners.append(listener)
+        """Offer every entry applied from now on to ``listener``; returns the unsubscriber."""
+        return self._events.subscribe(listener)
 
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self.event_listeners.remove(listener)
-
-        return unsubscribe
+    @property
+    def event_listeners(self) -> list[Callable[[CommittedEvent[R]], None]]:
+        return self._events.listeners
 
     @property
     def halted_reason(self) -> str | None:
@@ -389,74 +370,8 @@ class RaftNode(Generic[R]):
         else:
             step.finish(rd)
         self.core.advance(rd)
-        if step.snapshot_due() and self._snapshot_save is None:
-            self._start_snapshot()
-
-    def _start_snapshot(self) -> None:
-        """Capture the state at the applied index now; encode and save it off the loop.
-
-        On the loop only the capture runs (O(1) for the farm). The snapshot thread encodes it;
-        then the core drops its log prefix (keeping the snapshot for laggards, and
-        ``trailing_entries`` below it) and the disk thread writes the file and compacts
-        storage, which keeps the last ``snapshot_trailing_entries`` entries for event readers.
-        A crash in between recovers from the previous snapshot and the full log.
-        """
-        core, step = self.core, self.step
-        index = step.snapshot_point(core.snapshot_index)
-        if index is None:
-            return
-        started = time.perf_counter()
-        capture = self._sm.capture()
-        captured_ms = (time.perf_counter() - started) * 1000
-        step.captured()
-        settle_ms = settle_long_lived() * 1000  # what was captured is long-lived (node.heap)
-        save = asyncio.ensure_future(
-            self._save_snapshot(index, capture, started, captured_ms, settle_ms)
-        )
-        self._snapshot_save = save
-
-        def saved(done: asyncio.Future[None]) -> None:
-            if self._snapshot_save is done:
-                self._snapshot_save = None
-            if done.cancelled():
-                return
-            exc = done.exception()
-            if exc is not None:
-                self._halt(exc)
-
-        save.add_done_callback(saved)
-
-    async def _save_snapshot(
-        self,
-        index: int,
-        capture: StateCapture,
-        started: float,
-        captured_ms: float,
-        settle_ms: float,
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        core, step = self.core, self.step
-        data = await loop.run_in_executor(self._encoder, capture.encode)
-        if self._stopping or self.halted is not None or index <= core.snapshot_index:
-            return  # stopping, or a snapshot from the leader replaced this state meanwhile
-        snapshot = core.compact(index, data)
-        await loop.run_in_executor(self._disk, self.storage.save_local_snapshot, snapshot)
-        first = self.storage.first_index()
-        step.compacted(index, first)
-        step.snapshot_bytes = len(data)
-        self.counters.snapshots += 1
-        log.info(
-            "snapshot taken and log compacted node=%s term=%d index=%d size=%d "
-            "capture_ms=%.2f gc_freeze_ms=%.2f total_ms=%.1f first_index=%d",
-            self.node_id,
-            core.term,
-            index,
-            len(data),
-            captured_ms,
-            settle_ms,
-            (time.perf_counter() - started) * 1000,
-            first,
-        )
+        if step.snapshot_due() and self._snapshots.pending is None:
+            self._snapshots.start(self.core, step)
 
     # -- failure -------------------------------------------------------------------------
 

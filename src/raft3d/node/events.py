@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from raft3d.consensus.types import Entry, EntryType
 
 R = TypeVar("R")
 
@@ -26,3 +30,33 @@ class EventPage(Generic[R]):
     last_index: int  # newest index applied on this node
     snapshot_index: int  # index of the newest durable snapshot
     events: list[CommittedEvent[R]]
+
+
+class EventFeed(Generic[R]):
+    """Log entries as events, with the outcome the state machine recorded for each; and the
+    listeners that are offered every entry as it is applied (the SSE stream). A listener
+    must return at once (one that cannot keep up drops itself)."""
+
+    def __init__(self, outcome: Callable[[int], R | None]) -> None:
+        self._outcome = outcome
+        self.listeners: list[Callable[[CommittedEvent[R]], None]] = []
+
+    def event(self, entry: Entry) -> CommittedEvent[R]:
+        noop = entry.type is EntryType.NOOP
+        outcome = None if noop else self._outcome(entry.index)
+        return CommittedEvent(entry.index, entry.term, noop, entry.data, outcome)
+
+    def offer(self, entry: Entry) -> None:
+        if self.listeners:
+            event = self.event(entry)
+            for listener in list(self.listeners):
+                listener(event)
+
+    def subscribe(self, listener: Callable[[CommittedEvent[R]], None]) -> Callable[[], None]:
+        self.listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self.listeners.remove(listener)
+
+        return unsubscribe
