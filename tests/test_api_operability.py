@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +12,11 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
 
-from raft3d.api import create_app
 from raft3d.api.events import command_payload
-from raft3d.config import api_options
 from raft3d.domain.commands import CreatePrinter, decode_command, encode_command
-from raft3d.domain.state import FarmStateMachine
 from raft3d.node.errors import NoLeaderError
 from raft3d.node.metrics import NodeCollector
 from raft3d.node.status import PeerInfo
-from raft3d.node.wiring import build_node
 from raft3d.storage.errors import StorageCorruptError
 from raft3d.transport.stats import DROP_REASONS
 from tests.support.fakes import (
@@ -30,9 +25,8 @@ from tests.support.fakes import (
     forwarded_by,
     make_app,
     peers_named,
-    single_voter_settings,
+    serve_single_voter,
 )
-from tests.support.waiting import eventually
 
 Client = TestClient[web.Request, web.Application]
 
@@ -520,23 +514,7 @@ def test_event_payloads_are_the_commands_fields() -> None:
 @pytest.fixture
 async def real_client(aiohttp_client: AiohttpClient, tmp_path: Path) -> Client:
     """The app wired as ``cli.build_app`` wires it, over a real node that elects itself."""
-    state = FarmStateMachine()
-    settings = single_voter_settings(tmp_path)
-    node = build_node(settings, state)
-    app = create_app(api_options(settings), node, state, collectors=[NodeCollector(node)])
-
-    async def node_lifecycle(_app: web.Application) -> AsyncIterator[None]:
-        await node.start()
-        yield
-        await node.stop()
-
-    app.cleanup_ctx.insert(0, node_lifecycle)
-    client = await aiohttp_client(app)
-
-    async def ready() -> bool:
-        return (await client.get("/readyz")).status == 200
-
-    await eventually(ready, 10, "the node to become ready")
+    _, client = await serve_single_voter(aiohttp_client, tmp_path, node_metrics=True)
     return client
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,16 +13,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from raft3d.api import create_app
 from raft3d.cli import EXIT_HALTED
-from raft3d.config import api_options
 from raft3d.consensus.types import EntryType
 from raft3d.domain.results import Result
-from raft3d.domain.state import FarmStateMachine
 from raft3d.node.driver import RaftNode
-from raft3d.node.wiring import build_node
 from raft3d.storage.errors import StorageError
-from tests.support.fakes import single_voter_settings
+from tests.support.fakes import serve_single_voter
 from tests.support.procs import ProcessCluster, http_json
 from tests.support.waiting import eventually
 
@@ -35,24 +30,7 @@ PRINTER = {"id": "p1", "company": "Creality", "model": "Ender 3"}
 async def node_and_client(
     aiohttp_client: AiohttpClient, tmp_path: Path
 ) -> tuple[RaftNode[Result], Client]:
-    state = FarmStateMachine()
-    settings = single_voter_settings(tmp_path)
-    node = build_node(settings, state)
-    app = create_app(api_options(settings), node, state)
-
-    async def node_lifecycle(_app: web.Application) -> AsyncIterator[None]:
-        await node.start()
-        yield
-        await node.stop()
-
-    app.cleanup_ctx.insert(0, node_lifecycle)
-    client = await aiohttp_client(app)
-
-    async def ready() -> bool:
-        return (await client.get("/readyz")).status == 200
-
-    await eventually(ready, 10, "the node to become ready")
-    return node, client
+    return await serve_single_voter(aiohttp_client, tmp_path)
 
 
 async def test_a_node_halted_by_a_disk_error_answers_503_and_serves_no_stale_reads(

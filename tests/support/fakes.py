@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.test_utils import TestClient
 from prometheus_client.registry import Collector
+from pytest_aiohttp import AiohttpClient
 
 from raft3d.api import create_app
 from raft3d.config import (
@@ -35,6 +37,7 @@ from raft3d.domain.results import Result
 from raft3d.domain.state import FarmStateMachine
 from raft3d.node.driver import RaftNode
 from raft3d.node.errors import NodeStoppedError, NotLeaderError
+from raft3d.node.metrics import NodeCollector
 from raft3d.node.ready import NodeCounters
 from raft3d.node.seams import StateMachine
 from raft3d.node.status import NodeStatus, PeerInfo
@@ -267,6 +270,32 @@ def fake_settings(
 def single_voter_settings(data_dir: Path) -> Settings:
     """Settings for a real one-node cluster (it elects itself) on a free loopback Raft port."""
     return node_settings(data_dir)
+
+
+async def serve_single_voter(
+    aiohttp_client: AiohttpClient, data_dir: Path, *, node_metrics: bool = False
+) -> tuple[RaftNode[Result], TestClient[web.Request, web.Application]]:
+    """The app wired as ``cli.build_app`` wires it, over a real node that elects itself;
+    returned once ``/readyz`` says the node is ready."""
+    state = FarmStateMachine()
+    settings = single_voter_settings(data_dir)
+    node = build_node(settings, state)
+    collectors = [NodeCollector(node)] if node_metrics else []
+    app = create_app(api_options(settings), node, state, collectors=collectors)
+
+    async def node_lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        await node.start()
+        yield
+        await node.stop()
+
+    app.cleanup_ctx.insert(0, node_lifecycle)
+    client = await aiohttp_client(app)
+
+    async def ready() -> bool:
+        return (await client.get("/readyz")).status == 200
+
+    await eventually(ready, 10, "the node to become ready")
+    return node, client
 
 
 def make_app(
