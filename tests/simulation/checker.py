@@ -39,6 +39,9 @@ Membership (the configuration is in the log; see ``raft3d.consensus.membership``
   change only after an entry of its own term committed (Raft thesis, section 4.1 and its
   erratum): each change entry must follow a committed entry of its term.
 
+Timers: a tick that ``RaftCore.ticks_until_due`` said comes before the due one changes
+nothing but counters (the node driver sleeps through such ticks and runs them in one go).
+
 ReadIndex linearizability is checked by the workload (``workload.py``).
 """
 
@@ -49,6 +52,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from raft3d.consensus import (
+    CoreStatus,
     Entry,
     EntryType,
     HardState,
@@ -119,6 +123,18 @@ class SafetyChecker:
         return term
 
     # --- hooks called by the harness -------------------------------------------------------
+
+    def counting_tick(self, node: SimNode, due: int, was_quiet: bool, before: CoreStatus) -> None:
+        """After a tick that ``ticks_until_due`` promised would only count: nothing but
+        counters may have changed (no role, term, progress or read change, no new output)."""
+        core = node.core
+        assert core is not None
+        after = core.status()
+        if after != before or (was_quiet and core.has_ready()):
+            self._fail(
+                f"{node.node_id}: a tick {due - 1} before the due one did more than count "
+                f"({before} -> {after}, ready: {core.has_ready()})"
+            )
 
     def observe(self, node: SimNode) -> None:
         """After every input to a node (tick, message, proposal, read, advance)."""

@@ -332,6 +332,17 @@ class Cluster:
     def after_input(self, node: SimNode) -> None:
         self._after_input(node)
 
+    def _tick(self, node: SimNode) -> None:
+        core = node.core
+        assert core is not None
+        due = core.ticks_until_due()
+        quiet, before = not core.has_ready(), core.status()
+        core.tick()
+        if due > 1:
+            # The real driver sleeps through such ticks and runs them later in one go.
+            self.checker.counting_tick(node, due, quiet, before)
+        self._after_input(node)
+
     def _after_input(self, node: SimNode) -> None:
         self.checker.observe(node)
         if self.rng.random() < self.cfg.eager_drive:
@@ -426,10 +437,8 @@ class Cluster:
             self.membership.step()
         nodes = self._node_list
         for node in nodes:
-            core = node.core
-            if core is not None:
-                core.tick()
-                self._after_input(node)
+            if node.core is not None:
+                self._tick(node)
         for msg in self.network.due(self.now):
             node = self.nodes[msg.to]
             core = node.core
@@ -624,9 +633,8 @@ class Cluster:
         """A step without faults or client traffic."""
         self.now += 1
         for node in self._node_list:
-            core = node.live_core()
-            core.tick()
-            self._after_input(node)
+            node.live_core()
+            self._tick(node)
         for msg in self.network.due(self.now):
             node = self.nodes[msg.to]
             node.live_core().step(msg)

@@ -97,3 +97,11 @@ class AllowsTwoChangesInFlight(RaftCore):
 
     def _conf_change_pending(self) -> bool:
         return False
+
+
+class SleepsThroughItsDeadline(RaftCore):
+    """Promises one tick more than the truth before something is due: a driver that trusts
+    it would sleep through a heartbeat, an election or a quorum check."""
+
+    def ticks_until_due(self) -> int:
+        return super().ticks_until_due() + 1

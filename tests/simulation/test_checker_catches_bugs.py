@@ -78,6 +78,10 @@ CASES = {
     "two-configuration-changes-in-flight": Fault(
         core=mutants.AllowsTwoChangesInFlight, reasons=("two changes in flight",)
     ),
+    # The driver sleeps until the due tick: a deadline promised one tick late (seed 0).
+    "ticks-until-due-one-late": Fault(
+        core=mutants.SleepsThroughItsDeadline, reasons=("did more than count",)
+    ),
 }
 
 

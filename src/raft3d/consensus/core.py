@@ -215,6 +215,27 @@ class RaftCore(Reconfiguration):
             if self._election_elapsed >= self._randomized_timeout and self._id in self._voters:
                 self._start_election()
 
+    def ticks_until_due(self) -> int:
+        """How many ``tick()`` calls from now until one may do more than count: the n-th
+        tick is the first that may campaign, heartbeat, check the quorum, give up a
+        transfer or promote a learner; the n - 1 before it only advance counters. A driver
+        may sleep until then and run the ticks in one go, as long as it runs those that are
+        due before any other input (``step``, ``propose``, ...), which reads the counters."""
+        if self._role is not Role.LEADER:
+            if self._id not in self._voters:
+                return self._cfg.election_ticks  # learners and removed nodes only count
+            return max(1, self._randomized_timeout - self._election_elapsed)
+        if self._conf.learners:
+            return 1  # promotion is looked at on every tick
+        cfg = self._cfg
+        due = min(
+            cfg.heartbeat_ticks - self._heartbeat_elapsed,
+            cfg.election_ticks - self._election_elapsed,
+        )
+        if self._transfer is not None:
+            due = min(due, cfg.election_ticks - self._transfer_elapsed)
+        return max(1, due)
+
     def propose(self, data: bytes) -> tuple[int, int]:
         """Append ``data`` as a new entry; returns its (index, term). The APPs that carry it
         are built by the next ``ready()``, batched with other proposals."""

@@ -1,7 +1,8 @@
 """The asyncio driver: runs one Raft core against storage, a peer transport and a state
 machine, all three given to it (``raft3d.node.wiring.build_node`` builds the real ones).
 
-The core is pure; this module owns time (a tick timer) and I/O. Every decision about a Ready
+The core is pure; this module owns time (``raft3d.node.ticking``: a timer set for the next
+tick that does more than count) and I/O. Every decision about a Ready
 (what to write, what may be sent before the write, applying, proposals, read barriers,
 when to snapshot) is made by ``raft3d.node.ready.ReadyStep``, the same code the
 deterministic simulation runs; this loop only carries it out, one Ready at a time, in the
@@ -31,6 +32,7 @@ from raft3d.node.roles import RoleWatch
 from raft3d.node.seams import SnapshotRecord, StateMachine, Storage, Transport
 from raft3d.node.snapshotting import Snapshotter
 from raft3d.node.status import NodeStatus, node_status
+from raft3d.node.ticking import TickClock
 
 log = logging.getLogger("raft3d.node")
 
@@ -72,7 +74,7 @@ class RaftNode(Generic[R]):
         self._events: EventFeed[R] = EventFeed(state_machine.outcome)
         self.halt_listeners: list[Callable[[BaseException], None]] = []
         self._loop_task: asyncio.Task[None] | None = None
-        self._tick_handle: asyncio.TimerHandle | None = None
+        self.clock = TickClock(options.tick_s, self._on_due)  # its counters: wakeups, ticks
         self._stopping = False
         self.halted: BaseException | None = None
 
@@ -110,17 +112,16 @@ class RaftNode(Generic[R]):
             state.hard_state.commit,
         )
         await self.transport.start()
-        loop = asyncio.get_running_loop()
-        self._next_tick = loop.time() + self.options.tick_s
-        self._tick_handle = loop.call_at(self._next_tick, self._on_tick)
+        self.clock.start(asyncio.get_running_loop(), core.tick)
+        self._arm()
+        self._wakeup.set()  # apply what the log holds committed now, not at the first timer
         self._loop_task = asyncio.create_task(self._run(), name=f"raft-{self.node_id}")
 
     async def stop(self) -> None:
         if self._stopping:
             return
         self._stopping = True
-        if self._tick_handle is not None:
-            self._tick_handle.cancel()
+        self.clock.stop()
         if self._loop_task is not None:
             # Let the loop finish the Ready in hand (a write may be on a worker thread) rather
             # than cancelling it halfway; storage closes only after that.
@@ -185,6 +186,8 @@ class RaftNode(Generic[R]):
         leadership did not change, so it is not reported as such).
         """
         self._check_running()
+        if self.clock.catch_up():
+            self._wakeup.set()  # whatever the ticks did is looked at by the loop
         try:
             index, term = self.core.propose(data)
         except NotLeaderError:
@@ -289,6 +292,7 @@ class RaftNode(Generic[R]):
     def receive(self, msg: Message) -> None:
         if self._core is None or self.halted is not None:
             return
+        self.clock.catch_up()  # the core reads its counters (leases, timeouts) from here
         self._core.step(msg)
         self._wakeup.set()
 
@@ -302,25 +306,27 @@ class RaftNode(Generic[R]):
             core.term if core else 0,
             core.last_index if core else 0,
         )
-        if not up and core is not None:
+        if not up and core is not None and self.halted is None:
+            self.clock.catch_up()
             core.report_unreachable(peer)
+            self._wakeup.set()  # the election may now be due sooner: re-arm the timer
 
-    def _on_tick(self) -> None:
-        if self._stopping:
+    def _on_due(self) -> None:
+        core, step = self._core, self._step
+        if self._stopping or core is None or step is None or self.halted is not None:
             return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        # Catch up on missed ticks after a stall, but never run more than a few at once.
-        ticks = 0
-        while self._next_tick <= now and ticks < 5:
-            if self._core is not None and self.halted is None:
-                self._core.tick()
-            self._next_tick += self.options.tick_s
-            ticks += 1
-        if self._next_tick <= now:
-            self._next_tick = now + self.options.tick_s
-        self._tick_handle = loop.call_at(self._next_tick, self._on_tick)
-        self._wakeup.set()
+        if (
+            core.has_ready()
+            or self._roles.changed(core)
+            or step.reads.retry_due() <= time.monotonic()
+        ):
+            self._wakeup.set()  # the loop runs the Ready, then re-arms the timer
+        else:
+            self._arm()  # the deadline moved on (a heartbeat came): nothing to do yet
+
+    def _arm(self) -> None:
+        if self._core is not None and self._step is not None:
+            self.clock.arm_for(self._core, self._step.reads)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -330,11 +336,13 @@ class RaftNode(Generic[R]):
             await self._wakeup.wait()
             self._wakeup.clear()
             try:
-                # Every tick wakes the loop, so lost read requests are retried from here.
+                self.clock.catch_up()
+                # The timer wakes the loop when a read is due for a retry (see _arm).
                 step.reads.issue(time.monotonic(), core.read_index)
                 while core.has_ready() and not self._stopping and self.halted is None:
                     await self._handle_ready(core.ready())
                 self._roles.observe(core)
+                self._arm()
             except Exception as exc:  # a failed disk or an undecodable entry: stop, never diverge
                 self._halt(exc)
                 return

@@ -56,6 +56,11 @@ class ReadBarriers:
             + sum(len(ws) for _, ws in self._waiting_apply)
         )
 
+    def retry_due(self) -> float:
+        """When ``issue`` should next be called to retry an unanswered batch (inf: never).
+        It may come early (that batch was answered since); ``issue`` then only tidies up."""
+        return self._next_retry if self._issued else float("inf")
+
     def add(self, waiter: Waiter[int]) -> None:
         self._unissued.append(waiter)
 

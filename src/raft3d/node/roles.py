@@ -30,6 +30,12 @@ class RoleWatch:
         self._leader: str | None = None
         self._term = term
 
+    def changed(self, core: RaftCore) -> bool:
+        """Whether ``observe`` has something to report."""
+        return (
+            core.role is not self._role or core.term != self._term or core.leader_id != self._leader
+        )
+
     def observe(self, core: RaftCore) -> None:
         role, term, leader = core.role, core.term, core.leader_id
         last_role, last_term = self._role, self._term
