@@ -7,6 +7,7 @@ Prints the cores each node used (CPU seconds per second), by role, and the worst
 
     .venv/bin/python -m benchmarks.idle_bench [--seconds 10] [--rounds 3]
     .venv/bin/python -m benchmarks.idle_bench --py-spy /tmp/idle   # also record each node
+    .venv/bin/python -m benchmarks.idle_bench --code /tmp/old      # nodes from another checkout
 
 With ``--py-spy DIR`` (``pip install py-spy``) each node is sampled during the last round
 into ``DIR/<node>-<role>.txt`` (collapsed stacks, idle frames left out).
@@ -49,14 +50,16 @@ def idle_round(nodes: list[NodeProcess], seconds: float) -> dict[str, float]:
     return {n.node_id: (cpu_seconds(pid_of(n)) - before[n.node_id]) / elapsed for n in nodes}
 
 
-def record(nodes: list[NodeProcess], roles: dict[str, str], seconds: float, out: Path) -> None:
+def record(
+    nodes: list[NodeProcess], roles: dict[str, str], seconds: float, out: Path, native: bool
+) -> None:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     out.mkdir(parents=True, exist_ok=True)
     procs = [
         subprocess.Popen(
             [py_spy, "record", "--pid", str(pid_of(n)), "--duration", str(int(seconds)),
              "--rate", "200", "--format", "raw", "--output",
-             str(out / f"{n.node_id}-{roles[n.node_id]}.txt")],
+             str(out / f"{n.node_id}-{roles[n.node_id]}.txt"), *(["--native"] if native else [])],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -67,7 +70,8 @@ def record(nodes: list[NodeProcess], roles: dict[str, str], seconds: float, out:
 
 
 def run(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as tmp, ProcessCluster(Path(tmp), 3) as cluster:
+    env = {"PYTHONPATH": str(Path(args.code).resolve() / "src")} if args.code else {}
+    with tempfile.TemporaryDirectory() as tmp, ProcessCluster(Path(tmp), 3, env=env) as cluster:
         cluster.start()
         leader = cluster.wait_for_leader(timeout=30)
         prefix = uuid.uuid4().hex[:8]
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace) -> None:
         terms = {n.status()["term"] for n in nodes}
         rounds = [idle_round(nodes, args.seconds) for _ in range(args.rounds)]
         if args.py_spy:
-            record(nodes, roles, args.seconds, Path(args.py_spy))
+            record(nodes, roles, args.seconds, Path(args.py_spy), args.native)
         after = {n.status()["term"] for n in nodes}
         print(
             f"idle CPU per node, {args.rounds} rounds x {args.seconds:g} s, median (min-max), cores"
@@ -110,6 +114,10 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=3.0)
     parser.add_argument("--writes", type=int, default=20)
     parser.add_argument("--py-spy", default="", help="record each node into this directory")
+    parser.add_argument("--native", action="store_true", help="py-spy: C frames too")
+    parser.add_argument(
+        "--code", default="", help="run the nodes from this checkout instead (before/after)"
+    )
     run(parser.parse_args())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import urllib.request
@@ -26,7 +27,8 @@ async def test_a_step_over_100_ms_is_logged_and_counted(caplog: pytest.LogCaptur
     try:
         await eventually(lambda: _count(monitor) >= 1, what="a first lag sample")
         caplog.set_level(logging.WARNING, logger="raft3d.loop")
-        hold_the_loop(0.25)
+        monitor.poke()  # a request arrives...
+        hold_the_loop(0.25)  # ...and its handler holds the loop
         await eventually(
             lambda: any("event loop held for" in r.getMessage() for r in caplog.records),
             what="the stall warning",
@@ -45,6 +47,53 @@ async def test_a_step_over_100_ms_is_logged_and_counted(caplog: pytest.LogCaptur
         if line.startswith("raft3d_event_loop_lag_seconds_bucket")
     }
     assert counts["+Inf"] > counts["0.1"]
+
+
+async def test_an_idle_loop_is_sampled_at_the_idle_interval_until_poked() -> None:
+    monitor = LoopLagMonitor(interval_s=0.01, idle_interval_s=60.0)
+    monitor.start()
+    try:
+        # Nothing happens on this loop between samples: the monitor backs off.
+        await eventually(lambda: monitor.idle, what="the monitor to notice the loop is idle")
+        samples = _count(monitor)
+        assert _pending_in(monitor) > 30.0
+        monitor.poke()  # a request came in: back to the short interval at once
+        assert not monitor.idle and _pending_in(monitor) <= 0.01 + 1e-3
+        await eventually(lambda: _count(monitor) > samples, what="a sample soon after")
+    finally:
+        monitor.stop()
+
+
+async def test_a_busy_loop_keeps_the_short_interval() -> None:
+    monitor = LoopLagMonitor(interval_s=0.01, idle_interval_s=60.0, idle_cpu_share=0.02)
+    monitor.start()
+    stop = False
+
+    async def burn() -> None:
+        while not stop:
+            _spin(0.002)  # the loop thread busy most of the time
+            await asyncio.sleep(0)
+
+    burner = asyncio.create_task(burn())
+    try:
+        samples = _count(monitor)
+        await eventually(lambda: _count(monitor) >= samples + 5, what="five samples")
+        assert not monitor.idle
+    finally:
+        stop = True
+        await burner
+        monitor.stop()
+
+
+def _spin(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def _pending_in(monitor: LoopLagMonitor) -> float:
+    """Seconds until the monitor's next sample is due."""
+    return monitor._due - asyncio.get_running_loop().time()
 
 
 def _count(monitor: LoopLagMonitor) -> float:

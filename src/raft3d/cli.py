@@ -163,6 +163,7 @@ async def run_node(settings: Settings, tls: TlsContexts | None = None) -> int:
         settings.node_id, max_connections=cap, header_timeout_s=http.header_timeout_s
     )
     lag = LoopLagMonitor()
+    guard.on_activity = lag.poke
     try:
         # Opens (and locks) the data directory.
         app = build_app(settings, tls, lag, on_halt=lambda _exc: halted.set())

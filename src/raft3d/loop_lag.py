@@ -4,13 +4,20 @@ The node is one asyncio loop for HTTP, Raft and apply, so anything that holds it
 encode, a long apply batch, a blocking call) delays heartbeats and every other request.
 ``LoopLagMonitor`` schedules a callback every ``interval_s`` and records how late it ran in
 the ``raft3d_event_loop_lag_seconds`` histogram; a single delay above ``warn_s`` is logged
-as a warning with its length. The cost is one timer callback per interval.
+as a warning with its length.
+
+An idle node has nothing that could hold its loop, and waking it 20 times a second only to
+find that out would be most of what it costs: when the loop thread used less than
+``idle_cpu_share`` of the last interval and nothing called ``poke`` (the HTTP server does on
+every request), the next sample comes after ``idle_interval_s`` instead. The first request,
+or a busy loop at that sample, brings the short interval back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from prometheus_client import Histogram
 
@@ -20,9 +27,18 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0
 
 
 class LoopLagMonitor:
-    def __init__(self, *, interval_s: float = 0.05, warn_s: float = 0.1) -> None:
+    def __init__(
+        self,
+        *,
+        interval_s: float = 0.05,
+        warn_s: float = 0.1,
+        idle_interval_s: float = 1.0,
+        idle_cpu_share: float = 0.02,
+    ) -> None:
         self.interval_s = interval_s
         self.warn_s = warn_s
+        self.idle_interval_s = max(interval_s, idle_interval_s)
+        self.idle_cpu_share = idle_cpu_share
         # Not in any registry yet: the app adds it to its own (see create_app's collectors).
         self.histogram = Histogram(
             "raft3d_event_loop_lag_seconds",
@@ -31,22 +47,39 @@ class LoopLagMonitor:
             registry=None,
         )
         self.max_lag_s = 0.0
+        self.idle = False  # sampling at idle_interval_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._due = 0.0
+        self._poked = False
+        self._last = 0.0  # loop time and loop-thread CPU time of the last sample
+        self._last_cpu = 0.0
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._schedule(self._loop.time())
+        self._last, self._last_cpu = self._loop.time(), time.thread_time()
+        self._schedule(self._last, self.interval_s)
 
     def stop(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
 
-    def _schedule(self, now: float) -> None:
+    def poke(self) -> None:
+        """Work arrived that may hold the loop: sample at the short interval from now on."""
+        if self._poked:
+            return
+        self._poked = True
+        if self.idle and self._handle is not None and self._loop is not None:
+            self.idle = False
+            now = self._loop.time()
+            if self._due > now + self.interval_s:
+                self._handle.cancel()
+                self._schedule(now, self.interval_s)
+
+    def _schedule(self, now: float, interval: float) -> None:
         assert self._loop is not None
-        self._due = now + self.interval_s
+        self._due = now + interval
         self._handle = self._loop.call_at(self._due, self._fire)
 
     def _fire(self) -> None:
@@ -57,4 +90,9 @@ class LoopLagMonitor:
         self.max_lag_s = max(self.max_lag_s, lag)
         if lag > self.warn_s:
             log.warning("event loop held for %.0f ms (one step ran that long)", lag * 1000)
-        self._schedule(now)
+        cpu = time.thread_time()  # this callback runs on the loop's thread
+        busy = self._poked or cpu - self._last_cpu > self.idle_cpu_share * (now - self._last)
+        self._poked = False
+        self._last, self._last_cpu = now, cpu
+        self.idle = not busy
+        self._schedule(now, self.interval_s if busy else self.idle_interval_s)

@@ -80,6 +80,8 @@ class ConnectionGuard:
         self.header_timeouts_total = 0
         self._lingering = 0
         self._by_transport: dict[asyncio.BaseTransport, _GuardedConnection] = {}
+        # Called whenever request bytes arrive (the loop-lag monitor's poke).
+        self.on_activity: Callable[[], None] | None = None
         self._refusal_log = _RateLimitedLog(logging.WARNING, LOG_INTERVAL_S)
         self._timeout_log = _RateLimitedLog(logging.INFO, LOG_INTERVAL_S)
         self.over_capacity_response = _canned_response(
@@ -180,6 +182,8 @@ class _GuardedConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._inner is None:
             return  # a refused connection: its request is read and dropped
+        if self._guard.on_activity is not None:
+            self._guard.on_activity()
         if self._in_request == 0 and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(
                 self._guard.header_timeout_s, self._head_timed_out

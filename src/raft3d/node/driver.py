@@ -23,11 +23,12 @@ from typing import Generic, TypeVar
 
 from raft3d.consensus import RaftCore
 from raft3d.consensus.types import Message, NotLeaderError, Ready, Role, Snapshot
+from raft3d.node.carrying import ReadyCarrier
 from raft3d.node.errors import NodeStoppedError
 from raft3d.node.events import CommittedEvent, EventFeed, EventPage
 from raft3d.node.heap import settle_long_lived
 from raft3d.node.options import NodeOptions
-from raft3d.node.ready import NodeCounters, ReadyStep
+from raft3d.node.ready import NodeCounters, ReadyPlan, ReadyStep
 from raft3d.node.roles import RoleWatch
 from raft3d.node.seams import SnapshotRecord, StateMachine, Storage, Transport
 from raft3d.node.snapshotting import Snapshotter
@@ -59,6 +60,8 @@ class RaftNode(Generic[R]):
         self._core: RaftCore | None = None
         self._step: ReadyStep[R] | None = None
         self._wakeup = asyncio.Event()
+        self._parked = False  # the loop task waits for _wakeup, with no Ready in hand
+        self._handed: tuple[Ready, ReadyPlan] | None = None  # a Ready for the task to finish
         # Every disk write runs on this one thread, in submission order: the event loop never
         # waits on fsync, and a snapshot save is ordered before the appends that follow it.
         self._disk = concurrent.futures.ThreadPoolExecutor(1, f"raft-disk-{options.node_id}")
@@ -103,6 +106,9 @@ class RaftNode(Generic[R]):
         if state.snapshot is not None:
             step.snapshot_bytes = len(state.snapshot.data)
         self._roles = RoleWatch(self.node_id, core.term, self.counters, step.proposals.fail)
+        self.carrier = ReadyCarrier(
+            core, step, self.storage, self.transport.send, self._disk, self._sm, self._snapshots
+        )
         log.info(
             "node starting node=%s term=%d snapshot_index=%d last_index=%d commit=%d",
             self.node_id,
@@ -294,7 +300,10 @@ class RaftNode(Generic[R]):
             return
         self.clock.catch_up()  # the core reads its counters (leases, timeouts) from here
         self._core.step(msg)
-        self._wakeup.set()
+        if self._parked:
+            self._run_inline()
+        else:
+            self._wakeup.set()
 
     def peer_changed(self, peer: str, up: bool) -> None:
         core = self._core
@@ -315,14 +324,10 @@ class RaftNode(Generic[R]):
         core, step = self._core, self._step
         if self._stopping or core is None or step is None or self.halted is not None:
             return
-        if (
-            core.has_ready()
-            or self._roles.changed(core)
-            or step.reads.retry_due() <= time.monotonic()
-        ):
-            self._wakeup.set()  # the loop runs the Ready, then re-arms the timer
+        if self._parked and step.reads.retry_due() > time.monotonic():
+            self._run_inline()  # a heartbeat to send, or only a later deadline to arm for
         else:
-            self._arm()  # the deadline moved on (a heartbeat came): nothing to do yet
+            self._wakeup.set()  # the loop task retries the reads, runs the Ready, re-arms
 
     def _arm(self) -> None:
         if self._core is not None and self._step is not None:
@@ -330,56 +335,47 @@ class RaftNode(Generic[R]):
 
     # -- the loop ------------------------------------------------------------------------
 
+    def _run_inline(self) -> None:
+        """Carry out the Readies that write nothing here, without waking the parked loop
+        task (that costs more than such a Ready); one that must be written goes to it."""
+        if self._handed is not None:
+            return  # the task has a Ready to finish first; it runs the rest after
+        try:
+            self._handed = self.carrier.carry_inline()
+            if self._handed is not None:
+                self._wakeup.set()
+                return
+            self._roles.observe(self.core)
+            self._arm()
+        except Exception as exc:  # as in _run
+            self._halt(exc)
+
     async def _run(self) -> None:
         core, step = self.core, self.step
         while not self._stopping and self.halted is None:
-            await self._wakeup.wait()
-            self._wakeup.clear()
+            self._parked = True
             try:
+                await self._wakeup.wait()
+            finally:
+                self._parked = False
+            self._wakeup.clear()
+            if self.halted_reason is not None:  # an inline Ready failed meanwhile
+                return
+            try:
+                if self._handed is not None:  # finished even when stopping: it is in hand
+                    handed, self._handed = self._handed, None
+                    await self.carrier.carry(*handed)
                 self.clock.catch_up()
                 # The timer wakes the loop when a read is due for a retry (see _arm).
                 step.reads.issue(time.monotonic(), core.read_index)
                 while core.has_ready() and not self._stopping and self.halted is None:
-                    await self._handle_ready(core.ready())
+                    rd = core.ready()
+                    await self.carrier.carry(rd, step.plan(rd))
                 self._roles.observe(core)
                 self._arm()
             except Exception as exc:  # a failed disk or an undecodable entry: stop, never diverge
                 self._halt(exc)
                 return
-
-    async def _handle_ready(self, rd: Ready) -> None:
-        step, send = self.step, self.transport.send
-        plan = step.plan(rd)
-        for msg in plan.early:
-            send(msg)
-        write = plan.write
-        if write is not None:
-            # On the disk thread: meanwhile requests are accepted and messages stepped, which
-            # makes the next batch bigger (group commit) instead of stalling the node.
-            await asyncio.get_running_loop().run_in_executor(
-                self._disk, self.storage.persist, write.hard_state, write.entries, write.snapshot
-            )
-            step.written(plan)
-        for msg in plan.late:  # votes and acks: only now that what they promise is durable
-            send(msg)
-        if rd.snapshot is not None:
-            # Decoding a big state takes seconds: on a worker thread, so the loop keeps
-            # serving (reads meanwhile see the state before it; nothing is applied until then).
-            started = time.perf_counter()
-            await asyncio.to_thread(self._sm.restore, rd.snapshot.data)
-            settle_long_lived()
-            step.finish(rd, restored=True)
-            meta = rd.snapshot.meta
-            log.info(
-                "snapshot installed node=%s term=%d index=%d size=%d restore_ms=%.0f",
-                *(self.node_id, self.core.term, meta.index, len(rd.snapshot.data)),
-                (time.perf_counter() - started) * 1000,
-            )
-        else:
-            step.finish(rd)
-        self.core.advance(rd)
-        if step.snapshot_due() and self._snapshots.pending is None:
-            self._snapshots.start(self.core, step)
 
     # -- failure -------------------------------------------------------------------------
 

@@ -104,6 +104,11 @@ class PeerLink:
         self._random = random.Random()
         self.connected = False
         self._failed_handshakes = 0
+        # While the pump waits with nothing queued, what is sent is written straight from
+        # the loop (see _flush_soon) instead of waking the pump's task for it.
+        self._idle_conn: _Connection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._flush_due = False
 
     # ------------------------------------------------------------ producer side
 
@@ -112,7 +117,10 @@ class PeerLink:
         if len(self._queue) >= self._settings.queue_limit:
             return False
         self._queue.append(msg)
-        self._wakeup.set()
+        if self._idle_conn is not None:
+            self._flush_soon()
+        else:
+            self._wakeup.set()
         return True
 
     @property
@@ -122,6 +130,7 @@ class PeerLink:
     # ------------------------------------------------------------ connection loop
 
     async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
         backoff = self._settings.backoff_min
         while True:
             conn = await self._connect()
@@ -245,7 +254,16 @@ class PeerLink:
         while not conn.lost:
             if not queue:
                 wakeup.clear()
-                await wakeup.wait()
+                self._idle_conn = conn
+                try:
+                    await wakeup.wait()
+                finally:
+                    self._idle_conn = None
+                if not queue and not conn.lost:
+                    # A flush left bytes in the transport: wait for the peer to read them,
+                    # as after a write of our own.
+                    async with asyncio.timeout(self._settings.write_stall_timeout):
+                        await writer.drain()
                 continue
             batch = self._seal_batch(sealer)
             if not batch:
@@ -254,6 +272,26 @@ class PeerLink:
             self._stats.writes += 1
             async with asyncio.timeout(self._settings.write_stall_timeout):
                 await writer.drain()
+
+    def _flush_soon(self) -> None:
+        """Write what is queued at the end of this turn of the loop: everything sent in one
+        turn (a Ready's messages) goes out in one write, without a task switch."""
+        if not self._flush_due and self._loop is not None:
+            self._flush_due = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        conn = self._idle_conn
+        if conn is None or conn.lost or conn.sealer is None:
+            self._wakeup.set()  # the pump takes over (or notices the loss)
+            return
+        batch = self._seal_batch(conn.sealer)
+        if batch:
+            conn.writer.write(batch)
+            self._stats.writes += 1
+        if self._queue or conn.writer.transport.get_write_buffer_size():
+            self._wakeup.set()  # more than one batch, or the peer is slow: the pump drains
 
     def _seal_batch(self, sealer: wire.FrameSealer) -> bytes:
         queue = self._queue

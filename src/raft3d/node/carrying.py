@@ -1,0 +1,104 @@
+"""Carrying out one Ready, in the order the Ready contract prescribes: send what may go
+before the write, persist (on the disk thread), send the rest, install or apply, advance.
+
+Readies that write nothing (a heartbeat and its answer, a commit to apply) can be carried
+out at once, from whatever callback stepped the core: ``carry_inline`` does that and stops
+at the first Ready that must be written, which the caller hands to its loop task
+(``carry``). Every decision about a Ready is ``ReadyStep``'s; this only executes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from raft3d.consensus import RaftCore
+from raft3d.consensus.types import Message, Ready
+from raft3d.node.heap import settle_long_lived
+from raft3d.node.ready import ReadyPlan, ReadyStep
+from raft3d.node.seams import StateMachine, Storage
+from raft3d.node.snapshotting import Snapshotter
+
+log = logging.getLogger("raft3d.node")
+
+R = TypeVar("R")
+
+
+class ReadyCarrier(Generic[R]):
+    def __init__(
+        self,
+        core: RaftCore,
+        step: ReadyStep[R],
+        storage: Storage,
+        send: Callable[[Message], None],
+        disk: concurrent.futures.Executor,
+        state_machine: StateMachine[R],
+        snapshots: Snapshotter[R],
+    ) -> None:
+        self._core = core
+        self._step = step
+        self._storage = storage
+        self._send = send
+        self._disk = disk
+        self._sm = state_machine
+        self._snapshots = snapshots
+
+    def carry_inline(self) -> tuple[Ready, ReadyPlan] | None:
+        """Carry out every Ready the core has that writes nothing; return the first one
+        that must be written (with its plan), for ``carry`` on the loop task."""
+        core, step, send = self._core, self._step, self._send
+        while core.has_ready():
+            rd = core.ready()
+            plan = step.plan(rd)
+            if plan.write is not None or rd.snapshot is not None:
+                return rd, plan
+            for msg in plan.early:
+                send(msg)
+            for msg in plan.late:
+                send(msg)
+            self._finish(rd)
+        return None
+
+    async def carry(self, rd: Ready, plan: ReadyPlan) -> None:
+        step, send = self._step, self._send
+        for msg in plan.early:
+            send(msg)
+        write = plan.write
+        if write is not None:
+            # On the disk thread: meanwhile requests are accepted and messages stepped, which
+            # makes the next batch bigger (group commit) instead of stalling the node.
+            await asyncio.get_running_loop().run_in_executor(
+                self._disk, self._storage.persist, write.hard_state, write.entries, write.snapshot
+            )
+            step.written(plan)
+        for msg in plan.late:  # votes and acks: only now that what they promise is durable
+            send(msg)
+        if rd.snapshot is None:
+            self._finish(rd)
+            return
+        # Decoding a big state takes seconds: on a worker thread, so the loop keeps serving
+        # (reads meanwhile see the state before it; nothing is applied until then).
+        started = time.perf_counter()
+        await asyncio.to_thread(self._sm.restore, rd.snapshot.data)
+        settle_long_lived()
+        step.finish(rd, restored=True)
+        meta = rd.snapshot.meta
+        log.info(
+            "snapshot installed node=%s term=%d index=%d size=%d restore_ms=%.0f",
+            *(self._core.node_id, self._core.term, meta.index, len(rd.snapshot.data)),
+            (time.perf_counter() - started) * 1000,
+        )
+        self._advance(rd)
+
+    def _finish(self, rd: Ready) -> None:
+        self._step.finish(rd)
+        self._advance(rd)
+
+    def _advance(self, rd: Ready) -> None:
+        self._core.advance(rd)
+        if self._step.snapshot_due() and self._snapshots.pending is None:
+            self._snapshots.start(self._core, self._step)
