@@ -130,6 +130,23 @@ async def test_follower_forwards_writes_to_the_leader(pair: Pair) -> None:
     assert 0 < int(forwarded.headers["X-Raft3D-Budget-Ms"]) <= 2000
 
 
+async def test_forwarded_writes_reuse_one_connection_to_the_leader(pair: Pair) -> None:
+    for n in range(5):
+        response = await pair.follower.post("/api/v1/printers", json={**PRINTER, "id": f"p{n}"})
+        assert response.status == 201
+    assert len(pair.seen) == 5
+    # One client port at the leader: the follower kept its connection alive between writes.
+    ports = {_client_port(request) for request in pair.seen}
+    assert len(ports) == 1, ports
+
+
+def _client_port(request: web.Request) -> int:
+    transport = request.transport
+    assert transport is not None
+    port: int = transport.get_extra_info("peername")[1]
+    return port
+
+
 async def test_forwarding_keeps_method_query_body_and_key(pair: Pair) -> None:
     for path, body in (
         ("/api/v1/printers", PRINTER),

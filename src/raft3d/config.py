@@ -245,6 +245,7 @@ def api_options(settings: Settings) -> ApiOptions:
         },
         sse_heartbeat_s=settings.http_settings.sse_heartbeat_s,
         sse_buffer_events=settings.http_settings.sse_buffer_events,
+        forward_keepalive_s=min(5.0, settings.http_settings.keepalive_timeout_s / 2),
     )
 
 

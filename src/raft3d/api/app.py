@@ -33,6 +33,8 @@ from raft3d.domain.results import Result
 from raft3d.domain.state import FarmStateMachine
 
 API = "/api/v1"
+# Connections to the leader at most (more forwarded writes at once wait for one).
+FORWARD_CONNECTIONS = 128
 CLIENT_SSL_KEY: web.AppKey[ssl.SSLContext | None] = web.AppKey("client_ssl")
 
 
@@ -80,10 +82,17 @@ def register_collectors(app: web.Application, *collectors: Collector) -> None:
 
 
 async def _forwarding_session(app: web.Application) -> AsyncIterator[None]:
-    # A fresh connection per forwarded request: a pooled connection the leader has closed
-    # would fail in a way that cannot be told apart from a lost answer.
+    # Kept-alive connections to the leader, reused from one forwarded write to the next (a
+    # new TCP connection per write cost more than the write). They are let go after
+    # ``forward_keepalive_s`` idle, before the leader's own keep-alive timeout: a pooled
+    # connection the leader closed would fail like a lost answer (503 outcome_unknown for a
+    # write without an Idempotency-Key), so it must not be the leader that closes them.
     client_ssl = app[CLIENT_SSL_KEY]
-    connector = aiohttp.TCPConnector(force_close=True, ssl=client_ssl or True)
+    connector = aiohttp.TCPConnector(
+        ssl=client_ssl or True,
+        keepalive_timeout=app[OPTIONS_KEY].forward_keepalive_s,
+        limit=FORWARD_CONNECTIONS,
+    )
     async with aiohttp.ClientSession(connector=connector) as session:
         app[FORWARDER_KEY] = LeaderForwarder(
             app[OPTIONS_KEY].node_id, session, app[auth.AUTHENTICATOR_KEY].forward_key

@@ -31,3 +31,7 @@ class ApiOptions:
     # many events a stream may lag behind before it is cut off.
     sse_heartbeat_s: float = 15.0
     sse_buffer_events: int = 4096
+    # Forwarded writes reuse kept-alive connections to the leader, closed after this many
+    # idle seconds: sooner than the leader closes them itself (its http.keepalive_timeout_s),
+    # so a pooled connection is not reused just as the leader drops it.
+    forward_keepalive_s: float = 5.0
