@@ -57,11 +57,16 @@ def _check_content_type(request: web.Request) -> None:
         )
 
 
+# One decoder for every request: ``json.loads`` with these options would build a new one
+# per call.
+_STRICT_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+
+
 def parse_json(raw: bytes) -> object:
     """Decode strict JSON: UTF-8, no NaN/Infinity, no duplicate keys."""
     try:
         text = raw.decode("utf-8")
-        return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+        return _STRICT_DECODER.decode(text)
     except UnicodeDecodeError as exc:
         raise BadRequest(
             "invalid_json", "the body is not valid UTF-8", {"reason": str(exc)}

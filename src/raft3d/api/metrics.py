@@ -8,7 +8,7 @@ adds its own metrics through ``raft3d.api.register_collectors`` or
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -57,11 +57,23 @@ class ApiMetrics:
     registry: CollectorRegistry
     requests: Counter
     duration: Histogram
+    # The labelled children by (route, method, status): ``labels()`` costs more than the
+    # observation itself. Bounded like the labels (routes, known methods, statuses).
+    _children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = field(default_factory=dict)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        method = method if method in KNOWN_METHODS else "other"
-        self.requests.labels(route=route, method=method, status=str(status)).inc()
-        self.duration.labels(route=route, method=method).observe(seconds)
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            label = method if method in KNOWN_METHODS else "other"
+            children = (
+                self.requests.labels(route=route, method=label, status=str(status)),
+                self.duration.labels(route=route, method=label),
+            )
+            if method in KNOWN_METHODS:  # any other spelling is not kept (clients choose it)
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 def create_metrics(node: NodePort[Result], collectors: Iterable[Collector] = ()) -> ApiMetrics:

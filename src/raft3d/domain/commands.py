@@ -134,8 +134,14 @@ _ENVELOPE_KEYS = frozenset({"v", "type", "args", "idempotency"})
 _TAG_KEYS = frozenset({"key", "fingerprint"})
 
 
-def _argument_names(cls: type[Command]) -> list[str]:
-    return [field.name for field in dataclasses.fields(cls) if field.name != "idempotency"]
+_ARGUMENT_NAMES: dict[type[Command], tuple[str, ...]] = {
+    cls: tuple(field.name for field in dataclasses.fields(cls) if field.name != "idempotency")
+    for cls in _COMMAND_CLASSES.values()
+}
+
+
+def _argument_names(cls: type[Command]) -> tuple[str, ...]:
+    return _ARGUMENT_NAMES[cls]
 
 
 def command_arguments(cmd: Command) -> dict[str, Any]:
