@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, missing, validate, validates_schema
 
 from raft3d.domain.model import FilamentType, JobStatus
 
@@ -155,3 +155,45 @@ class PrintJobSchema(StrictSchema):
 class StatusChangeSchema(StrictSchema):
     # Optional here: the status may come from the query string instead.
     status = job_status_field()
+
+
+class FastLoader:
+    """``schema.load`` with the same results, at a fraction of the cost for valid bodies.
+
+    The schema stays the definition: each of its fields deserializes and validates its own
+    value (``Field.deserialize``, the call ``Schema.load`` makes per field, in declaration
+    order); what is skipped is the schema's per-call machinery. Anything this does not cover
+    goes to ``schema.load`` itself: a body with unknown keys, any field error (so errors
+    read exactly as marshmallow words them), and schemas with data keys, attributes or
+    hooks (``@validates_schema``, ``@post_load``...), which always take the full path.
+    """
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+        declared = schema.load_fields
+        hooks = getattr(schema, "_hooks", None)
+        simple = (
+            hooks is not None
+            and not any(hooks.values())
+            and all(f.data_key is None and f.attribute is None for f in declared.values())
+        )
+        self._fields = tuple(declared.items()) if simple else None
+        self._names = frozenset(declared)
+
+    def load(self, data: object) -> dict[str, Any]:
+        fields_ = self._fields
+        if fields_ is None or type(data) is not dict or not self._names.issuperset(data):
+            return self._full(data)
+        loaded: dict[str, Any] = {}
+        try:
+            for name, field in fields_:
+                value = field.deserialize(data.get(name, missing), name, data)
+                if value is not missing:
+                    loaded[name] = value
+        except ValidationError:
+            return self._full(data)  # raises the same error, in marshmallow's words
+        return loaded
+
+    def _full(self, data: object) -> dict[str, Any]:
+        loaded: dict[str, Any] = self.schema.load(data)  # type: ignore[arg-type]
+        return loaded
