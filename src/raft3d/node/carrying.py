@@ -1,10 +1,10 @@
 """Carrying out one Ready, in the order the Ready contract prescribes: send what may go
 before the write, persist (on the disk thread), send the rest, install or apply, advance.
 
-Readies that write nothing (a heartbeat and its answer, a commit to apply) can be carried
-out at once, from whatever callback stepped the core: ``carry_inline`` does that and stops
-at the first Ready that must be written, which the caller hands to its loop task
-(``carry``). Every decision about a Ready is ``ReadyStep``'s; this only executes it.
+Readies that only send (a heartbeat and its answer, most of what an idle node does) can be
+carried out at once, from whatever callback stepped the core: ``carry_inline`` does that
+and stops at the first Ready that must be written or applied, which the caller hands to
+its loop task (``carry``). Every decision about a Ready is ``ReadyStep``'s; this only executes it.
 """
 
 from __future__ import annotations
@@ -48,13 +48,15 @@ class ReadyCarrier(Generic[R]):
         self._snapshots = snapshots
 
     def carry_inline(self) -> tuple[Ready, ReadyPlan] | None:
-        """Carry out every Ready the core has that writes nothing; return the first one
-        that must be written (with its plan), for ``carry`` on the loop task."""
+        """Carry out every Ready the core has that only sends; return the first one that
+        must be written or applied (with its plan), for ``carry`` on the loop task."""
         core, step, send = self._core, self._step, self._send
         while core.has_ready():
             rd = core.ready()
             plan = step.plan(rd)
-            if plan.write is not None or rd.snapshot is not None:
+            if plan.write is not None or rd.snapshot is not None or rd.committed_entries:
+                # Writes wait for the disk; applies are left to the task too, where the
+                # commits that arrive meanwhile are applied (and answered) in one batch.
                 return rd, plan
             for msg in plan.early:
                 send(msg)

@@ -337,8 +337,8 @@ class RaftNode(Generic[R]):
     # -- the loop ------------------------------------------------------------------------
 
     def _run_inline(self) -> None:
-        """Carry out the Readies that write nothing here, without waking the parked loop
-        task (that costs more than such a Ready); one that must be written goes to it."""
+        """Carry out the Readies that only send here, without waking the parked loop task
+        (that costs more than such a Ready); one to write or apply goes to the task."""
         if self._handed is not None:
             return  # the task has a Ready to finish first; it runs the rest after
         try:
