@@ -1,0 +1,242 @@
+"""Membership benchmark (issue 7, "Performance"): leadership transfer, a rolling restart under
+writes, and a node joining a cluster with a big state. Real ``raft3d serve`` processes on
+loopback, fsync on, default timers.
+
+- **transfer**: ``--transfers`` leadership transfers (``POST /cluster/leader`` to the leader,
+  no target: the most caught-up voter). Each is timed from sending the POST to the first
+  write acknowledged by the new leader (a client that re-sends every 5 ms, with the same
+  ``Idempotency-Key``). Median and p90; the POST's own latency beside it.
+- **rolling**: a 3-node rolling restart under ``--writers`` clients writing continuously (each
+  write retried with its ``Idempotency-Key`` until acknowledged). Each node in turn: if it
+  leads, leadership is transferred away first; it is taken out of the clients' node list (as
+  a load balancer drains it), stopped with SIGTERM, started again, and put back once it has
+  caught up. Reported: the share of write attempts that failed (and were retried), and that
+  every acknowledged write is on every node at the end.
+- **join**: the cluster's state is grown to ``--state-mb`` MB (print jobs with long file
+  paths, through the API; the leader's snapshot file size is reported), then a fourth node
+  starts with ``raft3d serve --join URL``: seconds from its start to being a voter in
+  ``/cluster/members`` (it catches up by InstallSnapshot).
+
+    .venv/bin/python -m benchmarks.membership_bench [--transfers 20]
+        [--writers 4] [--state-mb 100] [--only transfer,rolling,join]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from tests.support.membership import (
+    Writer,
+    caught_up,
+    printer_ids,
+    suffrages,
+    transfer_leadership,
+)
+from tests.support.procs import NodeProcess, ProcessCluster, http_json, wait_until
+
+API = "/api/v1"
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
+
+
+def first_write(node: NodeProcess, key: str, deadline_s: float = 10.0) -> None:
+    """Re-send one write to ``node`` every 5 ms until it is acknowledged."""
+    body = {"id": key, "company": "Prusa", "model": "MK4"}
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            code, _, _ = http_json(
+                "POST",
+                f"{node.url}{API}/printers",
+                body,
+                timeout=2.0,
+                headers={"Idempotency-Key": key},
+            )
+            if code == 201:
+                return
+        except OSError:
+            pass
+        time.sleep(0.005)  # the client's re-send interval
+    raise RuntimeError(f"no write acknowledged by {node.node_id} within {deadline_s} s")
+
+
+def bench_transfer(root: Path, transfers: int) -> str:
+    with ProcessCluster(root / "transfer", 3) as cluster:
+        cluster.start()
+        leader = cluster.wait_for_leader(timeout=20)
+        first_write(leader, "warm-up")
+        totals, posts = [], []
+        for i in range(transfers):
+            leader = cluster.wait_for_leader(timeout=20)
+            start = time.perf_counter()
+            code, reply = transfer_leadership(leader)
+            posted = time.perf_counter()
+            if code != 200:
+                raise RuntimeError(f"transfer {i}: {code} {reply!r}")
+            first_write(cluster.nodes[reply["leader_id"]], f"t{i}")
+            totals.append((time.perf_counter() - start) * 1000)
+            posts.append((posted - start) * 1000)
+        return (
+            f"leadership transfer over {transfers} transfers: median "
+            f"{statistics.median(totals):.0f} ms, p90 {percentile(totals, 0.9):.0f} ms, "
+            f"max {max(totals):.0f} ms (POST /cluster/leader alone: median "
+            f"{statistics.median(posts):.0f} ms, p90 {percentile(posts, 0.9):.0f} ms)"
+        )
+
+
+def bench_rolling(root: Path, writers: int) -> str:
+    with ProcessCluster(root / "rolling", 3) as cluster:
+        cluster.start()
+        cluster.wait_for_leader(timeout=20)
+        in_service = set(cluster.nodes)
+
+        def targets() -> list[str]:
+            return [n.url for nid, n in cluster.nodes.items() if nid in in_service]
+
+        clients = [Writer(targets, prefix=f"c{i}-") for i in range(writers)]
+        for client in clients:
+            client.__enter__()
+        try:
+            clients[0].wait_for_more(200)
+            started = time.monotonic()
+            for node in cluster.nodes.values():
+                leader = cluster.wait_for_leader(timeout=20)
+                in_service.discard(node.node_id)
+                if node is leader:
+                    code, reply = transfer_leadership(node)
+                    if code != 200:
+                        raise RuntimeError(f"transfer: {code} {reply!r}")
+                if node.terminate() != 0:
+                    raise RuntimeError(f"{node.node_id} did not stop cleanly")
+                node.start()
+                wait_until(lambda n=node: n.status()["role"] == "follower", 30, "rejoin")  # type: ignore[misc]
+                caught_up(list(cluster.nodes.values()))
+                in_service.add(node.node_id)
+                clients[0].wait_for_more(100)
+            elapsed = time.monotonic() - started
+        finally:
+            stats = [client.stop() for client in clients]
+        caught_up(list(cluster.nodes.values()))
+        acked = {pid for s in stats for pid in s.acked}
+        missing = {nid: len(acked - printer_ids(n)) for nid, n in cluster.nodes.items()}
+        attempts = sum(s.attempts for s in stats)
+        failed = sum(s.failed_attempts for s in stats)
+        retried = sum(s.retried_writes for s in stats)
+        lost = sum(len(s.lost) + len(s.refused) for s in stats)
+        return (
+            f"rolling restart of 3 nodes with {writers} writers ({elapsed:.1f} s): "
+            f"{len(acked)} writes acknowledged, {attempts} attempts, {failed} failed "
+            f"({100.0 * failed / max(attempts, 1):.2f} %), {retried} writes needed a retry, "
+            f"{lost} never acknowledged; acknowledged writes missing per node: {missing}"
+        )
+
+
+async def grow_state(url: str, megabytes: int, concurrency: int = 48) -> int:
+    """Print jobs with 1000-character file paths until about ``megabytes`` MB; returns the
+    number of jobs."""
+    count = megabytes * 1_000_000 // 1_150
+    async with aiohttp.ClientSession() as session:
+
+        async def post(path: str, body: dict[str, Any]) -> None:
+            for _ in range(100):
+                try:
+                    async with session.post(f"{url}{API}{path}", json=body) as resp:
+                        if resp.status in (201, 409):
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)  # retry pacing
+            raise RuntimeError(f"could not create {body['id']}")
+
+        await post("/printers", {"id": "big-p", "company": "Prusa", "model": "XL"})
+        await post(
+            "/filaments",
+            {"id": "big-f", "type": "PLA", "color": "red", "total_weight_in_grams": 10_000_000},
+        )
+        queue = iter(range(count))
+
+        async def worker() -> None:
+            for n in queue:
+                await post(
+                    "/print_jobs",
+                    {
+                        "id": f"job-{n:08d}",
+                        "printer_id": "big-p",
+                        "filament_id": "big-f",
+                        "filepath": f"prints/{n:08d}/" + "x" * 1000 + ".gcode",
+                        "print_weight_in_grams": 1,
+                    },
+                )
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return count
+
+
+def snapshot_bytes(node: NodeProcess) -> int:
+    files = list(node.data_dir.rglob("snapshot-*.snap"))
+    return max((f.stat().st_size for f in files), default=0)
+
+
+def bench_join(root: Path, megabytes: int) -> str:
+    raft = {"snapshot_threshold": 2_000, "snapshot_log_ratio": 0.0}
+    with ProcessCluster(root / "join", 3, raft=raft) as cluster:
+        cluster.start()
+        leader = cluster.wait_for_leader(timeout=20)
+        t0 = time.monotonic()
+        jobs = asyncio.run(grow_state(leader.url, megabytes))
+        grown = time.monotonic() - t0
+        code, _, _ = http_json("POST", f"{leader.url}/cluster/snapshots", {}, timeout=120)
+        leader = cluster.wait_for_leader(timeout=20)
+        wait_until(lambda: snapshot_bytes(leader) > 0, 120, "a snapshot on the leader")
+        size = snapshot_bytes(leader)
+        joiner = cluster.add_node("n4", [leader.url])
+        start = time.monotonic()
+        joiner.start()
+        wait_until(
+            lambda: suffrages(leader).get("n4") == "voter", 300, "n4 to be a voter", interval=0.05
+        )
+        voter_s = time.monotonic() - start
+        return (
+            f"join with a {size / 1e6:.0f} MB snapshot ({jobs} jobs written in {grown:.0f} s; "
+            f"manual snapshot request: {code}): voter {voter_s:.1f} s after its start"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transfers", type=int, default=20)
+    parser.add_argument("--writers", type=int, default=4)
+    parser.add_argument("--state-mb", type=int, default=100)
+    parser.add_argument("--only", default="transfer,rolling,join")
+    args = parser.parse_args()
+    parts = set(args.only.split(","))
+    print(f"load average before: {os.getloadavg()[0]:.2f} (on {os.cpu_count()} cores)")
+    with tempfile.TemporaryDirectory(prefix="raft3d-member-bench-") as tmp:
+        root = Path(tmp)
+        runs: dict[str, Callable[[], str]] = {
+            "transfer": lambda: bench_transfer(root, args.transfers),
+            "rolling": lambda: bench_rolling(root, args.writers),
+            "join": lambda: bench_join(root, args.state_mb),
+        }
+        for name, run in runs.items():
+            if name in parts:
+                print(run(), flush=True)
+                print(f"  load average now: {os.getloadavg()[0]:.2f}", flush=True)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
