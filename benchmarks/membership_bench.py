@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import os
 import statistics
 import sys
@@ -67,8 +68,8 @@ def first_write(node: NodeProcess, key: str, deadline_s: float = 10.0) -> None:
             )
             if code == 201:
                 return
-        except OSError:
-            pass
+        except (OSError, ValueError, http.client.HTTPException):
+            pass  # the node is not serving yet: re-send
         time.sleep(0.005)  # the client's re-send interval
     raise RuntimeError(f"no write acknowledged by {node.node_id} within {deadline_s} s")
 
@@ -147,7 +148,7 @@ def bench_rolling(root: Path, writers: int) -> str:
 async def grow_state(url: str, megabytes: int, concurrency: int = 48) -> int:
     """Print jobs with 1000-character file paths until about ``megabytes`` MB; returns the
     number of jobs."""
-    count = megabytes * 1_000_000 // 1_150
+    count = megabytes * 1_000_000 // 2_200  # a job is about 2.2 kB in a snapshot
     async with aiohttp.ClientSession() as session:
 
         async def post(path: str, body: dict[str, Any]) -> None:
