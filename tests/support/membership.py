@@ -35,9 +35,15 @@ def suffrages(node: NodeProcess) -> dict[str, str]:
 
 def wait_for_voters(nodes: Sequence[NodeProcess], voters: set[str], timeout: float = 30.0) -> None:
     """Every node in ``nodes`` reports exactly ``voters`` as the voters and no learner."""
+
+    def sees_them(node: NodeProcess) -> bool:
+        if not node.alive:  # e.g. a joiner that gave up: say so now, with its log
+            raise AssertionError(f"{node.node_id} exited:\n{node.log_tail()}")
+        return suffrages(node) == dict.fromkeys(voters, "voter")
+
     for node in nodes:
         wait_until(
-            lambda n=node: suffrages(n) == dict.fromkeys(voters, "voter"),  # type: ignore[misc]
+            lambda n=node: sees_them(n),  # type: ignore[misc]
             timeout,
             f"{node.node_id} to see voters {sorted(voters)}",
         )
