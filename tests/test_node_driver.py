@@ -136,6 +136,16 @@ class RecordingTransport:
     def reachable(self, peer: str) -> bool:
         return False
 
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return ()
+
+    def connect_peer(self, peer: str, raft_addr: str) -> bool:
+        return True
+
+    def drop_peer(self, peer: str) -> None:
+        pass
+
 
 def make_node(settings: Settings, machine: RecordingStateMachine) -> Node:
     storage = GatedStorage(DurableStorage(settings.data_dir))
