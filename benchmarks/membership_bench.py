@@ -10,7 +10,8 @@ loopback, fsync on, default timers.
   write retried with its ``Idempotency-Key`` until acknowledged). Each node in turn: if it
   leads, leadership is transferred away first; it is taken out of the clients' node list (as
   a load balancer drains it), stopped with SIGTERM, started again, and put back once it has
-  caught up. Reported: the share of write attempts that failed (and were retried), and that
+  caught up (``--no-drain``: the clients keep sending to it, and count the refused
+  connections). Reported: the share of write attempts that failed (and were retried), and that
   every acknowledged write is on every node at the end.
 - **join**: the cluster's state is grown to ``--state-mb`` MB (print jobs with long file
   paths, through the API; the leader's snapshot file size is reported), then a fourth node
@@ -18,7 +19,7 @@ loopback, fsync on, default timers.
   ``/cluster/members`` (it catches up by InstallSnapshot).
 
     .venv/bin/python -m benchmarks.membership_bench [--transfers 20]
-        [--writers 4] [--state-mb 100] [--only transfer,rolling,join]
+        [--writers 4] [--no-drain] [--state-mb 100] [--only transfer,rolling,join]
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def first_write(node: NodeProcess, key: str, deadline_s: float = 10.0) -> None:
 
 
 def bench_transfer(root: Path, transfers: int) -> str:
+    (root / "transfer").mkdir()
     with ProcessCluster(root / "transfer", 3) as cluster:
         cluster.start()
         leader = cluster.wait_for_leader(timeout=20)
@@ -98,7 +100,8 @@ def bench_transfer(root: Path, transfers: int) -> str:
         )
 
 
-def bench_rolling(root: Path, writers: int) -> str:
+def bench_rolling(root: Path, writers: int, drain: bool) -> str:
+    (root / "rolling").mkdir()
     with ProcessCluster(root / "rolling", 3) as cluster:
         cluster.start()
         cluster.wait_for_leader(timeout=20)
@@ -115,7 +118,8 @@ def bench_rolling(root: Path, writers: int) -> str:
             started = time.monotonic()
             for node in cluster.nodes.values():
                 leader = cluster.wait_for_leader(timeout=20)
-                in_service.discard(node.node_id)
+                if drain:
+                    in_service.discard(node.node_id)
                 if node is leader:
                     code, reply = transfer_leadership(node)
                     if code != 200:
@@ -138,7 +142,9 @@ def bench_rolling(root: Path, writers: int) -> str:
         retried = sum(s.retried_writes for s in stats)
         lost = sum(len(s.lost) + len(s.refused) for s in stats)
         return (
-            f"rolling restart of 3 nodes with {writers} writers ({elapsed:.1f} s): "
+            f"rolling restart of 3 nodes with {writers} writers, "
+            f"{'draining each node from the clients first' if drain else 'no draining'} "
+            f"({elapsed:.1f} s): "
             f"{len(acked)} writes acknowledged, {attempts} attempts, {failed} failed "
             f"({100.0 * failed / max(attempts, 1):.2f} %), {retried} writes needed a retry, "
             f"{lost} never acknowledged; acknowledged writes missing per node: {missing}"
@@ -193,6 +199,7 @@ def snapshot_bytes(node: NodeProcess) -> int:
 
 def bench_join(root: Path, megabytes: int) -> str:
     raft = {"snapshot_threshold": 2_000, "snapshot_log_ratio": 0.0}
+    (root / "join").mkdir()
     with ProcessCluster(root / "join", 3, raft=raft) as cluster:
         cluster.start()
         leader = cluster.wait_for_leader(timeout=20)
@@ -221,6 +228,9 @@ def main() -> None:
     parser.add_argument("--transfers", type=int, default=20)
     parser.add_argument("--writers", type=int, default=4)
     parser.add_argument("--state-mb", type=int, default=100)
+    parser.add_argument(
+        "--no-drain", action="store_true", help="clients keep sending to a node being restarted"
+    )
     parser.add_argument("--only", default="transfer,rolling,join")
     args = parser.parse_args()
     parts = set(args.only.split(","))
@@ -229,7 +239,7 @@ def main() -> None:
         root = Path(tmp)
         runs: dict[str, Callable[[], str]] = {
             "transfer": lambda: bench_transfer(root, args.transfers),
-            "rolling": lambda: bench_rolling(root, args.writers),
+            "rolling": lambda: bench_rolling(root, args.writers, drain=not args.no_drain),
             "join": lambda: bench_join(root, args.state_mb),
         }
         for name, run in runs.items():
