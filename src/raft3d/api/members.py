@@ -105,7 +105,11 @@ def refusal(request: web.Request, exc: Exception, budget: float) -> ApiError | N
     if isinstance(exc, UnknownMemberError):
         return NotFound("unknown_member", message, {"node_id": exc.node_id})
     if isinstance(exc, WouldLoseQuorumError):
-        return Conflict("would_lose_quorum", message, {"force": "add ?force=true to remove anyway"})
+        return Conflict(
+            "would_lose_quorum",
+            message,
+            {"reachable": exc.reachable, "quorum": exc.quorum, "force": "?force=true"},
+        )
     if isinstance(exc, TransferRefusedError):
         return Conflict("transfer_refused", message)
     return Conflict("conf_change_refused", message)
