@@ -96,7 +96,7 @@ class RaftCore(Reconfiguration):
         snap_index, snap_term = (snap.meta.index, snap.meta.term) if snap else (0, 0)
         entries = [e for e in state.entries if e.index > snap_index]
         self._log = RaftLog(snap_index, snap_term, entries)
-        base = snap.meta.conf_state if snap else ConfState(config.voters)
+        base = snap.meta.conf_state if snap else config.bootstrap_conf()
         self._confs = ConfTracker(base, snap_index)
         self._confs.on_entries(entries)
         self._conf = ConfState(("-",))  # replaced by _apply_conf below
@@ -267,7 +267,7 @@ class RaftCore(Reconfiguration):
         if keep_from > self._log.snapshot_index:
             self._log.compact(keep_from)
         self._confs.compact(index)
-        meta = SnapshotMeta(index, term, conf.voters, conf.learners, conf.manual)
+        meta = SnapshotMeta.of(index, term, conf)
         self._snapshot = Snapshot(meta, data)
         return self._snapshot
 

@@ -37,6 +37,7 @@ from raft3d.consensus.types import (
     NotLeaderError,
     Ready,
     Role,
+    SnapshotMeta,
 )
 from raft3d.node.errors import (
     MemberExistsError,
@@ -78,12 +79,6 @@ def decode_context(data: bytes) -> MemberAddress | None:
     if not isinstance(raft, str) or not isinstance(http, str) or not raft:
         return None
     return MemberAddress(raft, http)
-
-
-def conf_contexts(conf: object) -> tuple[tuple[str, bytes], ...]:
-    """The member contexts a configuration (``ConfState``/``SnapshotMeta``) carries, if any."""
-    contexts = getattr(conf, "contexts", ())
-    return tuple(contexts) if isinstance(contexts, tuple) else ()
 
 
 class AddressBook:
@@ -129,8 +124,8 @@ class AddressBook:
                 self.learn(change.node_id, address)
             self.learn_conf(state)
 
-    def learn_conf(self, conf: object) -> None:
-        for node, context in conf_contexts(conf):
+    def learn_conf(self, conf: ConfState | SnapshotMeta) -> None:
+        for node, context in conf.contexts:
             address = decode_context(context)
             if address is not None:
                 self.learn(node, address)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
 from raft3d.config import RaftSettings, Settings
@@ -18,12 +18,19 @@ from raft3d.transport import Transport
 R = TypeVar("R")
 
 
-def core_config(node_id: NodeId, voters: Sequence[NodeId], raft: RaftSettings) -> CoreConfig:
-    """The Raft core's settings for ``node_id`` among ``voters``: the one place where
-    ``RaftSettings`` (milliseconds, operator-facing) become core settings (ticks)."""
+def core_config(
+    node_id: NodeId,
+    voters: Sequence[NodeId],
+    raft: RaftSettings,
+    contexts: Mapping[NodeId, bytes] | None = None,
+) -> CoreConfig:
+    """The Raft core's settings for ``node_id`` among ``voters`` (whose member contexts, the
+    addresses, are ``contexts``): the one place where ``RaftSettings`` (milliseconds,
+    operator-facing) become core settings (ticks)."""
     return CoreConfig(
         node_id=node_id,
         voters=tuple(voters),
+        voter_contexts=dict(contexts or {}),
         election_ticks=raft.election_ticks,
         heartbeat_ticks=raft.heartbeat_ticks,
         pre_vote=raft.pre_vote,

@@ -14,7 +14,7 @@ import ssl
 from collections.abc import Callable, Mapping
 
 from raft3d.consensus.types import Message
-from raft3d.transport import stats
+from raft3d.transport import stats, wire
 from raft3d.transport.inbound import InboundConnection
 from raft3d.transport.outbound import LinkSettings, PeerLink
 
@@ -50,9 +50,18 @@ class Transport:
         backoff_max: float = 1.0,
         ssl_server: ssl.SSLContext | None = None,
         ssl_client: ssl.SSLContext | None = None,
+        local_info: Callable[[], wire.HandshakeInfo | None] | None = None,
+        on_peer_info: Callable[[str, wire.HandshakeInfo], None] | None = None,
+        accept_unknown: bool = False,
     ) -> None:
         """``ssl_server``/``ssl_client``: mutual TLS for inbound and outbound connections (both
-        or neither); the peer's certificate must then name the node id it claims."""
+        or neither); the peer's certificate must then name the node id it claims.
+
+        ``local_info`` is what this node says about itself in handshakes; a peer whose info
+        names another cluster is refused (``cluster_id_mismatch``), the others' info goes to
+        ``on_peer_info``. ``accept_unknown``: authenticated dialers that are not peers (yet)
+        are accepted too (a node that joins, or whose configuration is behind, is contacted
+        by members it does not know)."""
         if not node_id:
             raise ValueError("node_id must not be empty")
         if not secret:
@@ -72,6 +81,10 @@ class Transport:
         self._listen = listen
         self._on_peer_change = on_peer_change
         self._ssl_server = ssl_server
+        self._local_info = local_info
+        self._on_peer_info = on_peer_info
+        self.accept_unknown = accept_unknown
+        self._mismatch_logged: set[str] = set()
         self._settings = settings = LinkSettings(
             node_id=node_id,
             secret=secret,
@@ -83,6 +96,8 @@ class Transport:
             backoff_min=backoff_min,
             backoff_max=backoff_max,
             ssl=ssl_client,
+            local_info=local_info,
+            on_peer_info=self.peer_info,
         )
         self._links = {
             peer_id: PeerLink(peer_id, address, settings, self.stats, self._peer_changed)
@@ -233,7 +248,29 @@ class Transport:
         return not self._stopping
 
     def is_peer(self, node_id: str) -> bool:
-        return node_id in self._links
+        return node_id in self._links or (self.accept_unknown and node_id != self.node_id)
+
+    def handshake_info(self) -> wire.HandshakeInfo | None:
+        return None if self._local_info is None else self._local_info()
+
+    def peer_info(self, peer_id: str, info: wire.HandshakeInfo | None) -> bool:
+        if wire.clusters_differ(self.handshake_info(), info):
+            assert info is not None
+            if peer_id not in self._mismatch_logged:
+                self._mismatch_logged.add(peer_id)
+                log.warning(
+                    "refusing peer %s: it belongs to cluster %s, this node to cluster %s",
+                    peer_id,
+                    info.cluster_id,
+                    self.handshake_info().cluster_id,  # type: ignore[union-attr]
+                )
+            return False
+        if info is not None and self._on_peer_info is not None:
+            try:
+                self._on_peer_info(peer_id, info)
+            except Exception:
+                log.exception("on_peer_info raised for %s", peer_id)
+        return True
 
     def inbound_authenticated(self, peer_id: str, conn: InboundConnection) -> None:
         # A peer dials one connection at a time, so an older one from it is stale
