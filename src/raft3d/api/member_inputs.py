@@ -22,6 +22,7 @@ from raft3d.api.schemas import StrictSchema
 
 MAX_NODE_ID_CHARS = 64
 MAX_HOST_CHARS = 253
+MAX_LOOKUP_ID_CHARS = 128
 NODE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _NODE_ID = re.compile(NODE_ID_PATTERN)
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
@@ -129,7 +130,21 @@ class NoBodySchema(StrictSchema):
 
 
 def is_node_id(text: str) -> bool:
+    """Whether ``text`` may name a new member."""
     return _NODE_ID.fullmatch(text) is not None
+
+
+def may_name_member(text: str) -> bool:
+    """Whether ``text`` could be an existing member's id: the members a cluster was seeded
+    with (``conf/``) may have any id a node file accepts, so only a length and printable,
+    valid Unicode are required of it."""
+    if not 1 <= len(text) <= MAX_LOOKUP_ID_CHARS or not text.isprintable():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def load_body(schema: Schema, body: Mapping[str, object]) -> dict[str, Any]:

@@ -33,8 +33,8 @@ from raft3d.api.member_inputs import (
     TransferSchema,
     bool_param,
     checked_addresses,
-    is_node_id,
     load_body,
+    may_name_member,
 )
 from raft3d.api.typedefs import NODE_KEY
 from raft3d.node.errors import (
@@ -105,7 +105,11 @@ def refusal(request: web.Request, exc: Exception, budget: float) -> ApiError | N
     if isinstance(exc, UnknownMemberError):
         return NotFound("unknown_member", message, {"node_id": exc.node_id})
     if isinstance(exc, WouldLoseQuorumError):
-        return Conflict("would_lose_quorum", message, {"force": "add ?force=true to remove anyway"})
+        return Conflict(
+            "would_lose_quorum",
+            message,
+            {"reachable": exc.reachable, "quorum": exc.quorum, "force": "?force=true"},
+        )
     if isinstance(exc, TransferRefusedError):
         return Conflict("transfer_refused", message)
     return Conflict("conf_change_refused", message)
@@ -141,8 +145,9 @@ def _answer(request: web.Request, membership: Membership, status: int) -> web.Re
 def member_id_from_path(request: web.Request) -> str:
     """The ``{id}`` of the path; a 404 at once when no member can have it."""
     node_id = request.match_info["id"]
-    if not is_node_id(node_id):
-        raise NotFound("unknown_member", f"no member has id {node_id!r}", {"node_id": node_id[:64]})
+    if not may_name_member(node_id):
+        shown = node_id[:64].encode("utf-8", "replace").decode("utf-8")
+        raise NotFound("unknown_member", f"no member has id {shown!r}", {"node_id": shown})
     return node_id
 
 

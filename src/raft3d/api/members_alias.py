@@ -17,7 +17,7 @@ from aiohttp import web
 
 from raft3d.api.errors import BadRequest
 from raft3d.api.inputs import query_params
-from raft3d.api.member_inputs import bool_param, checked_addresses, is_node_id
+from raft3d.api.member_inputs import bool_param, checked_addresses, is_node_id, may_name_member
 from raft3d.api.members import FORCE_PARAM, add, remove
 from raft3d.api.typedefs import NODE_KEY
 
@@ -42,14 +42,15 @@ def _required(params: Mapping[str, str], *names: str) -> None:
         raise BadRequest("invalid_query", "the query string is not valid", missing)
 
 
-def _node_id(params: Mapping[str, str], name: str) -> str:
+def _node_id(params: Mapping[str, str], name: str, *, new: bool) -> str:
     node_id = params[name]
-    if not is_node_id(node_id):
-        raise BadRequest(
-            "invalid_query",
-            "the query string is not valid",
-            {name: ["Not a valid node id: 1 to 64 letters, digits, '.', '_' or '-'."]},
+    if not (is_node_id(node_id) if new else may_name_member(node_id)):
+        problem = (
+            "Not a valid node id: 1 to 64 letters, digits, '.', '_' or '-'."
+            if new
+            else "Not a valid node id."
         )
+        raise BadRequest("invalid_query", "the query string is not valid", {name: [problem]})
     return node_id
 
 
@@ -61,7 +62,7 @@ async def _no_body(request: web.Request) -> None:
 async def join(request: web.Request) -> web.StreamResponse:
     params = query_params(request, ("node_id", "addr", "http", "promote"))
     _required(params, "node_id", "addr", "http")
-    node_id = _node_id(params, "node_id")
+    node_id = _node_id(params, "node_id", new=True)
     promote = bool_param(params, "promote") if "promote" in params else True
     await _no_body(request)
     raft, http = checked_addresses(params["addr"], params["http"], names=("addr", "http"))
@@ -71,7 +72,7 @@ async def join(request: web.Request) -> web.StreamResponse:
 async def remove_server(request: web.Request) -> web.StreamResponse:
     params = query_params(request, ("id", FORCE_PARAM))
     _required(params, "id")
-    node_id = _node_id(params, "id")
+    node_id = _node_id(params, "id", new=False)
     force = bool_param(params, FORCE_PARAM)
     await _no_body(request)
     return await remove(request, node_id, force)

@@ -193,8 +193,7 @@ class NodePort(Protocol[R_co]):
         learner is promoted, which happens by itself once it caught up if ``promote``)."""
         ...
 
-    async def promote_member(self, node_id: str, *, timeout: float | None = None) -> Membership:
-        ...
+    async def promote_member(self, node_id: str, *, timeout: float | None = None) -> Membership: ...
 
     async def remove_member(
         self, node_id: str, *, force: bool = False, timeout: float | None = None

@@ -76,7 +76,6 @@ class RaftNode(NodeMembership, Generic[R]):
         self._stopping = False
         self.halted: BaseException | None = None
         self.cluster_id = ""
-        self.recovering = False
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -282,6 +281,8 @@ class RaftNode(NodeMembership, Generic[R]):
     def receive(self, msg: Message) -> None:
         if self._core is None or self.halted is not None:
             return
+        if not self._gate.admit(msg, self._core.term):
+            return  # recovering: it has no say in elections (raft3d.node.recovery)
         self._core.step(msg)
         self._wakeup.set()
 
@@ -306,7 +307,7 @@ class RaftNode(NodeMembership, Generic[R]):
         # Catch up on missed ticks after a stall, but never run more than a few at once.
         ticks = 0
         while self._next_tick <= now and ticks < 5:
-            if self._core is not None and self.halted is None:
+            if self._core is not None and self.halted is None and self._gate.ticking:
                 self._core.tick()
             self._next_tick += self.options.tick_s
             ticks += 1

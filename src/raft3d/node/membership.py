@@ -48,8 +48,10 @@ from raft3d.node.errors import (
 )
 from raft3d.node.options import MemberAddress, NodeOptions
 from raft3d.node.ready import ReadyStep
+from raft3d.node.recovery import DataDirMarks, RecoveryGate
 from raft3d.node.seams import Transport
 from raft3d.node.status import MemberInfo, Membership, NodeStatus, node_status
+from raft3d.transport.wire import HandshakeInfo
 
 log = logging.getLogger("raft3d.node")
 
@@ -156,7 +158,9 @@ class NodeMembership:
     _removed_logged: bool
     _last_sync: float
     cluster_id: str
-    recovering: bool
+    _gate: RecoveryGate
+    _marks: DataDirMarks
+    _peer_clusters: dict[str, str]
 
     # --- provided by RaftNode ---------------------------------------------------------------
 
@@ -184,6 +188,11 @@ class NodeMembership:
     def suffrage(self) -> str:
         """ "voter", "learner", "removed" or "none" (a joining node not yet added)."""
         return _suffrage(self.core.conf_state, self.node_id, self._was_member)
+
+    @property
+    def recovering(self) -> bool:
+        """The node lost its log (or may have) and does not vote until it has caught up."""
+        return self._gate.recovering
 
     def address_of(self, node: str) -> MemberAddress | None:
         return self._book.get(node)
@@ -393,6 +402,16 @@ class NodeMembership:
     # --- the driver's hooks -------------------------------------------------------------------
 
     def _membership_start(self, state: InitialState) -> None:
+        options = self.options
+        self._marks = marks = DataDirMarks(options.data_dir, self.node_id)
+        self._gate = RecoveryGate(self.node_id, options.core.voters, marks, self._wakeup.set)
+        self._gate.start(state, options.joining)
+        self._peer_clusters = {}
+        self.cluster_id = options.cluster_id
+        if options.cluster_id and (not options.joining or marks.has_identity()):
+            self.cluster_id = marks.write_identity(options.cluster_id)
+        elif options.joining:
+            self.cluster_id = marks.identity_cluster() or ""
         self._book = AddressBook(self.options.addresses)
         self._watchers = []
         self._linked = set(self.transport.peers)
@@ -409,11 +428,13 @@ class NodeMembership:
 
     def _membership_ready(self, rd: Ready) -> None:
         """After a Ready was carried out: learn addresses, follow configuration changes."""
-        book = self._book
+        book, gate = self._book, self._gate
         if rd.entries:
             book.learn_entries(rd.entries)
+            gate.persisted(rd.entries[-1].index)
         if rd.snapshot is not None:
             book.learn_conf(rd.snapshot.meta)
+            gate.persisted(rd.snapshot.meta.index)
         conf = rd.conf_state
         if conf is not None:
             book.learn_conf(conf)
@@ -430,14 +451,33 @@ class NodeMembership:
 
     def _membership_turn(self) -> None:
         """After every turn of the node's loop."""
+        core = self.core
+        self._gate.check(core.term, core.commit_index)
+        leader = core.leader_id
+        if not self.cluster_id and leader is not None and self._peer_clusters.get(leader):
+            # A joining node belongs to the cluster of the first leader that reaches it.
+            self.cluster_id = self._marks.write_identity(self._peer_clusters[leader])
+            log.info(
+                "joined cluster node=%s cluster=%s leader=%s", self.node_id, self.cluster_id, leader
+            )
         now = time.monotonic()
         if now - self._last_sync >= _RESYNC_S:
             self._sync_peers()
         self._wake_watchers()
 
-    def peer_reported(self, peer: str, raft_addr: str) -> None:
-        """A peer that connected told us where it listens (the transport calls this)."""
-        if self._book.reported(peer, raft_addr):
+    def handshake_info(self) -> HandshakeInfo:
+        """What this node tells each peer it connects with (the transport asks)."""
+        core = self.core
+        own = self._book.get(self.node_id)
+        formed = core.last_index > 0 or core.term > 0
+        return HandshakeInfo(self.cluster_id, formed, own.raft if own else "")
+
+    def peer_handshake(self, peer: str, info: HandshakeInfo) -> None:
+        """A peer authenticated and said ``info`` about itself (the transport calls this)."""
+        if info.cluster_id:
+            self._peer_clusters[peer] = info.cluster_id
+        self._gate.peer_said(peer, info.formed)
+        if self._book.reported(peer, info.raft_addr):
             self._sync_peers()
 
     def _sync_peers(self) -> None:
