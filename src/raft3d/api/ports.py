@@ -69,6 +69,12 @@ class CommittedEntry(Protocol[R_co]):
         ...
 
     @property
+    def conf_change(self) -> tuple[str, str] | None:
+        """A membership change (``"add_learner"``, ``"promote"`` or ``"remove"``, node id);
+        ``data`` is then not a farm command."""
+        ...
+
+    @property
     def data(self) -> bytes:
         """The encoded command (``raft3d.domain.commands.encode_command``)."""
         ...
