@@ -41,6 +41,7 @@ from raft3d.consensus.progress import Progress, ProgressState
 from raft3d.consensus.quorum import VoteResult
 from raft3d.consensus.read_only import PendingRead, ReadQueue
 from raft3d.consensus.reconfig import Reconfiguration
+from raft3d.consensus.recovery import RECOVERY_CONTEXT_PREFIX, Recovery
 from raft3d.consensus.snapshot_receiver import SnapshotReceiver
 from raft3d.consensus.types import (
     TRANSFER_CONTEXT,
@@ -85,7 +86,7 @@ class _Fields(TypedDict, total=False):
 _LEADER_MESSAGES = frozenset({MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP})
 
 
-class RaftCore(Reconfiguration):
+class RaftCore(Reconfiguration, Recovery):
     def __init__(self, config: CoreConfig, state: InitialState, rng: random.Random) -> None:
         self._cfg = config
         self._rng = rng
@@ -133,6 +134,7 @@ class RaftCore(Reconfiguration):
         self._read_states: list[ReadState] = []
         self._ready_outstanding = False
         self._reset_election_timer()
+        self._init_recovery()
 
     # --- read-only views -------------------------------------------------------------------
 
@@ -202,6 +204,7 @@ class RaftCore(Reconfiguration):
             learners=self._conf.learners,
             conf_index=self._confs.index,
             transferring_to=self._transfer,
+            recovering=self._recovering,
         )
 
     # --- inputs ----------------------------------------------------------------------------
@@ -211,8 +214,13 @@ class RaftCore(Reconfiguration):
             self._tick_leader()
         else:
             self._election_elapsed += 1
-            # Learners and removed nodes never campaign.
-            if self._election_elapsed >= self._randomized_timeout and self._id in self._voters:
+            self._recovery_tick()
+            # Learners, removed nodes and recovering nodes never campaign.
+            if (
+                self._election_elapsed >= self._randomized_timeout
+                and self._id in self._voters
+                and not self._recovering
+            ):
                 self._start_election()
 
     def propose(self, data: bytes) -> tuple[int, int]:
@@ -324,6 +332,7 @@ class RaftCore(Reconfiguration):
             or self._commit_changed
             or self._read_heartbeat_due
             or self._received_snapshot is not None
+            or self._recovered_pending
         ):
             return True
         log = self._log
@@ -345,6 +354,9 @@ class RaftCore(Reconfiguration):
         if self._conf_changed:
             self._conf_changed = False
             rd.conf_state = self._conf
+        if self._recovered_pending:
+            self._recovered_pending = False
+            rd.recovered = True
         unstable = log.unstable_entries()
         if unstable:
             rd.entries = unstable
@@ -386,6 +398,7 @@ class RaftCore(Reconfiguration):
             self._log.stable_to(last.index, last.term)
             if self._role is Role.LEADER:
                 self._maybe_commit()
+        self._maybe_end_recovery()
 
     def _current_messages(self, msgs: list[Message]) -> list[Message]:
         """Drop messages stamped with a term older than ours: events overtook them (e.g. an
@@ -503,6 +516,8 @@ class RaftCore(Reconfiguration):
 
     def _grants_vote(self, msg: Message) -> bool:
         """Vote (or pre-vote) for the sender? Terms have already been reconciled."""
+        if self._recovering:
+            return False
         can_vote = (
             self._vote == msg.frm
             or (self._vote is None and self._leader_id is None)
@@ -557,16 +572,20 @@ class RaftCore(Reconfiguration):
             self._leader_id = msg.frm
             self._election_elapsed = 0
             self._handle_append(msg)
+            self._recovery_heard_leader()
         elif mtype is MsgType.HEARTBEAT:
             self._leader_id = msg.frm
             self._election_elapsed = 0
             self._handle_heartbeat(msg)
+            self._recovery_heard_leader()
         elif mtype is MsgType.SNAP:
             self._leader_id = msg.frm
             self._election_elapsed = 0
             self._handle_snapshot_chunk(msg)
+            self._recovery_heard_leader()
         elif mtype is MsgType.READ_INDEX_RESP:
-            self._read_states.append(ReadState(msg.index, msg.context))
+            if not self._recovery_answer(msg):
+                self._read_states.append(ReadState(msg.index, msg.context))
         elif mtype is MsgType.TIMEOUT_NOW:
             self._on_timeout_now()
 
@@ -589,7 +608,10 @@ class RaftCore(Reconfiguration):
                 if confs.on_entries(msg.entries[conflict - msg.index - 1 :]) or changed:
                     self._apply_conf()
             log.commit_to(min(msg.commit, last_new))
-            self._send(MsgType.APP_RESP, msg.frm, index=last_new)
+            self._send(
+                MsgType.APP_RESP, msg.frm, index=self._recovery_ack_cap(last_new, msg.commit)
+            )
+            self._maybe_end_recovery()
             return
         hint_index, hint_term = log.find_conflict_by_term(msg.index, msg.log_term)
         self._send(
@@ -604,8 +626,10 @@ class RaftCore(Reconfiguration):
     def _handle_heartbeat(self, msg: Message) -> None:
         # The leader caps the commit index at what we acknowledged in this term.
         self._log.commit_to(min(msg.commit, self._log.last_index))
+        self._maybe_end_recovery()
         # Our last index tells the leader if we hold less than we once acknowledged.
-        self._send(MsgType.HEARTBEAT_RESP, msg.frm, index=self._log.last_index, context=msg.context)
+        context = self._recovery_echo(msg.context)
+        self._send(MsgType.HEARTBEAT_RESP, msg.frm, index=self._log.last_index, context=context)
 
     def _handle_snapshot_chunk(self, msg: Message) -> None:
         meta = msg.snapshot_meta
@@ -693,6 +717,8 @@ class RaftCore(Reconfiguration):
             self._handle_snapshot_response(msg, pr)
         elif mtype is MsgType.READ_INDEX:
             pr.recent_active = True
+            if msg.context.startswith(RECOVERY_CONTEXT_PREFIX):
+                self._recovery_request(msg.frm, pr)
             self._leader_read(msg.context, msg.frm)
 
     def _handle_append_response(self, msg: Message, pr: Progress) -> None:
