@@ -38,6 +38,7 @@ log = logging.getLogger("raft3d.node")
 
 T = TypeVar("T")
 
+
 class NodeMembership(MembershipUpkeep):
     """``RaftNode``'s membership calls (mixed into it).
 

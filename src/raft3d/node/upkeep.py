@@ -94,7 +94,7 @@ class MembershipUpkeep:
     def _membership_start(self, state: InitialState) -> None:
         options = self.options
         self._marks = marks = DataDirMarks(options.data_dir, self.node_id)
-        self._gate = RecoveryGate(self.node_id, options.core.voters, marks, self._wakeup.set)
+        self._gate = RecoveryGate(self.node_id, options.core.voters, marks, self._begin_recovery)
         self._gate.start(state, options.joining)
         self._peer_clusters = {}
         self.cluster_id = options.cluster_id
@@ -118,13 +118,13 @@ class MembershipUpkeep:
 
     def _membership_ready(self, rd: Ready) -> None:
         """After a Ready was carried out: learn addresses, follow configuration changes."""
-        book, gate = self._book, self._gate
+        book = self._book
+        if rd.recovered:
+            self._gate.recovered()
         if rd.entries:
             book.learn_entries(rd.entries)
-            gate.persisted(rd.entries[-1].index)
         if rd.snapshot is not None:
             book.learn_conf(rd.snapshot.meta)
-            gate.persisted(rd.snapshot.meta.index)
         conf = rd.conf_state
         if conf is not None:
             book.learn_conf(conf)
@@ -142,7 +142,8 @@ class MembershipUpkeep:
     def _membership_turn(self) -> None:
         """After every turn of the node's loop."""
         core = self.core
-        self._gate.check(core.term, core.commit_index, core.term_at)
+        if self._gate.recovering and not core.recovering and self._gate.ticking:
+            self._gate.recovered()  # Ready.recovered, or recovery ended some other way
         leader = core.leader_id
         if not self.cluster_id and leader is not None and self._peer_clusters.get(leader):
             # A joining node belongs to the cluster of the first leader that reaches it.
@@ -154,6 +155,10 @@ class MembershipUpkeep:
         if now - self._last_sync >= _RESYNC_S:
             self._sync_peers()
         self._wake_watchers()
+
+    def _begin_recovery(self) -> None:
+        self.core.begin_recovery()
+        self._wakeup.set()
 
     def handshake_info(self) -> HandshakeInfo:
         """What this node tells each peer it connects with (the transport asks)."""
