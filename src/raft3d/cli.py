@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import errno
 import logging
 import os
@@ -113,6 +114,10 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"raft3d: cannot use data dir {settings.data_dir}: {exc.strerror}", file=sys.stderr)
         return 2
     plan = joining.plan_for(args.join, settings.data_dir, args.token, args.join_timeout)
+    if args.join:
+        # The node side of --join: a blank data dir starts as a non-member that waits for a
+        # leader to add it (the node ignores it once the data dir holds an identity).
+        settings = dataclasses.replace(settings, joining=True)
     import uvloop
 
     try:
