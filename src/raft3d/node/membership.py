@@ -452,7 +452,7 @@ class NodeMembership:
     def _membership_turn(self) -> None:
         """After every turn of the node's loop."""
         core = self.core
-        self._gate.check(core.term, core.commit_index)
+        self._gate.check(core.term, core.commit_index, core.term_at)
         leader = core.leader_id
         if not self.cluster_id and leader is not None and self._peer_clusters.get(leader):
             # A joining node belongs to the cluster of the first leader that reaches it.

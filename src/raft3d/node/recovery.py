@@ -40,6 +40,7 @@ log = logging.getLogger("raft3d.node")
 RECOVERING_MARKER = "recovering"
 
 _NO_SAY = frozenset({MsgType.VOTE, MsgType.PRE_VOTE, MsgType.TIMEOUT_NOW})
+_FROM_LEADER = frozenset({MsgType.APP, MsgType.HEARTBEAT})
 
 
 class Stance(enum.Enum):
@@ -216,7 +217,7 @@ class RecoveryGate:
             return True
         if msg.type in _NO_SAY:
             return False
-        if msg.type is MsgType.APP and msg.term >= term and msg.term > 0:
+        if msg.type in _FROM_LEADER and msg.term >= term and msg.term > 0:
             if self.stance is Stance.UNDECIDED:
                 self._enter(Stance.RECOVERING, f"leader {msg.frm} contacted it")
             if msg.term > self._term:
@@ -228,12 +229,15 @@ class RecoveryGate:
     def persisted(self, index: int) -> None:
         self._persisted = max(self._persisted, index)
 
-    def check(self, term: int, commit: int) -> bool:
-        """True once, when recovery is over: this node holds durably the log up to the commit
-        index a leader of its current term reported."""
+    def check(self, term: int, commit: int, term_at: Callable[[int], int | None]) -> bool:
+        """True once, when recovery is over: this node holds durably the log up to a commit
+        index a leader of its current term reported, and the entry there is of that term.
+        The leader has then committed an entry of its own term, so every entry committed
+        before (among them whatever this node acknowledged before it lost its log) is in
+        its log before that one, and so in ours."""
         if self.stance is not Stance.RECOVERING or self._target == 0 or term != self._term:
             return False
-        if min(commit, self._persisted) < self._target:
+        if min(commit, self._persisted) < self._target or term_at(self._target) != term:
             return False
         log.warning(
             "node %s recovered: it holds the log up to %d, committed by the leader of term %d; "
