@@ -18,6 +18,8 @@ from tests.support.secure import bearer
 from tests.test_api_auth import auth_settings
 from tests.test_api_members import CHANGES, N2, NEW, Client, error
 
+PRINTER = {"id": "p1", "company": "Creality", "model": "Ender 3"}
+
 
 @pytest.fixture
 def node() -> FakeNode:
@@ -172,3 +174,15 @@ def test_required_roles_of_the_membership_routes() -> None:
         ("DELETE", "/cluster/servers"),
     ):
         assert required_role(method, path) == "admin", (method, path)
+
+
+async def test_a_removed_node_sends_clients_to_the_members(pair: Pair) -> None:
+    pair.follower_node.suffrage = "removed"
+    pair.follower_node.members[:] = [N2]  # the configuration it last had, without itself
+    for method, path, body in (("POST", "/api/v1/printers", PRINTER), *CHANGES):
+        response = await pair.follower.request(method, path, json=body)
+        assert await error(response) == (503, "node_removed"), (method, path)
+        details = (await response.json())["error"]["details"]
+        assert details == {"members": ["http://127.0.0.1:8081"]}
+    assert pair.seen == []  # nothing was forwarded
+    assert pair.follower_node.member_calls == [] and pair.follower_node.proposals == []

@@ -114,7 +114,9 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"raft3d: cannot use data dir {settings.data_dir}: {exc.strerror}", file=sys.stderr)
         return 2
     plan = joining.plan_for(args.join, settings.data_dir, args.token, args.join_timeout)
-    if plan is not None:  # a blank data dir: start as a non-member waiting to be added
+    if args.join:
+        # The node side of --join: a blank data dir starts as a non-member that waits for a
+        # leader to add it (the node ignores it once the data dir holds an identity).
         settings = dataclasses.replace(settings, joining=True)
     import uvloop
 

@@ -69,9 +69,23 @@ def leader_url(node: NodePort[Result], request: web.Request, leader_id: str | No
     return request.app[OPTIONS_KEY].member_urls.get(leader_id)
 
 
+def check_still_member(node: NodePort[Result], what: str) -> None:
+    """503 ``node_removed`` from a node the cluster removed: it takes no part any more (its
+    peers would refuse what it forwards), so the client must go to a member."""
+    if node.status().suffrage != "removed":
+        return
+    members = [m.http_addr for m in node.membership().members if m.http_addr]
+    raise ServiceUnavailable(
+        "node_removed",
+        f"node {node.node_id} was removed from the cluster: send the {what} to a member",
+        {"members": members},
+    )
+
+
 async def on_leader(request: web.Request, attempt: Attempt, wording: Wording) -> web.StreamResponse:
     """``attempt`` on this node if it leads, else on the leader through forwarding."""
     node = request.app[NODE_KEY]
+    check_still_member(node, wording.what)
     loop = asyncio.get_running_loop()
     budget = request_budget(request)
     deadline = loop.time() + budget

@@ -8,8 +8,8 @@ from typing import TypeVar
 
 from raft3d.config import RaftSettings, Settings
 from raft3d.consensus import CoreConfig, NodeId
+from raft3d.node.addresses import encode_context
 from raft3d.node.driver import RaftNode
-from raft3d.node.membership import encode_context
 from raft3d.node.options import MemberAddress, NodeOptions
 from raft3d.node.recovery import bootstrap_cluster_id
 from raft3d.node.seams import StateMachine
