@@ -136,15 +136,21 @@ async def test_a_node_of_another_cluster_is_refused(nodes: Nodes) -> None:
     # Same secret, but bootstrapped from another seed configuration: another cluster.
     x = await nodes.start(settings(nodes.root, "x", nodes.alone("x")))
     await eventually(lambda: x.is_leader, 20, "x to lead its own cluster")
-    assert x.status().cluster_id != leader.status().cluster_id
+    cluster_id = leader.status().cluster_id
+    assert x.status().cluster_id != cluster_id
+    a = nodes.running["a"]
+    transport = a.transport
+    assert isinstance(transport, Transport)
     _, a_raft = nodes.ports["a"]
     assert x.transport.connect_peer("a", f"{LOOPBACK}:{a_raft}")
-    transport = nodes.running["a"].transport
-    assert isinstance(transport, Transport)
-
-    def refused() -> bool:
-        return transport.dropped["cluster_id_mismatch"] >= 1
-
-    await eventually(refused, 20, "a to refuse x")
+    # While a follows a leader, a stranger is not even challenged.
+    await eventually(lambda: transport.dropped["auth_failed"] >= 1, 20, "a to refuse x")
+    assert transport.dropped["cluster_id_mismatch"] == 0
+    # Without a leader it hears strangers out (a member added meanwhile may lead now),
+    # and refuses this one for its cluster id.
+    for other in ("b", "c"):
+        await nodes.stop(other)
+    await eventually(lambda: a.leader_id is None, 20, "a to lose its leader")
+    await eventually(lambda: transport.dropped["cluster_id_mismatch"] >= 1, 20, "mismatch")
     assert not x.transport.reachable("a")
-    assert "x" not in [m.node_id for m in leader.membership().members]
+    assert "x" not in [m.node_id for m in a.membership().members]

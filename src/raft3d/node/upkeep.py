@@ -160,6 +160,13 @@ class MembershipUpkeep:
         self.core.begin_recovery()
         self._wakeup.set()
 
+    def accepts_strangers(self) -> bool:
+        """Whether nodes outside the configuration may connect: while this node is not added
+        yet, is recovering, or follows no leader (a member added while it was away may lead
+        now, and it learns of that member only from the leader's log). With a live leader
+        every member it must hear from is in its configuration."""
+        return self.suffrage == "none" or self.recovering or self.core.leader_id is None
+
     def handshake_info(self) -> HandshakeInfo:
         """What this node tells each peer it connects with (the transport asks)."""
         core = self.core
