@@ -154,3 +154,23 @@ async def test_a_node_of_another_cluster_is_refused(nodes: Nodes) -> None:
     await eventually(lambda: transport.dropped["cluster_id_mismatch"] >= 1, 20, "mismatch")
     assert not x.transport.reachable("a")
     assert "x" not in [m.node_id for m in a.membership().members]
+
+
+async def test_leadership_moves_and_a_removed_member_is_unlinked(nodes: Nodes) -> None:
+    leader = await nodes.leader()
+    await leader.propose(b"1")
+    target = next(n for n in ("a", "b", "c") if n != leader.node_id)
+    node = nodes.running[target]
+    await eventually(lambda: node.applied_index >= leader.applied_index, 20, "caught up")
+    assert await leader.transfer_leadership(target) == target
+    assert node.is_leader
+    gone = next(n for n in ("a", "b", "c") if n != target)
+    view = await node.remove_member(gone)
+    assert [m.node_id for m in view.members] == sorted({"a", "b", "c"} - {gone})
+    removed = nodes.running[gone]
+    await eventually(lambda: removed.status().suffrage == "removed", 20, "removal known")
+    transport = node.transport
+    assert isinstance(transport, Transport)
+    await eventually(lambda: gone not in transport.peers, 20, "leader to drop its link")
+    await eventually(lambda: removed.transport.peers == (), 20, "removed node unlinked")
+    assert await node.propose(b"2") == 2  # the two voters left commit alone
