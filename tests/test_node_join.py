@@ -136,15 +136,41 @@ async def test_a_node_of_another_cluster_is_refused(nodes: Nodes) -> None:
     # Same secret, but bootstrapped from another seed configuration: another cluster.
     x = await nodes.start(settings(nodes.root, "x", nodes.alone("x")))
     await eventually(lambda: x.is_leader, 20, "x to lead its own cluster")
-    assert x.status().cluster_id != leader.status().cluster_id
+    cluster_id = leader.status().cluster_id
+    assert x.status().cluster_id != cluster_id
+    a = nodes.running["a"]
+    transport = a.transport
+    assert isinstance(transport, Transport)
     _, a_raft = nodes.ports["a"]
     assert x.transport.connect_peer("a", f"{LOOPBACK}:{a_raft}")
-    transport = nodes.running["a"].transport
-    assert isinstance(transport, Transport)
-
-    def refused() -> bool:
-        return transport.dropped["cluster_id_mismatch"] >= 1
-
-    await eventually(refused, 20, "a to refuse x")
+    # While a follows a leader, a stranger is not even challenged.
+    await eventually(lambda: transport.dropped["auth_failed"] >= 1, 20, "a to refuse x")
+    assert transport.dropped["cluster_id_mismatch"] == 0
+    # Without a leader it hears strangers out (a member added meanwhile may lead now),
+    # and refuses this one for its cluster id.
+    for other in ("b", "c"):
+        await nodes.stop(other)
+    await eventually(lambda: a.leader_id is None, 20, "a to lose its leader")
+    await eventually(lambda: transport.dropped["cluster_id_mismatch"] >= 1, 20, "mismatch")
     assert not x.transport.reachable("a")
-    assert "x" not in [m.node_id for m in leader.membership().members]
+    assert "x" not in [m.node_id for m in a.membership().members]
+
+
+async def test_leadership_moves_and_a_removed_member_is_unlinked(nodes: Nodes) -> None:
+    leader = await nodes.leader()
+    await leader.propose(b"1")
+    target = next(n for n in ("a", "b", "c") if n != leader.node_id)
+    node = nodes.running[target]
+    await eventually(lambda: node.applied_index >= leader.applied_index, 20, "caught up")
+    assert await leader.transfer_leadership(target) == target
+    assert node.is_leader
+    gone = next(n for n in ("a", "b", "c") if n != target)
+    view = await node.remove_member(gone)
+    assert [m.node_id for m in view.members] == sorted({"a", "b", "c"} - {gone})
+    removed = nodes.running[gone]
+    await eventually(lambda: removed.status().suffrage == "removed", 20, "removal known")
+    transport = node.transport
+    assert isinstance(transport, Transport)
+    await eventually(lambda: gone not in transport.peers, 20, "leader to drop its link")
+    await eventually(lambda: removed.transport.peers == (), 20, "removed node unlinked")
+    assert await node.propose(b"2") == 2  # the two voters left commit alone

@@ -33,7 +33,7 @@ from pathlib import Path
 import msgpack
 
 from raft3d.consensus.types import InitialState, Message, MsgType
-from raft3d.storage.durable_files import fsync_directory
+from raft3d.storage.durable_files import ensure_directory, fsync_directory
 from raft3d.storage.errors import StorageError
 from raft3d.storage.identity import load_or_create_identity, read_identity
 
@@ -111,6 +111,7 @@ class DataDirMarks:
             return
         try:
             if on:
+                ensure_directory(self.data_dir)
                 with marker.open("wb") as f:
                     f.write(b"this node lost its log and is catching up before it votes\n")
                     f.flush()

@@ -45,7 +45,7 @@ class MembershipUpkeep:
     _wakeup: asyncio.Event
     _book: AddressBook
     _watchers: list[asyncio.Future[None]]
-    _linked: set[str]
+    _linked: dict[str, str]  # peer -> the raft address it was linked at
     _was_member: bool
     _removed_logged: bool
     _last_sync: float
@@ -104,7 +104,7 @@ class MembershipUpkeep:
             self.cluster_id = marks.identity_cluster() or ""
         self._book = AddressBook(self.options.addresses)
         self._watchers = []
-        self._linked = set(self.transport.peers)
+        self._linked = dict.fromkeys(self.transport.peers, "")
         self._removed_logged = False
         self._last_sync = 0.0
         core = self.core
@@ -160,6 +160,13 @@ class MembershipUpkeep:
         self.core.begin_recovery()
         self._wakeup.set()
 
+    def accepts_strangers(self) -> bool:
+        """Whether nodes outside the configuration may connect: while this node is not added
+        yet, is recovering, or follows no leader (a member added while it was away may lead
+        now, and it learns of that member only from the leader's log). With a live leader
+        every member it must hear from is in its configuration."""
+        return self.suffrage == "none" or self.recovering or self.core.leader_id is None
+
     def handshake_info(self) -> HandshakeInfo:
         """What this node tells each peer it connects with (the transport asks)."""
         core = self.core
@@ -198,10 +205,15 @@ class MembershipUpkeep:
                 )
         want.discard(self.node_id)
         transport = self.transport
-        for peer in sorted(want - self._linked):
+        linked = self._linked
+        for peer in sorted(want):
             address = self._book.get(peer)
-            if transport.connect_peer(peer, address.raft if address else ""):
-                self._linked.add(peer)
-        for peer in sorted(self._linked - want):
+            raft = address.raft if address else ""
+            # New peers, and linked ones whose address the configuration changed.
+            if (peer not in linked or (raft and linked[peer] != raft)) and transport.connect_peer(
+                peer, raft
+            ):
+                linked[peer] = raft
+        for peer in sorted(set(linked) - want):
             transport.drop_peer(peer)
-            self._linked.discard(peer)
+            del linked[peer]

@@ -115,7 +115,7 @@ def build_node(
             ssl_client=tls.peer_client if tls else None,
             local_info=lambda: node.handshake_info(),
             on_peer_info=lambda peer, info: node.peer_handshake(peer, info),
-            accept_unknown=True,
+            accept_unknown=lambda: node.accepts_strangers(),
         )
     except BaseException:
         storage.close()
