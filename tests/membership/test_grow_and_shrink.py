@@ -33,7 +33,7 @@ def cluster(tmp_path: Path) -> Iterator[ProcessCluster]:
 
 
 def serving(cluster: ProcessCluster, ids: set[str]) -> list[str]:
-    return [n.url for n in cluster.alive() if n.node_id in ids]
+    return [n.url for n in cluster.alive() if n.node_id in set(ids)]
 
 
 def installed_a_snapshot(node: NodeProcess) -> bool:

@@ -146,13 +146,24 @@ class Writer:
     def wait_for_more(self, count: int, timeout: float = 30.0) -> None:
         """At least ``count`` more writes acknowledged than now."""
         goal = self.acked_count() + count
-        wait_until(lambda: self.acked_count() >= goal, timeout, f"{goal} acknowledged writes")
+
+        def reached() -> bool:
+            if not self._thread.is_alive():
+                raise AssertionError(f"the writer stopped: {self.stats.refused[-1:]}")
+            return self.acked_count() >= goal
+
+        wait_until(reached, timeout, f"{goal} acknowledged writes")
 
     def _run(self) -> None:
         i = 0
         while not self._stop.is_set():
             i += 1
-            self._write_one(f"{self.prefix}{i}")
+            try:
+                self._write_one(f"{self.prefix}{i}")
+            except Exception as exc:  # a bug in the test's client: fail the test, visibly
+                with self._lock:
+                    self.stats.refused.append(f"{self.prefix}{i}: client error {exc!r}")
+                return
             if self.pace:
                 self._stop.wait(self.pace)  # the load's rate, not synchronisation
 

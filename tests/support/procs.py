@@ -270,7 +270,8 @@ class ProcessCluster:
                 node.kill()
 
     def alive(self) -> list[NodeProcess]:
-        return [n for n in self.nodes.values() if n.alive]
+        # A copy first: a client thread may ask while the test adds a node.
+        return [n for n in list(self.nodes.values()) if n.alive]
 
     def wait_for_leader(
         self, timeout: float = 10.0, among: Sequence[NodeProcess] | None = None
