@@ -2,7 +2,7 @@
 
 - ``transfer``: ``POST /cluster/leader`` to the leader (no target: the most caught-up voter).
 - ``learner``: a new node is added with ``"promote": false``, started with ``--join``, and
-  promoted by hand once it has caught up (``POST /cluster/members/{id}/promote``); then
+  promoted by hand once the leader sees it caught up (``POST /cluster/members/{id}/promote``); then
   removed again and stopped, so that the cluster is back to its size before the next fault.
 - ``readd``: a follower is removed (``DELETE /cluster/members/{id}``), stopped, and started
   again under the same id with a fresh, empty data dir and ``--join``: it comes back as a
@@ -81,6 +81,24 @@ async def _wait_suffrage(nemesis: Nemesis, node_id: str, wanted: str) -> bool:
     return False
 
 
+async def _wait_caught_up(nemesis: Nemesis, node_id: str, lag: int = 10) -> bool:
+    """The leader sees ``node_id`` reachable, its match index within ``lag`` of the
+    voters'."""
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        leader = await nemesis.leader()
+        if leader is not None:
+            code, body = await _call(nemesis, "GET", "/cluster/members", via=leader)
+            if code == 200 and isinstance(body, dict):
+                members = {m["node_id"]: m for m in body.get("members", [])}
+                me = members.get(node_id)
+                voters = [m["match_index"] or 0 for m in members.values() if m is not me]
+                if me and me["reachable"] and (me["match_index"] or 0) >= max(voters) - lag:
+                    return True
+        await asyncio.sleep(0.1)  # polling interval
+    return False
+
+
 async def _remove(nemesis: Nemesis, node_id: str) -> str:
     """DELETE the member, retrying refusals until it is gone or the deadline passes."""
     deadline = time.monotonic() + STEP_TIMEOUT_S
@@ -94,8 +112,19 @@ async def _remove(nemesis: Nemesis, node_id: str) -> str:
     return f"not removed ({last})"
 
 
+async def _leader(nemesis: Nemesis, within: float = 10.0) -> str | None:
+    """The leader, looked for a little while (the previous fault may have left an election
+    in progress)."""
+    for _ in range(int(within / 0.1)):
+        leader = await nemesis.leader()
+        if leader is not None:
+            return leader
+        await asyncio.sleep(0.1)  # polling interval
+    return await nemesis.leader()
+
+
 async def transfer(nemesis: Nemesis, rng: random.Random) -> str:
-    leader = await nemesis.leader()
+    leader = await _leader(nemesis)
     if leader is None:
         return "skipped: no leader"
     code, body = await _call(nemesis, "POST", "/cluster/leader", {}, via=leader)
@@ -151,8 +180,8 @@ async def learner(nemesis: Nemesis, rng: random.Random) -> str:
         return f"{node_id}: add refused, {code} {_code(reply)}"
     try:
         node.start()
-        if not await _wait_suffrage(nemesis, node_id, "learner"):
-            return f"{node_id}: not a learner in time"
+        if not await _wait_caught_up(nemesis, node_id):
+            return f"{node_id}: the learner did not catch up in time"
         code, reply = await _call(nemesis, "POST", f"/cluster/members/{node_id}/promote")
         if code != 200:
             return f"{node_id}: promote refused, {code} {_code(reply)}"
@@ -165,7 +194,7 @@ async def learner(nemesis: Nemesis, rng: random.Random) -> str:
 
 
 async def readd(nemesis: Nemesis, rng: random.Random) -> str:
-    leader = await nemesis.leader()
+    leader = await _leader(nemesis)
     followers = [
         n
         for n in nemesis.cluster.ids
