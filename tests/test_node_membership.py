@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from raft3d.node.addresses import decode_context, encode_context
 from raft3d.node.driver import RaftNode
 from raft3d.node.errors import (
     ConfChangeError,
@@ -18,7 +19,6 @@ from raft3d.node.errors import (
     UnknownMemberError,
     WouldLoseQuorumError,
 )
-from raft3d.node.membership import decode_context, encode_context
 from raft3d.node.memory import MemoryStorage, MemoryTransport
 from raft3d.node.options import MemberAddress, NodeOptions
 from raft3d.node.wiring import core_config

@@ -60,7 +60,7 @@ async def test_a_stranger_is_accepted_when_asked_and_told_where_to_answer() -> N
         joiner = await cluster.add(
             "n9",
             [],
-            accept_unknown=True,
+            accept_unknown=lambda: True,
             local_info=lambda: info("", False, "127.0.0.1:1"),
             on_peer_info=lambda peer, i: heard.append((peer, i)),
         )

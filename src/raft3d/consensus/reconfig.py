@@ -71,6 +71,7 @@ class Reconfiguration:
     _transfer_elapsed: int
     _leaving: dict[NodeId, int]  # leader: removed peer -> index of its removal
     _election_elapsed: int
+    _recovering: bool
 
     # --- provided by RaftCore ---------------------------------------------------------------
 
@@ -261,5 +262,5 @@ class Reconfiguration:
         return not heard or msg.context == TRANSFER_CONTEXT
 
     def _on_timeout_now(self) -> None:
-        if self._id in self._voters:
+        if self._id in self._voters and not self._recovering:
             self._become_candidate(transfer=True)

@@ -354,6 +354,9 @@ class Ready:
     # appended or truncated, or a snapshot installed): the driver connects to new members
     # and drops removed ones. It may still be uncommitted.
     conf_state: ConfState | None = None
+    # True, once, in the Ready where recovery mode ended (``RaftCore.begin_recovery``): the
+    # node votes again once this Ready is persisted (it may carry a vote for the leader).
+    recovered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +384,7 @@ class CoreStatus:
     learners: tuple[NodeId, ...] = ()
     conf_index: int = 0  # log index of the entry that set the configuration (0: bootstrap)
     transferring_to: NodeId | None = None
+    recovering: bool = False  # in recovery mode: neither votes nor campaigns
 
 
 class RaftError(Exception):

@@ -281,8 +281,8 @@ class RaftNode(NodeMembership, Generic[R]):
     def receive(self, msg: Message) -> None:
         if self._core is None or self.halted is not None:
             return
-        if not self._gate.admit(msg, self._core.term):
-            return  # recovering: it has no say in elections (raft3d.node.recovery)
+        if not self._gate.admit(msg):
+            return  # it may have lost its log: no say in elections (raft3d.node.recovery)
         self._core.step(msg)
         self._wakeup.set()
 

@@ -1,13 +1,9 @@
-"""The node's side of cluster membership: the operator's calls (add, promote, remove a
-member, hand leadership over), where members are reached, and keeping the transport's peer
-links in step with the configuration.
+"""The node's side of cluster membership, the operator's calls: the configuration as seen
+here (``membership``), adding, promoting and removing a member, handing leadership over.
 
-The configuration itself lives in the Raft core (``raft3d.consensus.membership``). What the
-core treats as an opaque per-member context is, here, the member's addresses (``context``):
-a configuration change that adds a member carries them, so every node that holds the entry
-knows where to reach the new member. ``AddressBook`` gathers them from the seed
-configuration, from those entries (and the configuration's contexts where the core carries
-them), and from what peers say about themselves when they connect.
+The configuration itself lives in the Raft core (``raft3d.consensus.membership``); member
+addresses travel as its contexts (``raft3d.node.addresses``); what a running node does on
+its own as the configuration changes is in ``raft3d.node.upkeep``.
 """
 
 from __future__ import annotations
@@ -15,11 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
-
-import msgpack
+from collections.abc import Callable
+from typing import TypeVar
 
 from raft3d.consensus import RaftCore
 from raft3d.consensus.membership import (
@@ -27,18 +20,9 @@ from raft3d.consensus.membership import (
     ConfChangeType,
     NoCommitInTermError,
     UnknownMemberError,
-    decode_conf_entry,
 )
-from raft3d.consensus.types import (
-    ConfState,
-    Entry,
-    EntryType,
-    InitialState,
-    NotLeaderError,
-    Ready,
-    Role,
-    SnapshotMeta,
-)
+from raft3d.consensus.types import NotLeaderError, Role
+from raft3d.node.addresses import encode_context
 from raft3d.node.errors import (
     MemberExistsError,
     OutcomeUnknownError,
@@ -46,153 +30,23 @@ from raft3d.node.errors import (
     WouldLoseQuorumError,
     address_in_use,
 )
-from raft3d.node.options import MemberAddress, NodeOptions
-from raft3d.node.ready import ReadyStep
-from raft3d.node.recovery import DataDirMarks, RecoveryGate
-from raft3d.node.seams import Transport
+from raft3d.node.options import MemberAddress
 from raft3d.node.status import MemberInfo, Membership, NodeStatus, node_status
-from raft3d.transport.wire import HandshakeInfo
+from raft3d.node.upkeep import MembershipUpkeep
 
 log = logging.getLogger("raft3d.node")
 
 T = TypeVar("T")
 
-# How often the peer links are checked against the configuration besides on every change
-# (a removed peer is dropped only once it has learned of its removal).
-_RESYNC_S = 0.25
 
-
-def encode_context(raft_addr: str, http_addr: str) -> bytes:
-    """A member's addresses as the configuration carries them."""
-    return msgpack.packb({"raft": raft_addr, "http": http_addr})  # type: ignore[no-any-return]
-
-
-def decode_context(data: bytes) -> MemberAddress | None:
-    """The addresses in a member's context; None if it holds none (or is not ours)."""
-    if not data:
-        return None
-    try:
-        fields = msgpack.unpackb(data, raw=False)
-    except (ValueError, TypeError, msgpack.UnpackException):
-        return None
-    if not isinstance(fields, dict):
-        return None
-    raft, http = fields.get("raft"), fields.get("http")
-    if not isinstance(raft, str) or not isinstance(http, str) or not raft:
-        return None
-    return MemberAddress(raft, http)
-
-
-class AddressBook:
-    """Where each known node is reached. Addresses from the configuration (its contexts, or
-    the entry that added a member) win over the seed configuration's; those a peer reports
-    itself are kept only for nodes nothing else names."""
-
-    def __init__(self, seed: Mapping[str, MemberAddress]) -> None:
-        self._known: dict[str, MemberAddress] = dict(seed)
-        self._reported: dict[str, MemberAddress] = {}
-
-    def get(self, node: str) -> MemberAddress | None:
-        return self._known.get(node) or self._reported.get(node)
-
-    def nodes(self) -> set[str]:
-        return set(self._known) | set(self._reported)
-
-    def learn(self, node: str, address: MemberAddress) -> bool:
-        """Record ``address`` for ``node``; True if it changed."""
-        changed = self._known.get(node) != address
-        self._known[node] = address
-        return changed
-
-    def reported(self, node: str, raft_addr: str) -> bool:
-        """A peer told us where it listens; True if the book changed."""
-        if node in self._known or not raft_addr:
-            return False
-        address = MemberAddress(raft_addr, "")
-        changed = self._reported.get(node) != address
-        self._reported[node] = address
-        return changed
-
-    def learn_entries(self, entries: Iterable[Entry]) -> None:
-        for entry in entries:
-            if entry.type is not EntryType.CONF_CHANGE:
-                continue
-            try:
-                change, state = decode_conf_entry(entry.data)
-            except ValueError:
-                continue
-            address = decode_context(change.context)
-            if change.type is ConfChangeType.ADD_LEARNER and address is not None:
-                self.learn(change.node_id, address)
-            self.learn_conf(state)
-
-    def learn_conf(self, conf: ConfState | SnapshotMeta) -> None:
-        for node, context in conf.contexts:
-            address = decode_context(context)
-            if address is not None:
-                self.learn(node, address)
-
-
-def _suffrage(conf: ConfState, node: str, was_member: bool) -> str:
-    if node in conf.voters:
-        return "voter"
-    if node in conf.learners:
-        return "learner"
-    return "removed" if was_member else "none"
-
-
-class NodeMembership:
-    """``RaftNode``'s membership calls and bookkeeping (mixed into it).
+class NodeMembership(MembershipUpkeep):
+    """``RaftNode``'s membership calls (mixed into it).
 
     The async calls raise ``NotLeaderError`` on a non-leader (the HTTP layer forwards them
     like writes) and ``NodeStoppedError`` once the node stops.
     """
 
-    options: NodeOptions
-    transport: Transport
-    _wakeup: asyncio.Event
-    _book: AddressBook
-    _watchers: list[asyncio.Future[None]]
-    _linked: set[str]
-    _was_member: bool
-    _removed_logged: bool
-    _last_sync: float
-    cluster_id: str
-    _gate: RecoveryGate
-    _marks: DataDirMarks
-    _peer_clusters: dict[str, str]
-
-    # --- provided by RaftNode ---------------------------------------------------------------
-
-    @property
-    def core(self) -> RaftCore:
-        raise NotImplementedError
-
-    @property
-    def node_id(self) -> str:
-        raise NotImplementedError
-
-    @property
-    def step(self) -> ReadyStep[Any]:
-        raise NotImplementedError
-
-    def _check_running(self) -> None:
-        raise NotImplementedError
-
-    def _timeout(self, timeout: float | None) -> float:
-        raise NotImplementedError
-
     # --- views ------------------------------------------------------------------------------
-
-    @property
-    def suffrage(self) -> str:
-        """ "voter", "learner", "removed" or "none" (a joining node not yet added)."""
-        return _suffrage(self.core.conf_state, self.node_id, self._was_member)
-
-    @property
-    def recovering(self) -> bool:
-        """The node lost its log (or may have) and does not vote until it has caught up."""
-        return self._gate.recovering
 
     def address_of(self, node: str) -> MemberAddress | None:
         return self._book.get(node)
@@ -392,135 +246,3 @@ class NodeMembership:
         self._watchers.append(future)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
-
-    def _wake_watchers(self) -> None:
-        watchers, self._watchers = self._watchers, []
-        for future in watchers:
-            if not future.done():
-                future.set_result(None)
-
-    # --- the driver's hooks -------------------------------------------------------------------
-
-    def _membership_start(self, state: InitialState) -> None:
-        options = self.options
-        self._marks = marks = DataDirMarks(options.data_dir, self.node_id)
-        self._gate = RecoveryGate(self.node_id, options.core.voters, marks, self._wakeup.set)
-        self._gate.start(state, options.joining)
-        self._peer_clusters = {}
-        self.cluster_id = options.cluster_id
-        if options.cluster_id and (not options.joining or marks.has_identity()):
-            self.cluster_id = marks.write_identity(options.cluster_id)
-        elif options.joining:
-            self.cluster_id = marks.identity_cluster() or ""
-        self._book = AddressBook(self.options.addresses)
-        self._watchers = []
-        self._linked = set(self.transport.peers)
-        self._removed_logged = False
-        self._last_sync = 0.0
-        core = self.core
-        if state.snapshot is not None:
-            self._book.learn_conf(state.snapshot.meta)
-        self._book.learn_entries(state.entries)
-        self._was_member = self.node_id in self.options.core.voters or _ever_member(
-            self.node_id, core.conf_state, state.entries
-        )
-        self._sync_peers()
-
-    def _membership_ready(self, rd: Ready) -> None:
-        """After a Ready was carried out: learn addresses, follow configuration changes."""
-        book, gate = self._book, self._gate
-        if rd.entries:
-            book.learn_entries(rd.entries)
-            gate.persisted(rd.entries[-1].index)
-        if rd.snapshot is not None:
-            book.learn_conf(rd.snapshot.meta)
-            gate.persisted(rd.snapshot.meta.index)
-        conf = rd.conf_state
-        if conf is not None:
-            book.learn_conf(conf)
-            if conf.is_member(self.node_id):
-                self._was_member = True
-            log.info(
-                "configuration node=%s voters=%s learners=%s index=%d",
-                self.node_id,
-                ",".join(conf.voters),
-                ",".join(conf.learners),
-                self.core.conf_index,
-            )
-            self._sync_peers()
-
-    def _membership_turn(self) -> None:
-        """After every turn of the node's loop."""
-        core = self.core
-        self._gate.check(core.term, core.commit_index, core.term_at)
-        leader = core.leader_id
-        if not self.cluster_id and leader is not None and self._peer_clusters.get(leader):
-            # A joining node belongs to the cluster of the first leader that reaches it.
-            self.cluster_id = self._marks.write_identity(self._peer_clusters[leader])
-            log.info(
-                "joined cluster node=%s cluster=%s leader=%s", self.node_id, self.cluster_id, leader
-            )
-        now = time.monotonic()
-        if now - self._last_sync >= _RESYNC_S:
-            self._sync_peers()
-        self._wake_watchers()
-
-    def handshake_info(self) -> HandshakeInfo:
-        """What this node tells each peer it connects with (the transport asks)."""
-        core = self.core
-        own = self._book.get(self.node_id)
-        formed = core.last_index > 0 or core.term > 0
-        return HandshakeInfo(self.cluster_id, formed, own.raft if own else "")
-
-    def peer_handshake(self, peer: str, info: HandshakeInfo) -> None:
-        """A peer authenticated and said ``info`` about itself (the transport calls this)."""
-        if info.cluster_id:
-            self._peer_clusters[peer] = info.cluster_id
-        self._gate.peer_said(peer, info.formed)
-        if self._book.reported(peer, info.raft_addr):
-            self._sync_peers()
-
-    def _sync_peers(self) -> None:
-        """Link to every member (and the leader, and peers the core still replicates to);
-        drop links to the rest. A node whose removal is committed drops every link."""
-        self._last_sync = time.monotonic()
-        core = self.core
-        conf = core.conf_state
-        suffrage = self.suffrage
-        want = set(conf.members) | {p.node_id for p in core.status().peers}
-        if core.leader_id is not None:
-            want.add(core.leader_id)
-        if suffrage == "none":
-            want |= self._book.nodes()  # not added yet: whoever contacts us may lead
-        elif suffrage == "removed" and core.commit_index >= core.conf_index:
-            want = set()
-            if not self._removed_logged:
-                self._removed_logged = True
-                log.warning(
-                    "node removed from the cluster node=%s index=%d: it no longer takes part",
-                    self.node_id,
-                    core.conf_index,
-                )
-        want.discard(self.node_id)
-        transport = self.transport
-        for peer in sorted(want - self._linked):
-            address = self._book.get(peer)
-            if transport.connect_peer(peer, address.raft if address else ""):
-                self._linked.add(peer)
-        for peer in sorted(self._linked - want):
-            transport.drop_peer(peer)
-            self._linked.discard(peer)
-
-
-def _ever_member(node: str, conf: ConfState, entries: Iterable[Entry]) -> bool:
-    if conf.is_member(node):
-        return True
-    for entry in entries:
-        if entry.type is EntryType.CONF_CHANGE:
-            try:
-                _, state = decode_conf_entry(entry.data)
-            except ValueError:
-                continue
-            if state.is_member(node):
-                return True
-    return False

@@ -7,15 +7,17 @@ durable Raft state, and takes one of these stances (``Stance``):
 - ``normal``: it has its log (or is a node that joins and holds nothing yet: its empty
   configuration keeps it from campaigning).
 - ``recovering``: its identity says it ran before but its log is gone (``raft.db`` truncated
-  or deleted), or a ``recovering`` marker says it was recovering when it stopped. It answers
-  no vote and never campaigns (it is not ticked; vote requests and TIMEOUT_NOW are dropped)
-  but accepts the log from leaders, and is back to ``normal`` once it holds the log durably
-  up to the commit index a leader of the current term sent it. The marker stays in the data
-  directory until then, so a crash during recovery restarts in recovery.
+  or deleted), or a ``recovering`` marker says it was recovering when it stopped. Its core
+  is put in recovery mode (``RaftCore.begin_recovery``, ``raft3d.consensus.recovery``): it
+  grants no vote, never campaigns, accepts the log from leaders, and reports
+  ``Ready.recovered`` once a confirmed leader has brought it up to date; then it is back to
+  ``normal``. The marker stays in the data directory until then, so a crash during
+  recovery restarts in recovery.
 - ``undecided``: a bootstrap member whose whole data directory was wiped cannot tell a new
-  cluster's first start from the loss of its disk. It acts as ``recovering`` and waits for
-  handshakes: if any peer says its log holds something ("formed"), or a leader contacts it,
-  the cluster exists and it recovers; if a majority of the seed voters (itself included) say
+  cluster's first start from the loss of its disk. Until it knows, its core is not ticked
+  (it never campaigns) and sees no vote request or TIMEOUT_NOW. It waits for handshakes: if
+  any peer says its log holds something ("formed"), or a leader's message arrives, the
+  cluster exists and it recovers; if a majority of the seed voters (itself included) say
   they are blank, this is the cluster's first start and it goes ``normal``.
 """
 
@@ -31,7 +33,7 @@ from pathlib import Path
 import msgpack
 
 from raft3d.consensus.types import InitialState, Message, MsgType
-from raft3d.storage.durable_files import fsync_directory
+from raft3d.storage.durable_files import ensure_directory, fsync_directory
 from raft3d.storage.errors import StorageError
 from raft3d.storage.identity import load_or_create_identity, read_identity
 
@@ -40,7 +42,7 @@ log = logging.getLogger("raft3d.node")
 RECOVERING_MARKER = "recovering"
 
 _NO_SAY = frozenset({MsgType.VOTE, MsgType.PRE_VOTE, MsgType.TIMEOUT_NOW})
-_FROM_LEADER = frozenset({MsgType.APP, MsgType.HEARTBEAT})
+_FROM_LEADER = frozenset({MsgType.APP, MsgType.HEARTBEAT, MsgType.SNAP})
 
 
 class Stance(enum.Enum):
@@ -109,6 +111,7 @@ class DataDirMarks:
             return
         try:
             if on:
+                ensure_directory(self.data_dir)
                 with marker.open("wb") as f:
                     f.write(b"this node lost its log and is catching up before it votes\n")
                     f.flush()
@@ -121,24 +124,22 @@ class DataDirMarks:
 
 
 class RecoveryGate:
-    """Keeps a node that may have forgotten its votes out of elections (see the module)."""
+    """Keeps a node that may have forgotten its votes out of elections (see the module).
+    ``begin_recovery`` puts the core in recovery mode."""
 
     def __init__(
         self,
         node_id: str,
         seed_voters: tuple[str, ...],
         marks: DataDirMarks,
-        on_change: Callable[[], None] = lambda: None,
+        begin_recovery: Callable[[], None],
     ) -> None:
         self.node_id = node_id
         self.seed_voters = seed_voters
         self.marks = marks
         self.stance = Stance.NORMAL
-        self._on_change = on_change
+        self._begin_recovery = begin_recovery
         self._blank: set[str] = set()
-        self._term = 0  # term of the leader whose commit index we must reach
-        self._target = 0
-        self._persisted = 0  # last log index known durable here
 
     # --- decisions --------------------------------------------------------------------------
 
@@ -149,9 +150,6 @@ class RecoveryGate:
             return  # nothing on disk to lose (the in-memory twins)
         had_identity = marks.has_identity()
         blank = state.hard_state.term == 0
-        self._persisted = state.entries[-1].index if state.entries else 0
-        if state.snapshot is not None:
-            self._persisted = max(self._persisted, state.snapshot.meta.index)
         if marks.marked():
             self._enter(Stance.RECOVERING, "it was recovering when it stopped")
         elif blank and had_identity:
@@ -160,7 +158,8 @@ class RecoveryGate:
             else:
                 self._enter(Stance.RECOVERING, "its log is gone but its identity is not")
         elif blank and not joining and self.node_id in self.seed_voters:
-            self._enter(Stance.UNDECIDED, "its data directory is new or was wiped")
+            # Most often a new cluster's first start: the handshakes tell within a round trip.
+            self._enter(Stance.UNDECIDED, "its data directory is new or was wiped", logging.INFO)
             self._maybe_first_start()
 
     def peer_said(self, peer: str, formed: bool) -> None:
@@ -182,69 +181,44 @@ class RecoveryGate:
                 blank,
                 len(self.seed_voters),
             )
-            self._leave()
+            self.stance = Stance.NORMAL
 
-    def _enter(self, stance: Stance, why: str) -> None:
-        if stance is Stance.RECOVERING:
-            self.marks.mark(True)
-        log.warning(
+    def _enter(self, stance: Stance, why: str, level: int = logging.WARNING) -> None:
+        log.log(
+            level,
             "node %s: %s; it will not vote until a leader has brought it up to date (%s)",
             self.node_id,
             why,
             stance.value,
         )
         self.stance = stance
-        self._on_change()
+        if stance is Stance.RECOVERING:
+            self.marks.mark(True)
+            self._begin_recovery()
 
-    def _leave(self) -> None:
-        self.marks.mark(False)
-        self.stance = Stance.NORMAL
-        self._on_change()
+    def recovered(self) -> None:
+        """The core left recovery mode: its log is back."""
+        if self.stance is Stance.RECOVERING:
+            self.marks.mark(False)
+            self.stance = Stance.NORMAL
+            log.warning("node %s recovered its log; it votes again", self.node_id)
 
     # --- the driver's calls ----------------------------------------------------------------
 
     @property
     def ticking(self) -> bool:
-        return self.stance is Stance.NORMAL
+        return self.stance is not Stance.UNDECIDED
 
     @property
     def recovering(self) -> bool:
         return self.stance is not Stance.NORMAL
 
-    def admit(self, msg: Message, term: int) -> bool:
-        """Whether the core may see ``msg`` (``term``: the core's current term)."""
-        if self.stance is Stance.NORMAL:
+    def admit(self, msg: Message) -> bool:
+        """Whether the core may see ``msg`` now."""
+        if self.stance is not Stance.UNDECIDED:
             return True
         if msg.type in _NO_SAY:
             return False
-        if msg.type in _FROM_LEADER and msg.term >= term and msg.term > 0:
-            if self.stance is Stance.UNDECIDED:
-                self._enter(Stance.RECOVERING, f"leader {msg.frm} contacted it")
-            if msg.term > self._term:
-                self._term, self._target = msg.term, msg.commit
-            elif msg.term == self._term:
-                self._target = max(self._target, msg.commit)
-        return True
-
-    def persisted(self, index: int) -> None:
-        self._persisted = max(self._persisted, index)
-
-    def check(self, term: int, commit: int, term_at: Callable[[int], int | None]) -> bool:
-        """True once, when recovery is over: this node holds durably the log up to a commit
-        index a leader of its current term reported, and the entry there is of that term.
-        The leader has then committed an entry of its own term, so every entry committed
-        before (among them whatever this node acknowledged before it lost its log) is in
-        its log before that one, and so in ours."""
-        if self.stance is not Stance.RECOVERING or self._target == 0 or term != self._term:
-            return False
-        if min(commit, self._persisted) < self._target or term_at(self._target) != term:
-            return False
-        log.warning(
-            "node %s recovered: it holds the log up to %d, committed by the leader of term %d; "
-            "it votes again",
-            self.node_id,
-            self._target,
-            term,
-        )
-        self._leave()
+        if msg.type in _FROM_LEADER and msg.term > 0:
+            self._enter(Stance.RECOVERING, f"leader {msg.frm} contacted it")
         return True

@@ -8,8 +8,8 @@ from typing import TypeVar
 
 from raft3d.config import RaftSettings, Settings
 from raft3d.consensus import CoreConfig, NodeId
+from raft3d.node.addresses import encode_context
 from raft3d.node.driver import RaftNode
-from raft3d.node.membership import encode_context
 from raft3d.node.options import MemberAddress, NodeOptions
 from raft3d.node.recovery import bootstrap_cluster_id
 from raft3d.node.seams import StateMachine
@@ -115,7 +115,7 @@ def build_node(
             ssl_client=tls.peer_client if tls else None,
             local_info=lambda: node.handshake_info(),
             on_peer_info=lambda peer, info: node.peer_handshake(peer, info),
-            accept_unknown=True,
+            accept_unknown=lambda: node.accepts_strangers(),
         )
     except BaseException:
         storage.close()

@@ -52,16 +52,16 @@ class Transport:
         ssl_client: ssl.SSLContext | None = None,
         local_info: Callable[[], wire.HandshakeInfo | None] | None = None,
         on_peer_info: Callable[[str, wire.HandshakeInfo], None] | None = None,
-        accept_unknown: bool = False,
+        accept_unknown: Callable[[], bool] | None = None,
     ) -> None:
         """``ssl_server``/``ssl_client``: mutual TLS for inbound and outbound connections (both
         or neither); the peer's certificate must then name the node id it claims.
 
         ``local_info`` is what this node says about itself in handshakes; a peer whose info
         names another cluster is refused (``cluster_id_mismatch``), the others' info goes to
-        ``on_peer_info``. ``accept_unknown``: authenticated dialers that are not peers (yet)
-        are accepted too (a node that joins, or whose configuration is behind, is contacted
-        by members it does not know)."""
+        ``on_peer_info``. ``accept_unknown``: while it returns True, dialers that are not peers
+        (yet) are challenged too, and accepted if they authenticate (a node that joins, or
+        whose configuration is behind, is contacted by members it does not know)."""
         if not node_id:
             raise ValueError("node_id must not be empty")
         if not secret:
@@ -248,7 +248,9 @@ class Transport:
         return not self._stopping
 
     def is_peer(self, node_id: str) -> bool:
-        return node_id in self._links or (self.accept_unknown and node_id != self.node_id)
+        if node_id in self._links:
+            return True
+        return self.accept_unknown is not None and node_id != self.node_id and self.accept_unknown()
 
     def handshake_info(self) -> wire.HandshakeInfo | None:
         return None if self._local_info is None else self._local_info()
