@@ -80,14 +80,16 @@ def _member_of(request: web.Request, node_id: str) -> dict[str, Any] | None:
     return None
 
 
-def refusal(request: web.Request, exc: Exception, budget: float) -> ApiError | None:
+def refusal(
+    request: web.Request, exc: Exception, budget: float, wording: Wording = _WORDING
+) -> ApiError | None:
     """The API error for a node's refusal of a membership change; None if ``exc`` is not
     one (``NotLeaderError`` among them: it is forwarded)."""
     if isinstance(exc, TimeoutError):
         return GatewayTimeout(
             "timeout",
-            f"the change was not seen to commit within {budget:g} s; it may still take effect "
-            "(read GET /cluster/members to find out)",
+            f"the {wording.what} was not seen to complete within {budget:g} s; it may still "
+            f"take effect ({wording.find_out})",
             {"timeout_s": budget},
         )
     if isinstance(exc, LeadershipTransferError):
@@ -126,7 +128,7 @@ async def _run_change(
         try:
             return await change(remaining)
         except (TimeoutError, LeadershipTransferError, ConfChangeError) as exc:
-            mapped = refusal(request, exc, budget)
+            mapped = refusal(request, exc, budget, wording)
             if mapped is None:  # pragma: no cover - refusal maps every one of these
                 raise
             raise mapped from None

@@ -158,7 +158,8 @@ class RecoveryGate:
             else:
                 self._enter(Stance.RECOVERING, "its log is gone but its identity is not")
         elif blank and not joining and self.node_id in self.seed_voters:
-            self._enter(Stance.UNDECIDED, "its data directory is new or was wiped")
+            # Most often a new cluster's first start: the handshakes tell within a round trip.
+            self._enter(Stance.UNDECIDED, "its data directory is new or was wiped", logging.INFO)
             self._maybe_first_start()
 
     def peer_said(self, peer: str, formed: bool) -> None:
@@ -182,8 +183,9 @@ class RecoveryGate:
             )
             self.stance = Stance.NORMAL
 
-    def _enter(self, stance: Stance, why: str) -> None:
-        log.warning(
+    def _enter(self, stance: Stance, why: str, level: int = logging.WARNING) -> None:
+        log.log(
+            level,
             "node %s: %s; it will not vote until a leader has brought it up to date (%s)",
             self.node_id,
             why,

@@ -47,7 +47,7 @@ class MembershipUpkeep:
     _watchers: list[asyncio.Future[None]]
     _linked: dict[str, str]  # peer -> the raft address it was linked at
     _was_member: bool
-    _removed_logged: bool
+    _removed_at: float | None  # when this node saw its removal committed
     _last_sync: float
     cluster_id: str
     _gate: RecoveryGate
@@ -105,7 +105,7 @@ class MembershipUpkeep:
         self._book = AddressBook(self.options.addresses)
         self._watchers = []
         self._linked = dict.fromkeys(self.transport.peers, "")
-        self._removed_logged = False
+        self._removed_at = None
         self._last_sync = 0.0
         core = self.core
         if state.snapshot is not None:
@@ -156,6 +156,10 @@ class MembershipUpkeep:
             self._sync_peers()
         self._wake_watchers()
 
+    def _linger_s(self) -> float:
+        core = self.options.core
+        return max(1.0, 4 * core.election_ticks * self.options.tick_s)
+
     def _begin_recovery(self) -> None:
         self.core.begin_recovery()
         self._wakeup.set()
@@ -195,14 +199,18 @@ class MembershipUpkeep:
         if suffrage == "none":
             want |= self._book.nodes()  # not added yet: whoever contacts us may lead
         elif suffrage == "removed" and core.commit_index >= core.conf_index:
-            want = set()
-            if not self._removed_logged:
-                self._removed_logged = True
+            now = time.monotonic()
+            if self._removed_at is None:
+                self._removed_at = now
                 log.warning(
                     "node removed from the cluster node=%s index=%d: it no longer takes part",
                     self.node_id,
                     core.conf_index,
                 )
+            # Linger a little: the acknowledgement of its removal may still be queued, and
+            # the leader replicates to it until it has seen that.
+            if now - self._removed_at >= self._linger_s():
+                want = set()
         want.discard(self.node_id)
         transport = self.transport
         linked = self._linked
