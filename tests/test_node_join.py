@@ -12,7 +12,8 @@ import pytest
 
 from raft3d.config import Address, Member, Settings
 from raft3d.node.driver import RaftNode
-from raft3d.node.wiring import build_node, seed_cluster_id
+from raft3d.node.recovery import DataDirMarks
+from raft3d.node.wiring import build_node, node_options, seed_cluster_id
 from raft3d.storage.identity import read_identity
 from raft3d.transport import Transport
 from tests.support.machines import Register
@@ -174,3 +175,20 @@ async def test_leadership_moves_and_a_removed_member_is_unlinked(nodes: Nodes) -
     await eventually(lambda: gone not in transport.peers, 20, "leader to drop its link")
     await eventually(lambda: removed.transport.peers == (), 20, "removed node unlinked")
     assert await node.propose(b"2") == 2  # the two voters left commit alone
+
+
+def test_a_joiner_config_of_itself_alone_gives_an_empty_bootstrap(tmp_path: Path) -> None:
+    n = Nodes(tmp_path)
+    joiner = replace(settings(tmp_path, "d", n.alone("d")), joining=True)
+    options = node_options(joiner)
+    assert options.core.voters == () and options.joining and options.cluster_id == ""
+    assert options.addresses["d"].raft == str(joiner.raft)
+    # Without the flag the same file bootstraps a one-node cluster of its own.
+    alone = node_options(replace(joiner, joining=False))
+    assert alone.core.voters == ("d",) and not alone.joining
+    # Once the directory belongs to a cluster, the flag no longer matters.
+    (tmp_path / "d").mkdir()
+    DataDirMarks(tmp_path / "d", "d").write_identity("c0ffee")
+    for flag in (True, False):
+        again = node_options(replace(joiner, joining=flag))
+        assert again.core.voters == () and not again.joining and again.cluster_id == "c0ffee"
