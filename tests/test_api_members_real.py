@@ -30,6 +30,7 @@ async def test_add_refuse_and_remove_on_a_single_voter(
     assert await (await client.get("/raft/state")).text() == "Leader"
     status = await (await client.get("/cluster/status")).json()
     assert (status["suffrage"], status["recovering"]) == ("voter", False)
+    assert status["cluster_id"]  # written at the cluster's first start
 
     # A learner that is never started: kept a learner, it counts toward no quorum.
     raft_port, http_port = free_ports(2)
@@ -43,7 +44,7 @@ async def test_add_refuse_and_remove_on_a_single_voter(
     assert response.status == 201, await response.text()
     added = await response.json()
     assert added["config_index"] > listed["config_index"]
-    assert added.get("cluster_id", "") == node.status().cluster_id
+    assert added["cluster_id"] == status["cluster_id"]
     learner = added["members"][1]
     assert (learner["node_id"], learner["suffrage"]) == ("n9", "learner")
     assert (learner["raft_addr"], learner["http_addr"]) == (new["raft_addr"], new["http_addr"])

@@ -59,7 +59,8 @@ _CHANGE_ERRORS = {
     400: "malformed body or query, or a bad address (invalid_address)",
     409: "member_exists, change_in_progress (retry shortly), would_lose_quorum, "
     "conf_change_refused",
-    503: "no leader within the request timeout, or a leadership transfer in progress",
+    503: "no leader within the request timeout, a leadership transfer in progress, or this "
+    "node was removed from the cluster (node_removed)",
     504: "not seen to commit in time (it may still take effect)",
 }
 _MEMBER_ERRORS = {**_CHANGE_ERRORS, 404: "no member has this id (unknown_member)"}
