@@ -181,3 +181,39 @@ def test_a_recovering_node_catches_up_through_a_snapshot() -> None:
         net.heartbeat_round("a")
     assert net.installed["b"] and not b.recovering
     assert b.commit_index == leader.commit_index
+
+
+def test_a_leader_told_it_lost_its_log_steps_down_and_recovers_from_the_next_leader() -> None:
+    net = Net.of()
+    a = net.elect("a")
+    a.propose(b"w")
+    net.settle()
+    a.begin_recovery()
+    assert a.role is Role.FOLLOWER and a.status().recovering
+    leaders: list[str] = []
+    for _ in range(200):
+        net.tick("b")
+        net.tick("c")
+        net.settle()
+        leaders = [n for n in ("b", "c") if net.cores[n].role is Role.LEADER]
+        if leaders:
+            break
+    assert leaders and a.role is Role.FOLLOWER
+    for _ in range(3):
+        net.heartbeat_round(leaders[0])
+    assert not a.status().recovering and a.vote == a.leader_id == leaders[0]
+
+
+def test_an_answer_to_an_older_request_or_term_does_not_end_recovery() -> None:
+    net = Net.of()
+    leader = net.elect("a")
+    net.settle()
+    b = wipe(net, "b")
+    net.isolated.add("c")  # the leader cannot confirm itself: no answer comes
+    net.heartbeat_round("a")
+    asks = [m for m in sent_by(net, "b") if m.type is MsgType.READ_INDEX]
+    assert asks and b.status().recovering
+    stale = RECOVERY_CONTEXT_PREFIX + b"0.0"
+    b.step(Message(MsgType.READ_INDEX_RESP, "b", "a", 1, index=0, context=stale))
+    drain(b)
+    assert b.status().recovering and leader.role is Role.LEADER

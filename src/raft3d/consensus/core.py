@@ -20,7 +20,7 @@ send):
 Only one Ready may be outstanding: ``has_ready()`` is False between ``ready()`` and
 ``advance()``, while ``tick``/``step``/``propose`` may still be called in between.
 
-This module holds the inputs, the Ready loop, role changes and ReadIndex; the rest lives in
+This module holds the inputs, the Ready loop and role changes; the rest lives in
 parts combined here (``parts.CoreParts`` declares what they share): ``elections``,
 ``follower``, ``replication`` (the leader's side), ``reconfig`` (membership, with the public
 ``propose_conf_change``, ``transfer_leadership`` and ``conf_state``) and ``recovery`` (a node
@@ -38,7 +38,6 @@ from __future__ import annotations
 import random
 from typing import Unpack
 
-from raft3d.consensus import quorum
 from raft3d.consensus.config import CoreConfig
 from raft3d.consensus.elections import Elections
 from raft3d.consensus.follower import Follower
@@ -46,7 +45,7 @@ from raft3d.consensus.log import RaftLog
 from raft3d.consensus.membership import ConfTracker, LeadershipTransferError
 from raft3d.consensus.parts import LEADER_MESSAGES, MessageFields
 from raft3d.consensus.progress import Progress, ProgressState
-from raft3d.consensus.read_only import PendingRead, ReadQueue
+from raft3d.consensus.read_only import ReadQueue
 from raft3d.consensus.reconfig import Reconfiguration
 from raft3d.consensus.recovery import Recovery
 from raft3d.consensus.replication import Replication
@@ -431,32 +430,6 @@ class RaftCore(Elections, Follower, Replication, Reconfiguration, Recovery):
         if self._leaving:
             self._leaving = {}
             self._set_peers()
-
-    # --- ReadIndex -------------------------------------------------------------------------
-
-    def _may_serve_reads(self) -> bool:
-        """Until an entry of its own term commits, a new leader does not know the cluster's
-        commit point (earlier leaders may have committed more than it has marked)."""
-        log = self._log
-        return log.term_at(log.committed) == self._term
-
-    def _leader_read(self, context: bytes, requester: NodeId) -> None:
-        log = self._log
-        if not self._may_serve_reads():
-            self._reads_awaiting_commit.append((context, requester))
-            return
-        if quorum.has_quorum(self._quorum_voters(), (self._id,)):
-            self._release_read(context, log.committed, requester)
-            return
-        read = PendingRead(context, log.committed, requester, {self._id})
-        if self._reads.add(read):
-            self._read_heartbeat_due = True
-
-    def _release_read(self, context: bytes, index: int, requester: NodeId) -> None:
-        if requester == self._id:
-            self._read_states.append(ReadState(index, context))
-        else:
-            self._send(MsgType.READ_INDEX_RESP, requester, index=index, context=context)
 
     # --- plumbing --------------------------------------------------------------------------
 

@@ -102,13 +102,7 @@ class CoreParts:
         def _step_follower(self, msg: Message) -> None:
             raise NotImplementedError
 
-        def _may_serve_reads(self) -> bool:
-            raise NotImplementedError
-
         def _leader_read(self, context: bytes, requester: NodeId) -> None:
-            raise NotImplementedError
-
-        def _release_read(self, context: bytes, index: int, requester: NodeId) -> None:
             raise NotImplementedError
 
         # reconfig.Reconfiguration

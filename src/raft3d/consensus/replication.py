@@ -1,15 +1,16 @@
 """The leader part of ``RaftCore``: heartbeats and check-quorum, replication to each
-follower (probe, pipelined APPs, snapshot chunks) and the commit index (the decisions
-``_own_match``, ``_commit_candidate`` and ``_heartbeat_commit`` are overridden by
-fault-injection tests)."""
+follower (probe, pipelined APPs, snapshot chunks), the commit index and ReadIndex (the
+decisions ``_own_match``, ``_commit_candidate``, ``_heartbeat_commit`` and
+``_may_serve_reads`` are overridden by fault-injection tests)."""
 
 from __future__ import annotations
 
 from raft3d.consensus import quorum
 from raft3d.consensus.parts import CoreParts
 from raft3d.consensus.progress import Progress, ProgressState
+from raft3d.consensus.read_only import PendingRead
 from raft3d.consensus.recovery import RECOVERY_CONTEXT_PREFIX
-from raft3d.consensus.types import Message, MsgType, NodeId
+from raft3d.consensus.types import Message, MsgType, NodeId, ReadState
 
 
 class Replication(CoreParts):
@@ -244,3 +245,29 @@ class Replication(CoreParts):
             data=chunk,
             done=offset + len(chunk) >= len(snap.data),
         )
+
+    # --- ReadIndex -------------------------------------------------------------------------
+
+    def _may_serve_reads(self) -> bool:
+        """Until an entry of its own term commits, a new leader does not know the cluster's
+        commit point (earlier leaders may have committed more than it has marked)."""
+        log = self._log
+        return log.term_at(log.committed) == self._term
+
+    def _leader_read(self, context: bytes, requester: NodeId) -> None:
+        log = self._log
+        if not self._may_serve_reads():
+            self._reads_awaiting_commit.append((context, requester))
+            return
+        if quorum.has_quorum(self._quorum_voters(), (self._id,)):
+            self._release_read(context, log.committed, requester)
+            return
+        read = PendingRead(context, log.committed, requester, {self._id})
+        if self._reads.add(read):
+            self._read_heartbeat_due = True
+
+    def _release_read(self, context: bytes, index: int, requester: NodeId) -> None:
+        if requester == self._id:
+            self._read_states.append(ReadState(index, context))
+        else:
+            self._send(MsgType.READ_INDEX_RESP, requester, index=index, context=context)
