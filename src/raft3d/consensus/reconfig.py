@@ -216,9 +216,13 @@ class Reconfiguration:
             return
         lag = self._cfg.promote_lag
         last = self._log.last_index
+        # A learner must hold the entry that put the configuration in force (so it has
+        # answered since it was added) as well as be within the lag: on a young log a match
+        # of 0 is "within the lag" of a learner that never started.
+        needed = self._confs.index
         for learner in conf.learners:
             pr = self._progress.get(learner)
-            if learner in conf.manual or pr is None or pr.match + lag < last:
+            if learner in conf.manual or pr is None or pr.match < needed or pr.match + lag < last:
                 continue
             self.propose_conf_change(ConfChange(ConfChangeType.PROMOTE, learner))
             return
