@@ -199,7 +199,11 @@ class NodePort(Protocol[R_co]):
         learner is promoted, which happens by itself once it caught up if ``promote``)."""
         ...
 
-    async def promote_member(self, node_id: str, *, timeout: float | None = None) -> Membership: ...
+    async def promote_member(
+        self, node_id: str, *, force: bool = False, timeout: float | None = None
+    ) -> Membership:
+        """Make a learner a voter; refused while it has not caught up unless ``force``."""
+        ...
 
     async def remove_member(
         self, node_id: str, *, force: bool = False, timeout: float | None = None
