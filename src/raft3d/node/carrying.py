@@ -46,6 +46,7 @@ class ReadyCarrier(Generic[R]):
         self._disk = disk
         self._sm = state_machine
         self._snapshots = snapshots
+        self.after: Callable[[Ready], None] = lambda rd: None  # once a Ready is advanced
 
     def carry_inline(self) -> tuple[Ready, ReadyPlan] | None:
         """Carry out every Ready the core has that only sends; return the first one that
@@ -102,5 +103,6 @@ class ReadyCarrier(Generic[R]):
 
     def _advance(self, rd: Ready) -> None:
         self._core.advance(rd)
+        self.after(rd)
         if self._step.snapshot_due() and self._snapshots.pending is None:
             self._snapshots.start(self._core, self._step)

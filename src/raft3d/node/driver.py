@@ -27,12 +27,12 @@ from raft3d.node.carrying import ReadyCarrier
 from raft3d.node.errors import NodeStoppedError
 from raft3d.node.events import CommittedEvent, EventFeed, EventPage
 from raft3d.node.heap import settle_long_lived
+from raft3d.node.membership import NodeMembership
 from raft3d.node.options import NodeOptions
 from raft3d.node.ready import NodeCounters, ReadyPlan, ReadyStep
 from raft3d.node.roles import RoleWatch
 from raft3d.node.seams import SnapshotRecord, StateMachine, Storage, Transport
 from raft3d.node.snapshotting import Snapshotter
-from raft3d.node.status import NodeStatus, node_status
 from raft3d.node.ticking import TickClock
 
 log = logging.getLogger("raft3d.node")
@@ -41,7 +41,7 @@ log = logging.getLogger("raft3d.node")
 R = TypeVar("R")
 
 
-class RaftNode(Generic[R]):
+class RaftNode(NodeMembership, Generic[R]):
     def __init__(
         self,
         options: NodeOptions,
@@ -80,6 +80,7 @@ class RaftNode(Generic[R]):
         self.clock = TickClock(options.tick_s, self._on_due)  # its counters: wakeups, ticks
         self._stopping = False
         self.halted: BaseException | None = None
+        self.cluster_id = ""
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -109,6 +110,8 @@ class RaftNode(Generic[R]):
         self.carrier = ReadyCarrier(
             core, step, self.storage, self.transport.send, self._disk, self._sm, self._snapshots
         )
+        self.carrier.after = self._membership_ready
+        self._membership_start(state)
         log.info(
             "node starting node=%s term=%d snapshot_index=%d last_index=%d commit=%d",
             self.node_id,
@@ -118,7 +121,7 @@ class RaftNode(Generic[R]):
             state.hard_state.commit,
         )
         await self.transport.start()
-        self.clock.start(asyncio.get_running_loop(), core.tick)
+        self.clock.start(asyncio.get_running_loop(), self._tick)
         self._arm()
         self._wakeup.set()  # apply what the log holds committed now, not at the first timer
         self._loop_task = asyncio.create_task(self._run(), name=f"raft-{self.node_id}")
@@ -284,21 +287,13 @@ class RaftNode(Generic[R]):
         """Why the node stopped serving (a disk error, a corrupt entry), or None."""
         return None if self.halted is None else repr(self.halted)
 
-    def status(self) -> NodeStatus:
-        step = self.step
-        return node_status(
-            self.core.status(),
-            step.applied,
-            step.snapshot_index,
-            self.options.addresses,
-            self.transport.reachable,
-        )
-
     # -- inputs (the transport calls these) ------------------------------------------------
 
     def receive(self, msg: Message) -> None:
         if self._core is None or self.halted is not None:
             return
+        if not self._gate.admit(msg):
+            return  # it may have lost its log: no say in elections (raft3d.node.recovery)
         self.clock.catch_up()  # the core reads its counters (leases, timeouts) from here
         self._core.step(msg)
         if self._parked:
@@ -330,6 +325,10 @@ class RaftNode(Generic[R]):
         else:
             self._wakeup.set()  # the loop task retries the reads, runs the Ready, re-arms
 
+    def _tick(self) -> None:
+        if self._core is not None and self.halted is None and self._gate.ticking:
+            self._core.tick()
+
     def _arm(self) -> None:
         if self._core is not None and self._step is not None:
             self.clock.arm_for(self._core, self._step.reads)
@@ -347,6 +346,7 @@ class RaftNode(Generic[R]):
                 self._wakeup.set()
                 return
             self._roles.observe(self.core)
+            self._membership_turn()
             self._arm()
         except Exception as exc:  # as in _run
             self._halt(exc)
@@ -373,6 +373,7 @@ class RaftNode(Generic[R]):
                     rd = core.ready()
                     await self.carrier.carry(rd, step.plan(rd))
                 self._roles.observe(core)
+                self._membership_turn()
                 self._arm()
             except Exception as exc:  # a failed disk or an undecodable entry: stop, never diverge
                 self._halt(exc)
@@ -385,6 +386,7 @@ class RaftNode(Generic[R]):
         if self._step is not None:
             self._step.proposals.fail()
             self._step.reads.fail(exc)
+            self._wake_watchers()
 
     def _halt(self, exc: BaseException) -> None:
         if self.halted is not None:
