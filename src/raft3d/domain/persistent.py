@@ -56,6 +56,27 @@ class FrozenView(Generic[K, V]):
         for key in self._keys[self._head : self._end]:
             yield mapping[key]
 
+    def at(self, index: int) -> V:
+        """The value at ``index`` in insertion order (negative counts from the end)."""
+        size = self._end - self._head
+        if not -size <= index < size:
+            raise IndexError("view index out of range")
+        return self._map[self._keys[self._head + index % size]]
+
+    def slice_values(self, part: slice) -> list[V]:
+        """The values of ``part`` of the insertion order, looked up only for that part."""
+        start, stop, step = part.indices(self._end - self._head)
+        keys = self._keys[self._head + start : self._head + stop : step] if step > 0 else []
+        if step < 0:
+            keys = [self._keys[self._head + i] for i in range(start, stop, step)]
+        return list(map(self._map.__getitem__, keys))
+
+    def chunks(self, size: int) -> Iterator[list[V]]:
+        """The values in insertion order, ``size`` at a time (each chunk looked up in C)."""
+        getitem, keys = self._map.__getitem__, self._keys
+        for start in range(self._head, self._end, size):
+            yield list(map(getitem, keys[start : min(start + size, self._end)]))
+
 
 class OrderedPMap(Generic[K, V]):
     """A mutable, insertion-ordered map over persistent parts; see the module docstring."""
