@@ -9,12 +9,19 @@ at ``--concurrency`` for ``--seconds``. Measured:
 
 - leader changes: terms and leaders seen by polling every node's /cluster/status;
 - write latency p50/p99 and throughput (wrk);
-- event-loop stalls, from outside: the worst /healthz latency seen by a prober that asks every
-  node every 20 ms (an upper bound of the loop lag: it includes the prober's own scheduling);
+- event-loop lag, from inside: each node's ``raft3d_event_loop_lag_seconds`` histogram (a
+  timer every 50 ms, how late it ran), read before and after the load; the worst lag is the
+  smallest bucket bound that holds every sample of the load window;
+- and from outside: the worst /healthz latency seen by a prober that asks every node every
+  20 ms (it includes queueing behind the load's requests and the prober's own scheduling);
 - the snapshot log lines' ``capture_ms`` (what the loop paid) and ``total_ms``;
 - peak RSS per node (VmHWM) against the snapshot file size.
 
     .venv/bin/python -m benchmarks.stall_bench [--objects 1000000] [--seconds 60]
+        [--threshold 10000] [--concurrency 64] [--logs DIR]
+
+``--objects 1000`` gives the same load on a tiny farm: the baseline that shows what the
+request path alone costs on the machine at that moment.
 """
 
 from __future__ import annotations
@@ -91,6 +98,28 @@ def seed(cluster: ProcessCluster, data: bytes) -> None:
             storage.persist(HardState(SEED_TERM, None, SEED_INDEX), [], snapshot)
 
 
+_LAG_BUCKET = re.compile(r'^raft3d_event_loop_lag_seconds_bucket\{le="([^"]+)"\} ([\d.e+]+)$', re.M)
+
+
+def lag_buckets(url: str) -> dict[float, float]:
+    """The node's loop-lag histogram: cumulative sample count per bucket bound (seconds)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as resp:
+        text = resp.read().decode()
+    return {float(le): float(count) for le, count in _LAG_BUCKET.findall(text)}
+
+
+def lag_summary(before: dict[float, float], after: dict[float, float]) -> str:
+    """Samples in the window, how many over 20 ms, and the bound of the worst one."""
+    window = {le: after[le] - before.get(le, 0.0) for le in sorted(after)}
+    total = window.get(float("inf"), 0.0)
+    over = total - window.get(0.02, 0.0)
+    worst = next((le for le, count in window.items() if count >= total), float("inf"))
+    bound = "+Inf" if worst == float("inf") else f"{worst * 1000:g} ms"
+    return f"{total:.0f} samples, {over:.0f} over 20 ms, worst <= {bound}"
+
+
 def vm_kb(pid: int, field: str) -> int:
     text = Path(f"/proc/{pid}/status").read_text()
     m = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)
@@ -155,12 +184,18 @@ async def run(args: argparse.Namespace) -> None:
             prober = asyncio.create_task(probe(cluster, stop, seen))
             await asyncio.sleep(1)
             before = {n.node_id: n.status()["term"] for n in cluster.alive()}
+            lags_before = {n.node_id: lag_buckets(n.url) for n in cluster.alive()}
+            rss_start = {n.node_id: vm_kb(n.proc.pid, "VmRSS") for n in cluster.alive() if n.proc}
             rate, p50, p99, bad = await asyncio.to_thread(
                 wrk_load, leader.url, args.concurrency, args.seconds, script
             )
             stop.set()
             await prober
             after = {n.node_id: n.status() for n in cluster.alive()}
+            lags = {
+                n.node_id: lag_summary(lags_before[n.node_id], lag_buckets(n.url))
+                for n in cluster.alive()
+            }
             rss = {n.node_id: vm_kb(n.proc.pid, "VmHWM") for n in cluster.alive() if n.proc}
             snaps: dict[str, int] = {}
             for node in cluster.alive():
@@ -189,6 +224,8 @@ async def run(args: argparse.Namespace) -> None:
         "worst /healthz latency per node (ms): "
         + ", ".join(f"{k} {v:.1f}" for k, v in sorted(seen["health_ms"].items()))
     )
+    for node_id in sorted(lags):
+        print(f"{node_id}: event-loop lag during the load: {lags[node_id]}")
     if captures:
         print(
             f"snapshots taken: {len(captures)}; loop cost (capture + gc freeze) max "
@@ -197,7 +234,8 @@ async def run(args: argparse.Namespace) -> None:
         )
     for node_id in sorted(rss):
         print(
-            f"{node_id}: peak RSS {rss[node_id] / 1024:.0f} MB, largest snapshot "
+            f"{node_id}: RSS before the load {rss_start[node_id] / 1024:.0f} MB, "
+            f"peak RSS {rss[node_id] / 1024:.0f} MB, largest snapshot "
             f"{snaps[node_id] / 1e6:.1f} MB, ratio {rss[node_id] * 1024 / snaps[node_id]:.1f}"
         )
 

@@ -71,6 +71,12 @@ class FrozenView(Generic[K, V]):
             keys = [self._keys[self._head + i] for i in range(start, stop, step)]
         return list(map(self._map.__getitem__, keys))
 
+    def item_chunks(self, size: int) -> Iterator[list[tuple[K, V]]]:
+        """The items in insertion order, ``size`` at a time."""
+        mapping, keys = self._map, self._keys
+        for start in range(self._head, self._end, size):
+            yield [(key, mapping[key]) for key in keys[start : min(start + size, self._end)]]
+
     def chunks(self, size: int) -> Iterator[list[V]]:
         """The values in insertion order, ``size`` at a time (each chunk looked up in C)."""
         getitem, keys = self._map.__getitem__, self._keys

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import itertools
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,8 @@ _READABLE_FORMATS = (1, 2)
 
 # Objects joined per step when encoding: about 0.5 MB of bytes, a fraction of a millisecond.
 _CHUNK = 4096
+# Idempotency records and outcomes are packed one by one: fewer per piece.
+_RESULT_CHUNK = 256
 _STATE_FIELDS = ("printers", "filaments", "print_jobs", "idempotency")
 
 _ACCEPTED = "accepted"
@@ -70,45 +72,54 @@ class StateCapture:
 
     def encode(self) -> bytes:
         """The snapshot bytes (msgpack: strings as UTF-8, never escaped). O(state size)."""
-        packer = msgpack.Packer(use_bin_type=True)
         # BytesIO grows in place and hands its buffer over: no second copy of the snapshot.
         out = io.BytesIO()
-        write = out.write
-        write(packer.pack_map_header(4))
-        write(packer.pack("format") + packer.pack(SNAPSHOT_FORMAT))
-        write(packer.pack("last_applied_index") + packer.pack(self.last_applied_index))
-        write(packer.pack("state"))
-        _pack_state(write, packer, self.farm, self.idempotency)
-        write(packer.pack("outcomes") + packer.pack_array_header(len(self.outcomes)))
-        for index, result in self.outcomes.items():
-            write(packer.pack([index, _result_to_wire(result), result.replayed]))
+        for part in self.parts():
+            out.write(part)
         return out.getvalue()
 
+    def parts(self) -> Iterator[bytes]:
+        """``encode()`` in consecutive pieces, each a fraction of a millisecond of work, so a
+        caller can spread the encoding over time (the node does, on its event loop)."""
+        packer = msgpack.Packer(use_bin_type=True)
+        yield packer.pack_map_header(4)
+        yield packer.pack("format") + packer.pack(SNAPSHOT_FORMAT)
+        yield packer.pack("last_applied_index") + packer.pack(self.last_applied_index)
+        yield packer.pack("state")
+        yield from _state_parts(packer, self.farm, self.idempotency)
+        yield packer.pack("outcomes") + packer.pack_array_header(len(self.outcomes))
+        pack = packer.pack
+        for items in self.outcomes.item_chunks(_RESULT_CHUNK):
+            yield b"".join(
+                pack([index, _result_to_wire(result), result.replayed]) for index, result in items
+            )
 
-def _pack_state(
-    write: Callable[[bytes], object],
-    packer: msgpack.Packer,
-    farm: FarmView,
-    idempotency: FrozenView[str, IdempotencyRecord],
-) -> None:
-    """Write the state document: the objects' stored bytes joined a chunk at a time."""
-    write(packer.pack_map_header(4))
+
+def _state_parts(
+    packer: msgpack.Packer, farm: FarmView, idempotency: FrozenView[str, IdempotencyRecord]
+) -> Iterator[bytes]:
+    """The state document: the objects' stored bytes joined a chunk at a time."""
+    yield packer.pack_map_header(4)
     for name, view in (
         ("printers", farm.printers),
         ("filaments", farm.filaments),
         ("print_jobs", farm.print_jobs),
     ):
-        write(packer.pack(name) + packer.pack_array_header(len(view)))
+        yield packer.pack(name) + packer.pack_array_header(len(view))
         for chunk in view.chunks(_CHUNK):
-            write(b"".join(chunk))
-    write(packer.pack("idempotency") + packer.pack_array_header(len(idempotency)))
-    for key, record in idempotency.items():
-        write(packer.pack([key, record.fingerprint, _result_to_wire(record.result)]))
+            yield b"".join(chunk)
+    yield packer.pack("idempotency") + packer.pack_array_header(len(idempotency))
+    pack = packer.pack
+    for items in idempotency.item_chunks(_RESULT_CHUNK):
+        yield b"".join(
+            pack([key, record.fingerprint, _result_to_wire(record.result)]) for key, record in items
+        )
 
 
 def state_digest(farm: Farm, idempotency: IdempotencyTable) -> str:
     digest = hashlib.sha256()
-    _pack_state(digest.update, msgpack.Packer(use_bin_type=True), farm.view(), idempotency.view())
+    for part in _state_parts(msgpack.Packer(use_bin_type=True), farm.view(), idempotency.view()):
+        digest.update(part)
     return digest.hexdigest()
 
 
