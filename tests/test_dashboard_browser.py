@@ -37,7 +37,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-dev-shm-usage",
 ]
-LIVE_MS = 15_000  # a change on any node must show within this (polls run every ~1 s)
+LIVE_MS = 15_000  # a change on any node must show within this (the cluster panel polls every ~1 s)
 # Every expectation polls until it holds or this passes: generous for a loaded 2-core machine.
 expect.set_options(timeout=LIVE_MS)
 
@@ -82,6 +82,8 @@ def test_dashboard_drives_the_farm_and_survives_its_node(
 ) -> None:
     leader = cluster.wait_for_leader(timeout=20)
     others = [n for n in cluster.nodes.values() if n is not leader]
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
     page.goto(leader.url + "/")
 
     # The cluster panel: every member, one leader.
@@ -132,6 +134,10 @@ def test_dashboard_drives_the_farm_and_survives_its_node(
     roll = {"id": "f1", "type": "PLA", "color": "red", "total_weight_in_grams": 1000}
     api(others[1], "POST", "/filaments", roll)
     expect(page.locator('[data-roll="f1"]')).to_contain_text("1000 g available")
+
+    # Changes come from the node's event stream, not from polling the event log.
+    assert any("/api/v1/events/stream?after=" in url for url in asked), asked
+    assert not any("/api/v1/events?" in url for url in asked), asked
 
     # A job through the form reserves its weight; the roll's bar shows it.
     jobs = page.locator("#job-form")
@@ -203,6 +209,10 @@ def test_dashboard_drives_the_farm_and_survives_its_node(
         re.compile(r"Live: connected to node n\d at http://127\.0\.0\.1:\d+"), timeout=LIVE_MS
     )
     assert leader.url not in (page.locator("#connection").text_content() or "")
+    # ...and its change feed resumed from another member's stream.
+    assert any(
+        "/api/v1/events/stream" in url and not url.startswith(leader.url) for url in asked
+    ), asked
 
     # And writes from the page go to the new member.
     form.get_by_label("Id").fill("p4")

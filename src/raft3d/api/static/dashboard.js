@@ -4,7 +4,7 @@
 "use strict";
 
 (() => {
-  const { ApiError, Members, PollingFeed } = window.Raft3D;
+  const { ApiError, Members, StreamFeed } = window.Raft3D;
 
   // SPEC §3 rule 3, as buttons: [target status, label].
   const TRANSITIONS = {
@@ -24,6 +24,7 @@
   let refreshAgain = false;
   let retryTimer = null;
   let connected = false; // the cluster panel and change feed are running
+  let feed = null; // the change feed (one at a time)
 
   function el(tag, attrs = {}, ...children) {
     const node = document.createElement(tag);
@@ -310,7 +311,8 @@
     $("token-form").hidden = true;
     pollCluster();
     await refresh();
-    const feed = new PollingFeed(members, () => refresh(), (error) => {
+    if (feed) feed.stop();
+    feed = new StreamFeed(members, () => refresh(), (error) => {
       if (error instanceof ApiError && error.status === 401) askForToken(error);
       else showConnection(members.current, `Lost the change feed: ${error.message}`);
     });
