@@ -8,9 +8,10 @@ lose leadership. So a snapshot is taken in two steps:
    live in an ``immutables.Map`` (a persistent hash array mapped trie: every update makes a new
    map that shares all untouched nodes with the old one), so a view just keeps a reference to
    the current map, the key-order list and two integers. Cost: independent of the state size.
-2. *encode*, on the disk thread: walk the views and pack them. The loop keeps applying entries
-   meanwhile; it only ever builds new maps, so the captured ones never change underneath the
-   encoder.
+2. *encode*, later, in pieces (the node does it on its loop in short slices, see
+   ``raft3d.node.snapshotting``; any thread would do): walk the views and pack them. Entries
+   are applied meanwhile; applying only ever builds new maps, so the captured ones never
+   change underneath the encoder.
 
 Order: keys remember when they were first inserted (creation order for objects, log order for
 idempotency records). The order is an append-only list of keys plus a ``head`` offset for

@@ -90,8 +90,8 @@ class FarmStateMachine:
     def capture(self) -> StateCapture:
         """Freeze the whole state now, in O(1) whatever its size; ``encode()`` it anywhere.
 
-        The node calls this on its event loop and encodes on its disk thread: see
-        ``raft3d.domain.persistent`` for the design.
+        The node calls this on its event loop and encodes it there in short slices: see
+        ``raft3d.domain.persistent`` and ``raft3d.node.snapshotting`` for the design.
         """
         return StateCapture(
             self._last_applied_index,

@@ -73,9 +73,7 @@ class DurableStorage:
         # (state on disk unknown, further writes refused).
         self._corruption: str | None = None
         self._failure: str | None = None
-        # Snapshot files written ahead of their commit (``stage_local_snapshot``), by
-        # (index, term); taken by ``save_local_snapshot``. Guarded by its own lock: staging
-        # runs beside the disk thread.
+        # Files written ahead of their commit (``stage_local_snapshot``), by (index, term).
         self._staged: dict[tuple[int, int], SnapshotInfo] = {}
         self._staged_lock = threading.Lock()
 
@@ -218,14 +216,10 @@ class DurableStorage:
                 self._prune()
 
     def stage_local_snapshot(self, snapshot: Snapshot) -> None:
-        """Write ``snapshot``'s file durably now, from any thread, without holding up the log.
-
-        Writing a large snapshot file and fsyncing it takes seconds; under the write lock
-        (on the disk thread) every log append would wait for it. A staged file is complete
-        under its final name but not committed: ``save_local_snapshot`` of the same snapshot
-        then only commits it. A crash before that commit leaves a file newer than the log's
-        base, which recovery removes, as for any interrupted snapshot write.
-        """
+        """Write ``snapshot``'s file durably, from any thread, outside the write lock (under
+        it, log appends waited seconds for a large file); ``save_local_snapshot`` of the same
+        snapshot then only commits it. A crash before the commit leaves a file newer than
+        the log's base, which recovery removes like any interrupted snapshot write."""
         meta = snapshot.meta
         self._check_writable()
         with self._failing_on_error("stage_local_snapshot"):
