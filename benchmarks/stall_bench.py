@@ -185,6 +185,7 @@ async def run(args: argparse.Namespace) -> None:
             await asyncio.sleep(1)
             before = {n.node_id: n.status()["term"] for n in cluster.alive()}
             lags_before = {n.node_id: lag_buckets(n.url) for n in cluster.alive()}
+            log_start = {n.node_id: n.log_path.stat().st_size for n in cluster.nodes.values()}
             rss_start = {n.node_id: vm_kb(n.proc.pid, "VmRSS") for n in cluster.alive() if n.proc}
             rate, p50, p99, bad = await asyncio.to_thread(
                 wrk_load, leader.url, args.concurrency, args.seconds, script
@@ -202,12 +203,27 @@ async def run(args: argparse.Namespace) -> None:
                 _, body = await asyncio.to_thread(_get, f"{node.url}/cluster/snapshots")
                 snaps[node.node_id] = max(s["size"] for s in body["snapshots"])
             captures, totals = [], []
+            holds: dict[str, str] = {}
             pattern = r"capture_ms=([\d.]+) gc_freeze_ms=([\d.]+) total_ms=([\d.]+)"
             for node in cluster.nodes.values():
                 text = node.log_path.read_text()
                 if args.logs:
                     args.logs.mkdir(parents=True, exist_ok=True)
                     (args.logs / f"{node.node_id}.log").write_text(text)
+                held = [
+                    (float(m.group(1)), float(m.group(2)))
+                    for m in re.finditer(
+                        r"held for (\d+) ms .*?used (\d+) ms of CPU",
+                        text[log_start[node.node_id] :],
+                    )
+                ]
+                if held:
+                    worst_cpu = max(held, key=lambda h: h[1])
+                    holds[node.node_id] = (
+                        f"{len(held)} loop-held warnings (> 100 ms) during the load; the "
+                        "most loop-thread CPU in one: "
+                        f"{worst_cpu[1]:.0f} ms of {worst_cpu[0]:.0f} ms held"
+                    )
                 for m in re.finditer(pattern, text):
                     captures.append(float(m.group(1)) + float(m.group(2)))
                     totals.append(float(m.group(3)))
@@ -226,6 +242,8 @@ async def run(args: argparse.Namespace) -> None:
     )
     for node_id in sorted(lags):
         print(f"{node_id}: event-loop lag during the load: {lags[node_id]}")
+    for node_id in sorted(holds):
+        print(f"{node_id}: {holds[node_id]}")
     if captures:
         print(
             f"snapshots taken: {len(captures)}; loop cost (capture + gc freeze) max "
