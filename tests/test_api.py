@@ -269,8 +269,12 @@ async def test_cluster_status(client: Client, node: FakeNode) -> None:
                 "http_addr": "http://127.0.0.1:8081",
                 "reachable": True,
                 "match_index": 3,
+                "suffrage": "voter",
             }
         ],
+        "suffrage": "voter",
+        "recovering": False,
+        "cluster_id": "",
         "pid": os.getpid(),
     }
 

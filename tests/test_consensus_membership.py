@@ -128,6 +128,25 @@ def test_caught_up_learner_is_promoted_automatically() -> None:
     assert all(core.conf_state.voters == ("a", "b", "c", "d") for core in net.cores.values())
 
 
+def test_a_learner_that_never_answered_is_not_promoted_however_short_the_log() -> None:
+    # d was added but never started: on a young log its match index (0) is "within the lag"
+    # of the leader's, yet promoting it would make a dead voter (with 2 of 4 left, no quorum).
+    net = cluster_with_joiner()
+    net.isolated = {"d"}
+    add_learner(net, auto=True)
+    leader = net.cores["a"]
+    assert leader.last_index <= leader._cfg.promote_lag  # the case that fooled the rule
+    for _ in range(10):
+        net.heartbeat_round("a")
+        net.settle()
+    assert leader.conf_state.learners == ("d",) and leader.conf_state.voters == ABC
+    net.isolated = set()  # d comes up, catches up, and only then votes
+    for _ in range(5):
+        net.heartbeat_round("a")
+        net.settle()
+    assert leader.conf_state == ConfState(("a", "b", "c", "d"), (), ())
+
+
 def test_manual_learner_waits_for_an_explicit_promotion() -> None:
     net = cluster_with_joiner()
     add_learner(net, auto=False)

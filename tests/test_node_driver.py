@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import msgpack
@@ -139,10 +140,23 @@ class RecordingTransport:
     def reachable(self, peer: str) -> bool:
         return False
 
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return ()
+
+    def connect_peer(self, peer: str, raft_addr: str) -> bool:
+        return True
+
+    def drop_peer(self, peer: str) -> None:
+        pass
+
 
 def make_node(settings: Settings, machine: RecordingStateMachine) -> Node:
     storage = GatedStorage(DurableStorage(settings.data_dir))
-    return RaftNode(node_options(settings), storage, RecordingTransport(), machine)
+    # No identity or amnesia stance: a blank follower the scripted leader appends to would
+    # otherwise rightly take itself for a voter that lost its disk (see test_node_recovery).
+    options = replace(node_options(settings), data_dir=None)
+    return RaftNode(options, storage, RecordingTransport(), machine)
 
 
 def gate(node: Node) -> GatedStorage:

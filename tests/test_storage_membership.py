@@ -8,10 +8,16 @@ import json
 import struct
 from pathlib import Path
 
+import pytest
+
 from raft3d.consensus import ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMeta
 from raft3d.consensus.membership import ConfChange, ConfChangeType, encode_conf_entry
 from raft3d.storage import DurableStorage
-from raft3d.storage.snapshot_file import read_snapshot_file, write_snapshot_file
+from raft3d.storage.snapshot_file import (
+    InvalidSnapshotFile,
+    read_snapshot_file,
+    write_snapshot_file,
+)
 
 from .test_consensus_core import make_core
 
@@ -61,3 +67,46 @@ def test_a_restarted_core_recovers_the_configuration_from_a_stored_snapshot(
         state = storage.load()
     core = make_core("n4", (), state)  # a joined node: no bootstrap configuration of its own
     assert core.conf_state == META.conf_state and core.conf_index == 7
+
+
+def test_snapshot_file_keeps_member_contexts(tmp_path: Path) -> None:
+    meta = SnapshotMeta(7, 2, ("n1", "n2"), ("n3",), (), (("n1", b"\x00a"), ("n3", b"\xffc")))
+    path = tmp_path / "snap"
+    with path.open("wb") as f:
+        write_snapshot_file(f, Snapshot(meta, b"state"), created_at=1.0)
+    _, loaded = read_snapshot_file(path)
+    assert loaded.meta == meta and loaded.meta.conf_state.context_of("n3") == b"\xffc"
+
+
+def test_snapshot_file_without_contexts_reads_as_none(tmp_path: Path) -> None:
+    # A file as written before member contexts existed.
+    header = {
+        "created_at": 1.0,
+        "data_len": 1,
+        "index": 7,
+        "term": 2,
+        "voters": ["n1"],
+        "learners": ["n2"],
+        "manual": [],
+    }
+    path = tmp_path / "old"
+    path.write_bytes(_file_bytes(header))
+    _, loaded = read_snapshot_file(path)
+    assert loaded.meta == SnapshotMeta(7, 2, ("n1",), ("n2",)) and loaded.meta.contexts == ()
+
+
+@pytest.mark.parametrize(
+    "contexts", [{"n1": "AA=="}, [["n1"]], [["n1", "not base64!"]], [["n1", "AA=="]] * 2]
+)
+def test_snapshot_file_with_malformed_contexts_is_invalid(tmp_path: Path, contexts: object) -> None:
+    header = {"created_at": 1.0, "data_len": 1, "index": 7, "term": 2, "voters": ["n1"]}
+    path = tmp_path / "bad"
+    path.write_bytes(_file_bytes({**header, "contexts": contexts}))
+    with pytest.raises(InvalidSnapshotFile, match="contexts"):
+        read_snapshot_file(path)
+
+
+def _file_bytes(header: dict[str, object]) -> bytes:
+    body = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
+    prefix = struct.pack("<8sHI", b"R3DSNAP\x00", 1, len(body)) + body
+    return prefix + hashlib.sha256(prefix + b"s").digest() + b"s"

@@ -733,6 +733,12 @@ class _FakeAcceptorContext:
     def inbound_closed(self, conn: InboundConnection) -> None:
         pass
 
+    def handshake_info(self) -> wire.HandshakeInfo | None:
+        return None
+
+    def peer_info(self, peer_id: str, info: wire.HandshakeInfo | None) -> bool:
+        return True
+
 
 class _FakeSocketTransport(asyncio.Transport):
     def __init__(self) -> None:

@@ -1,26 +1,24 @@
 """Command line: ``raft3d serve`` runs a node; ``raft3d status`` shows a cluster;
-``raft3d certs`` and ``raft3d token`` help secure one."""
+``raft3d members|join|remove|transfer`` change who is in it; ``raft3d certs`` and
+``raft3d token`` help secure one."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import errno
-import json
 import logging
 import os
 import resource
 import signal
-import ssl
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
+from raft3d import cli_members, cli_status, joining
 from raft3d.api.connections import ConnectionGuard, GuardedSite
 from raft3d.config import ConfigError, Settings, api_options, load_settings
 from raft3d.logs import configure_logging
@@ -54,6 +52,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--console-level", type=str.upper, choices=LEVELS)
     serve.add_argument("--log-file", type=Path, help="also write JSON lines to this file")
     serve.add_argument("--file-level", type=str.upper, choices=LEVELS, default="DEBUG")
+    serve.add_argument(
+        "--join",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a new node: ask the cluster at URL (any member; repeat for several) to add it",
+    )
+    serve.add_argument(
+        "--join-timeout", type=float, default=joining.DEFAULT_DEADLINE_S, help="seconds"
+    )
+    serve.add_argument(
+        "--token",
+        default=os.environ.get("RAFT3D_TOKEN"),
+        help="admin bearer token for --join when the cluster has [auth] on (or RAFT3D_TOKEN)",
+    )
 
     status = sub.add_parser("status", help="print a table of the cluster's nodes")
     status.add_argument("--url", default="http://127.0.0.1:8080", help="any node's HTTP address")
@@ -63,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--token", default=os.environ.get("RAFT3D_TOKEN"), help="bearer token (or RAFT3D_TOKEN)"
     )
     commands.add_commands(sub)
+    cli_members.add_commands(sub)
 
     args = parser.parse_args(argv)
     if args.command == "serve":
@@ -71,7 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return commands.run_certs(args)
     if args.command == "token":
         return commands.run_token(args)
-    return _status(args.url, args.timeout, _Client(args.ca, args.token))
+    if args.command in cli_members.COMMANDS:
+        return cli_members.run(args)
+    return cli_status.show_status(args.url, args.timeout, cli_status.Client(args.ca, args.token))
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -97,10 +113,15 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"raft3d: cannot use data dir {settings.data_dir}: {exc.strerror}", file=sys.stderr)
         return 2
+    plan = joining.plan_for(args.join, settings.data_dir, args.token, args.join_timeout)
+    if args.join:
+        # The node side of --join: a blank data dir starts as a non-member that waits for a
+        # leader to add it (the node ignores it once the data dir holds an identity).
+        settings = dataclasses.replace(settings, joining=True)
     import uvloop
 
     try:
-        return uvloop.run(run_node(settings, tls))
+        return uvloop.run(run_node(settings, tls, plan))
     except BindError as exc:
         print(f"raft3d: {exc}", file=sys.stderr)
         return 2
@@ -142,9 +163,14 @@ def connection_cap(configured: int, fd_limit: int) -> int:
     return max(1, min(configured, (fd_limit - FD_RESERVE) // 2))
 
 
-async def run_node(settings: Settings, tls: TlsContexts | None = None) -> int:
+async def run_node(
+    settings: Settings, tls: TlsContexts | None = None, join: joining.JoinPlan | None = None
+) -> int:
     """Run a node until SIGTERM or SIGINT (then answer in-flight requests, close cleanly and
     return 0) or until it halts (then close and return ``EXIT_HALTED``).
+
+    With ``join``, once the node serves, it asks the cluster to add it; if the cluster
+    refuses, or does not answer in time, the node stops and this returns 2.
 
     SIGHUP re-reads the TLS certificate files (a bad set is refused and the old one kept).
     """
@@ -200,6 +226,17 @@ async def run_node(settings: Settings, tls: TlsContexts | None = None) -> int:
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, _reload_tls, tls)
     waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(halted.wait())]
+    join_failed: list[str] = []
+    if join is not None:
+        me = joining.JoinRequest(
+            settings.node_id, str(settings.public_raft), api_options(settings).own_url
+        )
+        client_ssl = tls.http_client if tls else None
+        # Beside the waits, not among them: a join that succeeds leaves the node running.
+        joiner = joining.join_or_stop(join, me, client_ssl, stop, join_failed)
+        background = [asyncio.ensure_future(joiner)]
+    else:
+        background = []
     try:
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         if halted.is_set():
@@ -211,10 +248,13 @@ async def run_node(settings: Settings, tls: TlsContexts | None = None) -> int:
         else:
             log.info("shutting down node=%s", settings.node_id)
     finally:
-        for wait in waits:
+        for wait in waits + background:
             wait.cancel()
         await runner.cleanup()  # stops listening, waits for handlers, then stops the node
         lag.stop()
+    if join_failed:
+        print(f"raft3d: {join_failed[0]}", file=sys.stderr)
+        return 2
     return EXIT_HALTED if halted.is_set() else 0
 
 
@@ -299,84 +339,6 @@ def build_app(
 
     app.cleanup_ctx.insert(0, node_lifecycle)
     return app
-
-
-class _Client:
-    """How ``raft3d status`` calls nodes: optional CA for HTTPS, optional bearer token."""
-
-    def __init__(self, ca: Path | None, token: str | None) -> None:
-        self.context = ssl.create_default_context(cafile=str(ca)) if ca else None
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-
-
-def _status(url: str, timeout: float, client: _Client | None = None) -> int:
-    client = client or _Client(None, None)
-    base = url.rstrip("/")
-    try:
-        first = _get_json(f"{base}/cluster/status", timeout, client)
-    except (OSError, ValueError) as exc:
-        print(f"raft3d: cannot read {base}/cluster/status: {exc}", file=sys.stderr)
-        return 1
-    rows: list[dict[str, Any]] = [first]
-    for peer in first.get("peers", []):
-        try:
-            peer_url = peer["http_addr"].rstrip("/")
-            rows.append(_get_json(f"{peer_url}/cluster/status", timeout, client))
-        except (OSError, ValueError):
-            rows.append({"node_id": peer["node_id"], "http": peer["http_addr"], "down": True})
-    reach = {p["node_id"]: p.get("reachable") for p in first.get("peers", [])}
-    http_of = {p["node_id"]: p["http_addr"] for p in first.get("peers", [])}
-    http_of[str(first.get("node_id"))] = base
-    header = (
-        "NODE",
-        "HTTP",
-        "ROLE",
-        "TERM",
-        "LEADER",
-        "COMMIT",
-        "APPLIED",
-        "LAST",
-        "SNAP",
-        "REACHABLE",
-    )
-    table = [header]
-    for r in sorted(rows, key=lambda r: str(r.get("node_id"))):
-        node_id = str(r.get("node_id"))
-        if r.get("down"):
-            table.append((node_id, r["http"], "unreachable", "-", "-", "-", "-", "-", "-", "no"))
-            continue
-        reachable = "self" if node_id == first.get("node_id") else _yes_no(reach.get(node_id))
-        table.append(
-            (
-                node_id,
-                str(http_of.get(node_id, "-")),
-                str(r.get("role")),
-                str(r.get("term")),
-                str(r.get("leader_id") or "-"),
-                str(r.get("commit_index")),
-                str(r.get("applied_index")),
-                str(r.get("last_log_index")),
-                str(r.get("snapshot_index")),
-                reachable,
-            )
-        )
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    return 0
-
-
-def _yes_no(value: object) -> str:
-    return "yes" if value is True else "no" if value is False else "?"
-
-
-def _get_json(url: str, timeout: float, client: _Client) -> dict[str, Any]:
-    request = urllib.request.Request(url, headers=client.headers)
-    with urllib.request.urlopen(request, timeout=timeout, context=client.context) as resp:
-        body = json.loads(resp.read())
-    if not isinstance(body, dict):
-        raise ValueError("expected a JSON object")
-    return body
 
 
 if __name__ == "__main__":

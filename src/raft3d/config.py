@@ -201,6 +201,10 @@ class Settings:
     advertise_raft: Address | None = None  # None: the bind address, node.raft
     tls: TlsSettings | None = None
     auth: AuthSettings = field(default_factory=AuthSettings)
+    # Start as a node that joins an existing cluster (``raft3d serve --join``): with a blank
+    # data directory it is nobody's voter until a leader adds it; ``members`` may then list
+    # only this node. Ignored once the data directory holds an identity.
+    joining: bool = False
 
     @property
     def public_http(self) -> Address:

@@ -10,7 +10,7 @@ import sys
 import time
 
 from .checker import InvariantViolation
-from .harness import LivenessViolation, replay_command, run_seed
+from .harness import LivenessViolation, SimConfig, replay_command, run_seed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,13 +20,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--count", type=int, default=1, help="run this many seeds from --seed")
     parser.add_argument("--trace", action="store_true", help="print every simulated event")
+    parser.add_argument(
+        "--wipes", action="store_true", help="crashed nodes may restart with a wiped disk"
+    )
     args = parser.parse_args(argv)
     trace = print if args.trace else None
     failures = 0
     started = time.perf_counter()
     for seed in range(args.seed, args.seed + args.count):
         try:
-            result = run_seed(seed, args.nodes, args.steps, trace=trace)
+            cfg = SimConfig.from_seed(seed, args.nodes, args.steps)
+            if args.wipes:
+                cfg = cfg.with_wipes()
+            result = run_seed(seed, args.nodes, args.steps, trace=trace, cfg=cfg)
         except (InvariantViolation, LivenessViolation) as exc:
             failures += 1
             print(f"FAIL seed {seed}: {type(exc).__name__}: {exc}")

@@ -39,6 +39,14 @@ Membership (the configuration is in the log; see ``raft3d.consensus.membership``
   change only after an entry of its own term committed (Raft thesis, section 4.1 and its
   erratum): each change entry must follow a committed entry of its term.
 
+Lost data directories (``Cluster.wipe``): a wiped node no longer holds what it stored, yet
+while it is recovering it cannot vote for a candidate lacking those entries, so it still
+stands for them: "durable on a majority" counts it as holding what its lost storage held
+(a *ghost* copy) until it reports itself recovered. A ghost that grants a vote or campaigns
+is no longer trusted: its ghost copy is dropped at once, so a committed entry that then lies
+on a minority of the voters is reported as lost. The same ghost stands for the entries it
+acknowledged to a leader before the loss, until the leader has forgotten them.
+
 ReadIndex linearizability is checked by the workload (``workload.py``).
 """
 
@@ -62,6 +70,7 @@ from raft3d.consensus import (
 )
 
 from .sim_node import SimNode
+from .storage import MemoryStorage
 
 
 class InvariantViolation(AssertionError):
@@ -87,6 +96,7 @@ class SafetyChecker:
         self._ledger_voters: list[tuple[NodeId, ...]] = []  # voters of the committing leader
         self._watch = {node_id: _NodeWatch() for node_id in nodes}
         self._votes: dict[tuple[NodeId, int], NodeId] = {}  # (voter, term) -> candidate
+        self._ghosts: dict[NodeId, list[MemoryStorage]] = {}  # wiped, not yet recovered
 
     def add_node(self, node: SimNode) -> None:
         self._all.append(node)
@@ -98,9 +108,20 @@ class SafetyChecker:
         raise InvariantViolation(what)
 
     def durable_copies(self, index: int, term: int, voters: tuple[NodeId, ...]) -> int:
-        """Voters among ``voters`` whose storage holds entry (index, term)."""
+        """Voters among ``voters`` whose storage holds entry (index, term), or whose lost
+        storage did while they are recovering (ghost copies)."""
         nodes = self._nodes
-        return sum(1 for v in voters if nodes[v].storage.term_at(index) == term)
+        return sum(
+            1
+            for v in voters
+            if nodes[v].storage.term_at(index) == term or self._ghost_holds(v, index, term)
+        )
+
+    def _ghost_holds(self, node: NodeId, index: int, term: int) -> bool:
+        return any(lost.term_at(index) == term for lost in self._ghosts.get(node, ()))
+
+    def _untrust_ghost(self, node: NodeId) -> None:
+        self._ghosts.pop(node, None)
 
     def _short_of_majority(self, index: int, term: int, voters: tuple[NodeId, ...]) -> str:
         """'' if (index, term) is durable on a majority of ``voters``, else what is wrong."""
@@ -138,6 +159,8 @@ class SafetyChecker:
                 f"{node.node_id} campaigns ({core.role.value}, term {core.term}) although it "
                 f"is no voter of its configuration {core.conf_state}"
             )
+        if core.role is Role.CANDIDATE or core.role is Role.LEADER:
+            self._untrust_ghost(node.node_id)
         commit = core.commit_index
         watch = self._watch[node.node_id]
         if commit != watch.commit:
@@ -308,9 +331,20 @@ class SafetyChecker:
         self.on_restore(node)
         self.observe(node)
 
+    def on_wipe(self, node: SimNode) -> None:
+        """``node`` (crashed) lost its whole storage and restarts in recovery mode."""
+        self._ghosts.setdefault(node.node_id, []).append(node.storage)
+        self._watch[node.node_id] = _NodeWatch()  # it starts over from nothing
+
+    def on_recovered(self, node: SimNode) -> None:
+        """``node`` persisted the Ready that ended its recovery: from now on only what its
+        storage holds counts."""
+        self._untrust_ghost(node.node_id)
+
     def on_send(self, msg: Message) -> None:
         """Every message a node sends (votes are checked: one candidate per voter and term)."""
         if msg.type is MsgType.VOTE_RESP and not msg.reject:
+            self._untrust_ghost(msg.frm)
             chosen = self._votes.setdefault((msg.frm, msg.term), msg.to)
             if chosen != msg.to:
                 self._fail(f"{msg.frm} voted for both {chosen} and {msg.to} in term {msg.term}")
@@ -381,7 +415,11 @@ class SafetyChecker:
                 ):
                     continue
                 expected = leader.term_at(match)
-                if expected is not None and follower.term_at(match) != expected:
+                if (
+                    expected is not None
+                    and follower.term_at(match) != expected
+                    and not self._ghost_holds(peer.node_id, match, expected)
+                ):
                     self._fail(
                         f"{peer.node_id} acknowledged entry {match} (term {expected}) to "
                         f"{node.node_id} in term {term} but no longer has it"

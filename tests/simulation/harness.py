@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from raft3d.consensus import (
+    ConfState,
     CoreConfig,
     Entry,
     InitialState,
@@ -48,6 +49,7 @@ StorageFactory = Callable[[], MemoryStorage]
 Trace = Callable[[str], None]
 
 MEMBERSHIP_SHARE = 0.4  # of the seeds run with membership changes
+WIPE_RATES = (0.1, 0.3, 0.6)  # ``SimConfig.with_wipes`` picks one
 
 
 class LivenessViolation(AssertionError):
@@ -93,6 +95,10 @@ class SimConfig:
     membership_rate: float = 0.0  # chance per step of a membership change (membership.py)
     promote_lag: int = 4
     trailing_entries: int = 0  # log entries a core keeps below its own snapshots
+    # Chance that a crashed node restarts with its whole data directory lost, in recovery
+    # mode (``Cluster.wipe``). Off by default so that every seed keeps its history;
+    # test_simulation runs seeds with it on (``with_wipes``).
+    wipe_rate: float = 0.0
 
     @classmethod
     def from_seed(cls, seed: int, nodes: int, steps: int) -> SimConfig:
@@ -107,6 +113,11 @@ class SimConfig:
                 promote_lag=rng.choice([0, 2, 8]),
             )
         return cfg
+
+    def with_wipes(self) -> SimConfig:
+        """The same run with lost data directories among its faults (rate from the seed)."""
+        rng = random.Random(self.seed * 5381 + self.nodes)
+        return replace(self, wipe_rate=rng.choice(WIPE_RATES))
 
     @classmethod
     def _knobs_from_seed(cls, seed: int, nodes: int, steps: int) -> SimConfig:
@@ -177,7 +188,9 @@ class SimConfig:
             eager_drive=rng.uniform(0.2, 1.0),
         )
 
-    def core_config(self, node_id: NodeId, voters: tuple[NodeId, ...]) -> CoreConfig:
+    def core_config(
+        self, node_id: NodeId, voters: tuple[NodeId, ...], recovering: bool = False
+    ) -> CoreConfig:
         return CoreConfig(
             node_id=node_id,
             voters=voters,
@@ -192,6 +205,7 @@ class SimConfig:
             max_committed_bytes_per_ready=256,
             promote_lag=self.promote_lag,
             trailing_entries=self.trailing_entries,
+            recovering=recovering,
         )
 
 
@@ -209,6 +223,7 @@ class SimResult:
     messages: int
     crashes: int
     snapshots_installed: int
+    wipes: int = 0  # restarts with a lost data directory
     conf_changes: int = 0  # membership changes the leaders accepted
     transfers: int = 0  # leadership transfers started
     final_members: tuple[NodeId, ...] = ()
@@ -242,6 +257,8 @@ class Cluster:
         self.workload = Workload()
         self.now = 0
         self.crashes = 0
+        self.wipes = 0
+        self._wipe_rng = random.Random(cfg.seed * 31337 + 5)
         self.snapshots_installed = 0
         self._writes = 0
         self._reads = 0
@@ -275,7 +292,7 @@ class Cluster:
     def _start(self, node: SimNode) -> None:
         storage = node.storage
         rng = random.Random(self.rng.getrandbits(64))
-        config = self.cfg.core_config(node.node_id, node.bootstrap)
+        config = self.cfg.core_config(node.node_id, node.bootstrap, node.recovering)
         core = node.core = self._core_factory(config, storage.initial_state(), rng)
         snap = storage.snapshot
         node.sm = SimStateMachine.from_snapshot(snap.data) if snap else SimStateMachine()
@@ -317,6 +334,51 @@ class Cluster:
         self._log(f"LINK {observer.node_id}->{peer} lost")
         core.report_unreachable(peer)
         self._after_input(observer)
+
+    def wipe(self, node: SimNode) -> None:
+        """A crashed node's whole data directory is lost. It restarts empty (a bootstrap
+        member still knows the bootstrap voters, as its config file lists them), in recovery
+        mode until its core reports it recovered; the driver keeps a marker of that on disk,
+        here ``SimNode.recovering``. Its old connections, and what was in flight on them,
+        are gone, and its peers' transports notice."""
+        assert node.core is None
+        self._log(f"WIPE {node.node_id} (durable term {node.storage.hard_state.term})")
+        self.checker.on_wipe(node)
+        node.storage = self._storage_factory()
+        node.sm = SimStateMachine()
+        node.recovering = True
+        self.wipes += 1
+        self.network.forget(node.node_id)
+        for other in self._node_list:
+            if other.core is not None:
+                self._link_broken(other, node.node_id)
+
+    def may_wipe(self, victim: SimNode) -> bool:
+        """The fault model of lost data directories. At most a minority of the voters of any
+        configuration in use may be without their data at once (with more, no quorum of
+        intact voters is left: recovery cannot end, only an operator can help). And only a
+        node whose term no leader has yet exceeded: one wiped in a higher term (campaigning,
+        or voting for a candidate that lost, in a minority partition) may have voted in a
+        term it can no longer know about (see ``raft3d.consensus.recovery``)."""
+        if victim.storage.hard_state.term > max(self.checker.leaders, default=0):
+            return False
+        lost = {n.node_id for n in self._node_list if n.recovering} | {victim.node_id}
+        for conf in map(self._conf_of, self._node_list):
+            if len(lost.intersection(conf.members)) > (len(conf.voters) - 1) // 2:
+                return False
+        return True
+
+    def _conf_of(self, node: SimNode) -> ConfState:
+        """The configuration ``node`` uses (a crashed one: what it would restart with)."""
+        if node.core is not None:
+            return node.core.conf_state
+        config = self.cfg.core_config(node.node_id, node.bootstrap)
+        initial = node.storage.initial_state()
+        return self._core_factory(config, initial, random.Random(0)).conf_state
+
+    def recovering(self) -> bool:
+        """Whether some node is still recovering from a lost data directory."""
+        return any(n.recovering for n in self._node_list)
 
     def restart(self, node: SimNode) -> None:
         self._start(node)
@@ -380,6 +442,10 @@ class Cluster:
         if write is not None:
             node.storage.persist(write.hard_state, write.entries, write.snapshot)
             step.written(plan)
+        if rd.recovered:
+            self._log(f"{node.node_id} RECOVERED at commit {core.commit_index}")
+            node.recovering = False  # the driver removes its marker once the Ready is durable
+            self.checker.on_recovered(node)
         self.checker.on_persist(node, before, None if write is None else write.hard_state)
         for msg in plan.late:
             self._send(msg)
@@ -474,7 +540,10 @@ class Cluster:
                 self.restart(victim)
         dead = [n for n in self._node_list if n.core is None]
         if dead and rng.random() < cfg.restart_rate:
-            self.restart(rng.choice(dead))
+            victim = rng.choice(dead)
+            if cfg.wipe_rate and self._wipe_rng.random() < cfg.wipe_rate and self.may_wipe(victim):
+                self.wipe(victim)
+            self.restart(victim)
         if rng.random() < cfg.partition_rate:
             self._partition()
         elif (
@@ -602,8 +671,11 @@ class Cluster:
                 node, index, term = marker
                 # Every member of the leader's configuration; removed nodes are left behind.
                 members = [self.nodes[m] for m in node.live_core().conf_state.members]
+                # A member that lost its data directory must also have recovered.
                 if all(
-                    n.live_core().applied_index >= index and n.sm.terms[index - 1] == term
+                    n.live_core().applied_index >= index
+                    and n.sm.terms[index - 1] == term
+                    and not n.live_core().recovering
                     for n in members
                 ):
                     self._check_replicas_agree()
@@ -615,9 +687,10 @@ class Cluster:
                 placed = self.propose(leader, b"marker")
                 if placed is not None:
                     marker = (leader, placed[0], placed[1])
+        recovering = [n.node_id for n in self._node_list if n.live_core().recovering]
         raise LivenessViolation(
             f"no leader committed a new write on every node within {bound_ticks} ticks "
-            f"after healing (roles: {self._roles()})"
+            f"after healing (roles: {self._roles()}; recovering: {recovering})"
         )
 
     def _quiet_step(self) -> None:
@@ -670,6 +743,7 @@ class Cluster:
             reads_released=self.workload.reads_released,
             messages=self.network.sent,
             crashes=self.crashes,
+            wipes=self.wipes,
             snapshots_installed=self.snapshots_installed,
             conf_changes=self.membership.proposed if self.membership else 0,
             transfers=self.membership.transfers if self.membership else 0,

@@ -77,7 +77,11 @@ class MembershipNemesis:
         choices: list[str] = []
         if members < MAX_MEMBERS and self._next_id <= MAX_NODES:
             choices += ["add"] * 3
-        if members > MIN_MEMBERS or (conf.learners and len(conf.voters) >= MIN_MEMBERS):
+        if (members > MIN_MEMBERS or (conf.learners and len(conf.voters) >= MIN_MEMBERS)) and (
+            not self._cluster.recovering()
+        ):
+            # No removals while a node recovers from a lost disk: with fewer voters, those
+            # still without their data might be too many for a quorum of intact ones.
             choices += ["remove"] * 2
         if conf.manual:
             choices.append("promote")

@@ -92,6 +92,14 @@ class CountsLearnersInQuorum(RaftCore):
         return self._conf.voters + self._conf.learners
 
 
+class WipedNodeVotesAtOnce(RaftCore):
+    """No recovery mode: a node that lost its data directory votes (and campaigns) as soon
+    as it restarts, as a blank voter."""
+
+    def begin_recovery(self) -> None:
+        pass
+
+
 class AllowsTwoChangesInFlight(RaftCore):
     """A configuration change may be proposed while the previous one is uncommitted."""
 

@@ -55,6 +55,12 @@ class SimNetwork:
         self.delivered += len(out)
         return out
 
+    def forget(self, node: NodeId) -> None:
+        """Drop every message in flight from or to ``node``: the connections of a process
+        that is gone (a restart with a new data directory is a new incarnation)."""
+        self._queue = [item for item in self._queue if node not in (item[2].frm, item[2].to)]
+        heapq.heapify(self._queue)
+
     def partition(self, groups: list[list[NodeId]]) -> None:
         """Cut every link between different groups (both directions)."""
         self.blocked = {

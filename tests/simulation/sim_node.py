@@ -26,6 +26,7 @@ class SimNode:
     incarnation: int = 0
     led_term: int = 0  # newest term this node was seen leading
     disk_slowness: float = 0.0  # chance a persist is still running when the driver looks
+    recovering: bool = False  # lost its data directory; durable marker until recovered
 
     @property
     def alive(self) -> bool:

@@ -30,6 +30,7 @@ class Fault:
     core: CoreFactory = RaftCore
     storage: StorageFactory = MemoryStorage
     reasons: tuple[str, ...] = ()  # the report must name one of these
+    wipes: bool = False  # run the seeds with lost data directories among the faults
 
 
 CASES = {
@@ -78,14 +79,31 @@ CASES = {
     "two-configuration-changes-in-flight": Fault(
         core=mutants.AllowsTwoChangesInFlight, reasons=("two changes in flight",)
     ),
+    # Lost data directories (SimConfig.with_wipes): a wiped node votes as a blank voter
+    # (caught at seed 5).
+    "wiped-node-votes-at-once": Fault(
+        core=mutants.WipedNodeVotesAtOnce,
+        reasons=("durable on only", "Leader Completeness", "voted for both", "would vote for"),
+        wipes=True,
+    ),
 }
 
 
 def first_violation(fault: Fault) -> tuple[int, str] | None:
     for seed in range(SEED_BUDGET):
         nodes, steps = default_shape(seed)
+        cfg = SimConfig.from_seed(seed, nodes, steps)
+        if fault.wipes:
+            cfg = cfg.with_wipes()
         try:
-            run_seed(seed, nodes, steps, core_factory=fault.core, storage_factory=fault.storage)
+            run_seed(
+                seed,
+                nodes,
+                steps,
+                core_factory=fault.core,
+                storage_factory=fault.storage,
+                cfg=cfg,
+            )
         except InvariantViolation as exc:
             return seed, str(exc)
     return None

@@ -60,6 +60,29 @@ def test_random_seeds_keep_raft_safe_and_live(chunk: int, sim_seed_range: range)
     assert not failures, "\n".join(failures)
 
 
+WIPE_SEEDS = range(500_000, 500_600)
+
+
+@pytest.mark.parametrize("chunk", range(3))
+def test_seeds_with_lost_data_directories_keep_raft_safe_and_live(chunk: int) -> None:
+    """Crashed nodes come back with their whole data directory lost, in recovery mode, on
+    top of every other fault (membership changes included)."""
+    failures: list[str] = []
+    wipes = 0
+    for seed in WIPE_SEEDS[chunk::3]:
+        nodes, steps = default_shape(seed)
+        cfg = SimConfig.from_seed(seed, nodes, steps).with_wipes()
+        try:
+            wipes += run_seed(seed, nodes, steps, cfg=cfg).wipes
+        except (InvariantViolation, LivenessViolation) as exc:
+            failures.append(
+                f"seed {seed} ({nodes} nodes, {steps} steps): {type(exc).__name__}: {exc}\n"
+                f"    replay: {replay_command(seed, nodes, steps)} --wipes --trace"
+            )
+    assert not failures, "\n".join(failures[:MAX_REPORTED])
+    assert wipes >= len(WIPE_SEEDS[chunk::3]) // 4  # the fault does strike (about 0.6 a seed)
+
+
 def test_seeds_with_reads_asked_again_keep_raft_safe_and_live() -> None:
     """Lost ReadIndex requests are asked again, as the node driver does, in a sample of
     seeds (the default runs leave them unanswered to keep their histories)."""

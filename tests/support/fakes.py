@@ -45,6 +45,7 @@ from raft3d.node.wiring import build_node
 from raft3d.security.forwarding_mac import ForwardClaims, forwarding_key, sign
 from raft3d.security.settings import AuthSettings
 from raft3d.security.tokens import ANONYMOUS_ADMIN, Identity
+from tests.support.fake_members import FakeMembers
 from tests.support.settings import SECRET, node_settings
 from tests.support.waiting import eventually
 
@@ -89,7 +90,7 @@ class FakeTransport:
     dropped: dict[str, int] = field(default_factory=dict)
 
 
-class FakeNode:
+class FakeNode(FakeMembers):
     def __init__(
         self,
         node_id: str = "n1",
@@ -100,6 +101,9 @@ class FakeNode:
         peers: tuple[PeerInfo, ...] = (),
     ) -> None:
         self._node_id = node_id
+        self.init_members(node_id)
+        self.cluster_id = ""  # status().cluster_id
+        self.suffrage = "voter"  # status().suffrage
         self.state = FarmStateMachine() if state is None else state
         # Leader unless told otherwise; a follower raises NotLeaderError(leader_id) on propose.
         self.leader_id: str | None = node_id if leader_id is None else leader_id
@@ -233,6 +237,8 @@ class FakeNode:
             last_log_index=self._index + self.commit_index_lag,
             snapshot_index=self.snapshot_index,
             peers=self.peers,
+            suffrage=self.suffrage,
+            cluster_id=self.cluster_id,
         )
 
 

@@ -37,3 +37,21 @@ class KeptOutcomes(Generic[R]):
     def forget_outcomes(self, through: int) -> None:
         for index in [i for i in self.outcomes if i <= through]:
             del self.outcomes[index]
+
+
+class Register(KeptOutcomes[int]):
+    """Holds one integer: each command is its new value (ASCII digits); returns it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.value = 0
+
+    def apply(self, index: int, data: bytes) -> int:
+        self.value = int(data)
+        return self.keep(index, self.value)
+
+    def capture(self) -> EagerCapture:
+        return EagerCapture(str(self.value).encode())
+
+    def restore(self, data: bytes) -> None:
+        self.value = int(data)

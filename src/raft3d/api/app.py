@@ -9,7 +9,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client.registry import Collector
 
-from raft3d.api import auth, cluster, events, farm, snapshots, stream
+from raft3d.api import auth, cluster, events, farm, members, members_alias, snapshots, stream
 from raft3d.api.forwarding import LeaderForwarder
 from raft3d.api.metrics import create_metrics
 from raft3d.api.middleware import add_node_headers, error_middleware, metrics_middleware
@@ -112,6 +112,15 @@ def _add_routes(router: web.UrlDispatcher) -> None:
     router.add_get(f"{API}/events", events.list_events)
     router.add_get(f"{API}/events/stream", stream.stream_events)
     router.add_get("/cluster/status", cluster.cluster_status)
+    # Membership (SPEC §6): changes run on the leader, like writes; the list is this node's.
+    router.add_get("/cluster/members", members.list_members)
+    router.add_post("/cluster/members", members.add_member)
+    router.add_post("/cluster/members/{id}/promote", members.promote_member)
+    router.add_delete("/cluster/members/{id}", members.remove_member)
+    router.add_post("/cluster/leader", members.transfer_leadership)
+    router.add_get("/raft/state", members_alias.raft_state)
+    router.add_post("/join", members_alias.join)
+    router.add_delete("/cluster/servers", members_alias.remove_server)
     # Per node: each node lists, reads and takes its own snapshots (never forwarded).
     router.add_get("/cluster/snapshots", snapshots.list_snapshots)
     router.add_post("/cluster/snapshots", snapshots.take_snapshot)

@@ -11,6 +11,7 @@ which hold no farm data.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -20,7 +21,7 @@ from raft3d.api.errors import Forbidden, Unauthorized
 from raft3d.api.inputs import ascii_decimal
 from raft3d.api.options import ApiOptions
 from raft3d.api.pages import is_public_page
-from raft3d.api.typedefs import OPTIONS_KEY
+from raft3d.api.typedefs import NODE_KEY, OPTIONS_KEY
 from raft3d.security.forwarding_mac import ForwardClaims, ReplayGuard, forwarding_key, verify
 from raft3d.security.tokens import (
     ADMIN,
@@ -36,14 +37,19 @@ from raft3d.security.tokens import (
 _IDENTITY = web.RequestKey("identity", Identity)
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _OPERATIONS = ("/healthz", "/readyz", "/metrics")
+# Cluster facts anyone who may read may see; every other /cluster/ path is an admin's.
+_CLUSTER_VIEWS = frozenset({"/cluster/status", "/cluster/members"})
+_ADMIN_PATHS = frozenset({"/join"})  # the seed-compatible spelling of adding a member
 
 
 def required_role(method: str, path: str) -> str:
     """The least role that may send ``method`` to ``path``."""
     if path.startswith("/cluster/snapshots"):
         return ADMIN  # a snapshot is the whole farm's state
-    if path.startswith("/cluster/") and path != "/cluster/status":
-        return ADMIN  # cluster operations
+    if path in _CLUSTER_VIEWS and method in _READ_METHODS:
+        return VIEWER
+    if path.startswith("/cluster/") or path in _ADMIN_PATHS:
+        return ADMIN  # cluster operations: membership changes, leadership, snapshots
     if method in _READ_METHODS or path in _OPERATIONS:
         return VIEWER
     return OPERATOR
@@ -58,8 +64,12 @@ def identity_of(request: web.Request) -> Identity:
 
 
 class Authenticator:
-    def __init__(self, options: ApiOptions) -> None:
+    def __init__(self, options: ApiOptions, is_member: Callable[[str], bool] | None = None) -> None:
+        """``is_member``: whether a node id belongs to the cluster's current configuration
+        (a node that joined after this one was configured); the configured members always
+        may forward."""
         self._options = options
+        self._is_member = is_member or (lambda _node_id: False)
         self._tokens = TokenTable((t.name, t.role, t.sha256) for t in options.auth.tokens)
         self._forward_key = forwarding_key(options.cluster_secret)
         self._replays = ReplayGuard()
@@ -91,7 +101,8 @@ class Authenticator:
     async def _forwarded(self, request: web.Request) -> Identity:
         h = request.headers
         by = h.get(headers.FORWARDED_BY, "")
-        if by not in self._options.member_urls or by == self._options.node_id:
+        peer = by in self._options.member_urls or self._is_member(by)
+        if not peer or by == self._options.node_id:
             raise Unauthorized(
                 "unauthenticated_forward", f"forwarding headers from {by!r}, not a peer"
             )
@@ -145,5 +156,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 def install(app: web.Application) -> None:
     """Check every request; call before the app is frozen, after the error middleware."""
-    app[AUTHENTICATOR_KEY] = Authenticator(app[OPTIONS_KEY])
+    node = app[NODE_KEY]
+
+    def is_member(node_id: str) -> bool:
+        return any(member.node_id == node_id for member in node.membership().members)
+
+    app[AUTHENTICATOR_KEY] = Authenticator(app[OPTIONS_KEY], is_member)
     app.middlewares.append(auth_middleware)

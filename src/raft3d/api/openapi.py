@@ -19,6 +19,7 @@ from marshmallow import Schema, fields
 
 import raft3d
 from raft3d.api import response_schemas as out
+from raft3d.api.member_inputs import MAX_NODE_ID_CHARS, NODE_ID_PATTERN, NodeIdField
 from raft3d.api.operations import JSON, OPERATIONS, Operation
 from raft3d.api.schemas import CaseInsensitiveEnum, Id, Text
 
@@ -36,6 +37,8 @@ class UndocumentedRouteError(LookupError):
 
 
 def _our_fields(self: Any, field: fields.Field[Any], **kwargs: Any) -> dict[str, Any]:
+    if isinstance(field, NodeIdField):
+        return {"type": "string", "maxLength": MAX_NODE_ID_CHARS, "pattern": NODE_ID_PATTERN}
     if isinstance(field, Id):
         text = {"type": "string", "minLength": 1, "maxLength": field.max_chars}
         return {"oneOf": [text, {"type": "integer"}]}

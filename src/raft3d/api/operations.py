@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from marshmallow import Schema
 
 from raft3d.api import response_schemas as out
+from raft3d.api.member_inputs import AddMemberSchema, NoBodySchema, TransferSchema
 from raft3d.api.schemas import FilamentSchema, PrinterSchema, PrintJobSchema, StatusChangeSchema
 
 JSON = "application/json"
@@ -54,6 +55,15 @@ _WRITE_ERRORS = {
     422: "a referenced printer or filament does not exist, or an idempotency key was reused",
     503: "no leader or no quorum within the request timeout (see Retry-After)",
 }
+_CHANGE_ERRORS = {
+    400: "malformed body or query, or a bad address (invalid_address)",
+    409: "member_exists, change_in_progress (retry shortly), would_lose_quorum, "
+    "conf_change_refused",
+    503: "no leader within the request timeout, a leadership transfer in progress, or this "
+    "node was removed from the cluster (node_removed)",
+    504: "not seen to commit in time (it may still take effect)",
+}
+_MEMBER_ERRORS = {**_CHANGE_ERRORS, 404: "no member has this id (unknown_member)"}
 _BY_ID_ERRORS = {**_READ_ERRORS, 404: "no object has this id"}
 _PAGE = Answer("the page", content_type=HTML)
 
@@ -176,6 +186,70 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         "This node's view of the cluster: role, term, indexes, peers",
         "cluster",
         {200: _ok("the node's status", out.ClusterStatusOut)},
+    ),
+    ("GET", "/cluster/members"): Operation(
+        "The cluster's members as this node knows them: voters, then learners",
+        "membership",
+        {200: _ok("the configuration in effect on this node", out.MembershipOut)},
+        errors={400: "bad query string"},
+    ),
+    ("POST", "/cluster/members"): Operation(
+        "Add a member (as a learner, promoted to voter once caught up unless promote=false)",
+        "membership",
+        {201: _ok("committed: the new configuration", out.MembershipOut)},
+        body=AddMemberSchema,
+        example={
+            "node_id": "node4",
+            "raft_addr": "127.0.0.1:9004",
+            "http_addr": "http://127.0.0.1:8083",
+        },
+        errors=_CHANGE_ERRORS,
+    ),
+    ("POST", "/cluster/members/{id}/promote"): Operation(
+        "Promote a learner to voter now",
+        "membership",
+        {200: _ok("committed: the new configuration", out.MembershipOut)},
+        path_id="node id",
+        body=NoBodySchema,
+        body_required=False,
+        errors=_MEMBER_ERRORS,
+    ),
+    ("DELETE", "/cluster/members/{id}"): Operation(
+        "Remove a member (the leader hands leadership over first)",
+        "membership",
+        {200: _ok("committed: the new configuration", out.MembershipOut)},
+        query=out.ForceQuery,
+        path_id="node id",
+        errors=_MEMBER_ERRORS,
+    ),
+    ("POST", "/cluster/leader"): Operation(
+        "Hand leadership to another voter (the given one, or the most caught-up)",
+        "membership",
+        {200: _ok("another voter leads", out.LeaderOut)},
+        body=TransferSchema,
+        body_required=False,
+        example={"node_id": "node2"},
+        errors={**_CHANGE_ERRORS, 409: "transfer_refused: the target is not a caught-up voter"},
+    ),
+    ("GET", "/raft/state"): Operation(
+        "This node's Raft state as one word: Leader, Follower, Candidate or Learner",
+        "membership",
+        {200: Answer("the state", content_type="text/plain")},
+        errors={400: "bad query string"},
+    ),
+    ("POST", "/join"): Operation(
+        "Add a member, seed-compatible spelling of POST /cluster/members",
+        "membership",
+        {200: _ok("committed: the new configuration", out.MembershipOut)},
+        query=out.JoinQuery,
+        errors=_CHANGE_ERRORS,
+    ),
+    ("DELETE", "/cluster/servers"): Operation(
+        "Remove a member, seed-compatible spelling of DELETE /cluster/members/{id}",
+        "membership",
+        {200: _ok("committed: the new configuration", out.MembershipOut)},
+        query=out.ServersQuery,
+        errors=_MEMBER_ERRORS,
     ),
     ("GET", "/cluster/snapshots"): Operation(
         "This node's snapshots, newest first",

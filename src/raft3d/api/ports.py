@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
-from raft3d.node.status import NodeStatus
+from raft3d.node.status import Membership, NodeStatus
 
 R_co = TypeVar("R_co", covariant=True)
 
@@ -168,4 +168,41 @@ class NodePort(Protocol[R_co]):
         Returns the index of the newest snapshot (0 when there is none). Raises
         ``NodeStoppedError`` when the node is stopping or halted.
         """
+        ...
+
+    # -- membership (SPEC §6) -----------------------------------------------------------
+    # The async ones raise ``NotLeaderError(leader_id)`` on a non-leader (the HTTP layer then
+    # forwards the request like a write), ``NodeStoppedError`` when stopping, ``TimeoutError``
+    # when the change was not seen to commit in time, and the ``ConfChangeError`` family of
+    # ``raft3d.node.errors`` when the change is refused.
+
+    def membership(self) -> Membership:
+        """The configuration in effect on this node (any node, its own view)."""
+        ...
+
+    async def add_member(
+        self,
+        node_id: str,
+        raft_addr: str,
+        http_addr: str,
+        *,
+        promote: bool = True,
+        timeout: float | None = None,
+    ) -> Membership:
+        """Add ``node_id`` as a learner; return once that entry is committed (not when the
+        learner is promoted, which happens by itself once it caught up if ``promote``)."""
+        ...
+
+    async def promote_member(self, node_id: str, *, timeout: float | None = None) -> Membership: ...
+
+    async def remove_member(
+        self, node_id: str, *, force: bool = False, timeout: float | None = None
+    ) -> Membership:
+        """Remove a voter or learner (the leader itself too: it hands over once committed)."""
+        ...
+
+    async def transfer_leadership(
+        self, target: str | None = None, *, timeout: float | None = None
+    ) -> str:
+        """Return the new leader's id once another voter leads (None: the most caught-up)."""
         ...

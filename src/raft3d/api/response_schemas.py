@@ -16,6 +16,7 @@ from raft3d.api.schemas import MAX_ID_CHARS, CaseInsensitiveEnum, job_status_fie
 from raft3d.domain.model import FilamentType, JobStatus
 
 _ROLES = ("leader", "follower", "candidate")
+_SUFFRAGES = ("voter", "learner", "removed", "none")
 
 
 def _enum(values: list[str]) -> fields.String:
@@ -93,6 +94,42 @@ class ClusterStatusOut(_Open):
     snapshot_index = fields.Integer(required=True)
     peers = fields.List(fields.Nested(PeerOut), required=True)
     pid = fields.Integer(required=True)
+    suffrage = _enum(list(_SUFFRAGES))
+    recovering = fields.Boolean(
+        required=True,
+        metadata={"description": "rejoining after losing its log; votes again once caught up"},
+    )
+    cluster_id = fields.String(required=True, metadata={"description": "empty until known"})
+
+
+class MemberOut(_Open):
+    node_id = fields.String(required=True)
+    raft_addr = fields.String(required=True, metadata={"example": "127.0.0.1:9001"})
+    http_addr = fields.String(required=True, metadata={"example": "http://127.0.0.1:8080"})
+    suffrage = _enum(["voter", "learner"])
+    reachable = fields.Boolean(required=True)
+    match_index = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "known on the leader only"}
+    )
+
+
+class MembershipOut(_Open):
+    config_index = fields.Integer(
+        required=True, metadata={"description": "log index of the entry that set it (0: conf/)"}
+    )
+    change_pending = fields.Boolean(
+        required=True, metadata={"description": "the configuration entry is not committed yet"}
+    )
+    members = fields.List(
+        fields.Nested(MemberOut),
+        required=True,
+        metadata={"description": "voters first, then learners, each sorted by node id"},
+    )
+    cluster_id = fields.String(metadata={"description": "on a change, when the node knows it"})
+
+
+class LeaderOut(_Closed):
+    leader_id = fields.String(required=True)
 
 
 class HealthOut(_Open):
@@ -190,6 +227,31 @@ class StreamQuery(Schema):
         validate=validate.Range(0, 2**63 - 1),
         metadata={"description": "start after this index (Last-Event-ID wins)"},
     )
+
+
+class ForceQuery(Schema):
+    force = fields.String(
+        validate=validate.OneOf(["true", "false"]),
+        metadata={"description": "remove even if the rest could not reach a quorum"},
+    )
+
+
+class JoinQuery(Schema):
+    node_id = fields.String(required=True, metadata={"example": "node4"})
+    addr = fields.String(
+        required=True, metadata={"description": "Raft address", "example": "127.0.0.1:9004"}
+    )
+    http = fields.String(
+        required=True, metadata={"description": "HTTP base URL", "example": "http://127.0.0.1:8083"}
+    )
+    promote = fields.String(
+        validate=validate.OneOf(["true", "false"]),
+        metadata={"description": "promote once caught up (default true)"},
+    )
+
+
+class ServersQuery(ForceQuery):
+    id = fields.String(required=True, metadata={"description": "the member to remove"})
 
 
 def enum_pattern(field: CaseInsensitiveEnum[Any]) -> str:

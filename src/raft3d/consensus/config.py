@@ -6,9 +6,10 @@ The defaults a node runs with live in ``raft3d.config.RaftSettings``; the node b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from raft3d.consensus.types import NodeId
+from raft3d.consensus.types import ConfState, NodeId, sort_contexts
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,23 @@ class CoreConfig:
     # Entries kept in the log below a snapshot taken by ``compact``, so that a follower
     # slightly behind is sent entries rather than the whole snapshot.
     trailing_entries: int = 0
+    # The bootstrap voters' contexts (opaque to the core; the driver's member addresses),
+    # carried by the bootstrap configuration. Keys must be among ``voters``.
+    voter_contexts: Mapping[NodeId, bytes] = field(default_factory=dict, hash=False)
+    # Start in recovery mode (see ``recovery``): the node lost its log, so it must not vote
+    # or campaign until a leader has brought it back up to date.
+    recovering: bool = False
+
+    def bootstrap_conf(self) -> ConfState:
+        """The configuration a new cluster starts from, before its log holds any."""
+        return ConfState(self.voters, contexts=sort_contexts(self.voter_contexts.items()))
 
     def __post_init__(self) -> None:
         if len(set(self.voters)) != len(self.voters):
             raise ValueError("voters must be distinct node ids")
+        strangers = set(self.voter_contexts) - set(self.voters)
+        if strangers:
+            raise ValueError(f"voter_contexts names non-voters: {sorted(strangers)}")
         if self.promote_lag < 0:
             raise ValueError("promote_lag must not be negative")
         if self.heartbeat_ticks < 1 or self.election_ticks <= self.heartbeat_ticks:

@@ -29,6 +29,8 @@ from raft3d.consensus.types import (
     EntryType,
     NodeId,
     RaftError,
+    contexts_from_wire,
+    contexts_to_wire,
 )
 
 
@@ -54,7 +56,8 @@ def apply_change(conf: ConfState, change: ConfChange) -> ConfState:
         if conf.is_member(node):
             raise MemberExistsError(node)
         manual = conf.manual if change.auto_promote else (*conf.manual, node)
-        return ConfState(conf.voters, (*conf.learners, node), manual)
+        contexts = conf.with_context(node, change.context)
+        return ConfState(conf.voters, (*conf.learners, node), manual, contexts)
     if kind is ConfChangeType.PROMOTE:
         if node in conf.voters:
             raise ConfChangeError(f"node {node!r} is already a voter")
@@ -64,6 +67,7 @@ def apply_change(conf: ConfState, change: ConfChange) -> ConfState:
             (*conf.voters, node),
             tuple(n for n in conf.learners if n != node),
             tuple(n for n in conf.manual if n != node),
+            conf.contexts,  # a promoted member keeps its context
         )
     if not conf.is_member(node):
         raise UnknownMemberError(node)
@@ -73,6 +77,7 @@ def apply_change(conf: ConfState, change: ConfChange) -> ConfState:
         tuple(n for n in conf.voters if n != node),
         tuple(n for n in conf.learners if n != node),
         tuple(n for n in conf.manual if n != node),
+        conf.without_context(node),
     )
 
 
@@ -86,6 +91,7 @@ def encode_conf_entry(change: ConfChange, state: ConfState) -> bytes:
             list(state.voters),
             list(state.learners),
             list(state.manual),
+            contexts_to_wire(state.contexts),
         ),
         use_bin_type=True,
     )
@@ -94,7 +100,8 @@ def encode_conf_entry(change: ConfChange, state: ConfState) -> bytes:
 def decode_conf_entry(data: bytes) -> tuple[ConfChange, ConfState]:
     """Decode a CONF_CHANGE entry's payload; raises ``ValueError`` if it is malformed."""
     try:
-        kind, node, auto, context, voters, learners, manual = msgpack.unpackb(
+        # Entries written before member contexts existed have no eighth field.
+        kind, node, auto, context, voters, learners, manual, *rest = msgpack.unpackb(
             data, raw=False, use_list=True
         )
         change = ConfChange(ConfChangeType(kind), str(node), bool(auto), bytes(context))
@@ -102,6 +109,7 @@ def decode_conf_entry(data: bytes) -> tuple[ConfChange, ConfState]:
             tuple(str(v) for v in voters),
             tuple(str(v) for v in learners),
             tuple(str(v) for v in manual),
+            contexts_from_wire(rest[0]) if rest else (),
         )
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise ValueError(f"malformed configuration entry: {exc}") from exc

@@ -71,6 +71,7 @@ class Reconfiguration:
     _transfer_elapsed: int
     _leaving: dict[NodeId, int]  # leader: removed peer -> index of its removal
     _election_elapsed: int
+    _recovering: bool
 
     # --- provided by RaftCore ---------------------------------------------------------------
 
@@ -215,9 +216,13 @@ class Reconfiguration:
             return
         lag = self._cfg.promote_lag
         last = self._log.last_index
+        # A learner must hold the entry that put the configuration in force (so it has
+        # answered since it was added) as well as be within the lag: on a young log a match
+        # of 0 is "within the lag" of a learner that never started.
+        needed = self._confs.index
         for learner in conf.learners:
             pr = self._progress.get(learner)
-            if learner in conf.manual or pr is None or pr.match + lag < last:
+            if learner in conf.manual or pr is None or pr.match < needed or pr.match + lag < last:
                 continue
             self.propose_conf_change(ConfChange(ConfChangeType.PROMOTE, learner))
             return
@@ -261,5 +266,5 @@ class Reconfiguration:
         return not heard or msg.context == TRANSFER_CONTEXT
 
     def _on_timeout_now(self) -> None:
-        if self._id in self._voters:
+        if self._id in self._voters and not self._recovering:
             self._become_candidate(transfer=True)

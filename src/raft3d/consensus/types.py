@@ -9,6 +9,7 @@ layer agrees on one format; it is plain msgpack of a positional array.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import msgpack
@@ -50,14 +51,35 @@ class HardState:
     commit: int = 0
 
 
+Contexts = tuple[tuple[NodeId, bytes], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class ConfState:
     """One cluster configuration. Learners receive the log but never vote or count toward a
-    quorum; ``manual`` lists the learners the leader does not promote automatically."""
+    quorum; ``manual`` lists the learners the leader does not promote automatically.
+    ``contexts`` holds an opaque blob per member (the driver keeps each member's addresses
+    there), as (node id, context) pairs sorted by node id; the core never reads them. An
+    empty context is not stored: a member without one reads as b""."""
 
     voters: tuple[NodeId, ...] = ()
     learners: tuple[NodeId, ...] = ()
     manual: tuple[NodeId, ...] = ()
+    contexts: Contexts = ()
+
+    def context_of(self, node: NodeId) -> bytes:
+        """The member's context (b"" if it has none)."""
+        for member, context in self.contexts:
+            if member == node:
+                return context
+        return b""
+
+    def with_context(self, node: NodeId, context: bytes) -> Contexts:
+        """``contexts`` with ``node``'s set to ``context`` (kept sorted by node id)."""
+        return sort_contexts((*self.without_context(node), (node, context)))
+
+    def without_context(self, node: NodeId) -> Contexts:
+        return tuple(item for item in self.contexts if item[0] != node)
 
     def is_voter(self, node: NodeId) -> bool:
         return node in self.voters
@@ -81,10 +103,38 @@ class SnapshotMeta:
     voters: tuple[NodeId, ...] = ()  # cluster configuration at ``index``
     learners: tuple[NodeId, ...] = ()
     manual: tuple[NodeId, ...] = ()  # learners not promoted automatically
+    contexts: Contexts = ()  # each member's opaque context, sorted by node id
 
     @property
     def conf_state(self) -> ConfState:
-        return ConfState(self.voters, self.learners, self.manual)
+        return ConfState(self.voters, self.learners, self.manual, self.contexts)
+
+    @classmethod
+    def of(cls, index: int, term: int, conf: ConfState) -> SnapshotMeta:
+        return cls(index, term, conf.voters, conf.learners, conf.manual, conf.contexts)
+
+
+def sort_contexts(items: Iterable[tuple[NodeId, bytes]]) -> Contexts:
+    """Contexts in their canonical order (by node id), one per node, empty ones left out."""
+    return tuple(sorted((node, ctx) for node, ctx in dict(items).items() if ctx))
+
+
+def contexts_to_wire(contexts: Contexts) -> list[list[object]]:
+    return [[node, context] for node, context in contexts]
+
+
+def contexts_from_wire(value: object) -> Contexts:
+    """Decode what ``contexts_to_wire`` produced; raises ``ValueError`` if malformed."""
+    if not isinstance(value, list):
+        raise ValueError("expected a list of member contexts")
+    pairs = []
+    for item in value:
+        if not isinstance(item, list) or len(item) != 2:
+            raise ValueError("expected a (node id, context) pair")
+        pairs.append((_str(item[0]), _bytes(item[1])))
+    if len({node for node, _ in pairs}) != len(pairs):
+        raise ValueError("a node id appears twice among the member contexts")
+    return sort_contexts(pairs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +206,7 @@ class Message:
                 list(self.snapshot_meta.voters),
                 list(self.snapshot_meta.learners),
                 list(self.snapshot_meta.manual),
+                contexts_to_wire(self.snapshot_meta.contexts),
             )
         )
         return msgpack.packb(  # type: ignore[no-any-return]
@@ -226,9 +277,17 @@ class Message:
 
 
 def _meta(fields: list[object]) -> SnapshotMeta:
-    index, term, voters, *rest = fields  # learners and manual are absent in older senders
-    learners, manual = [*rest, [], []][:2]
-    return SnapshotMeta(_uint(index), _uint(term), _names(voters), _names(learners), _names(manual))
+    # learners, manual and contexts are absent in messages of older senders
+    index, term, voters, *rest = fields
+    learners, manual, contexts = [*rest, [], [], []][:3]
+    return SnapshotMeta(
+        _uint(index),
+        _uint(term),
+        _names(voters),
+        _names(learners),
+        _names(manual),
+        contexts_from_wire(contexts),
+    )
 
 
 def _names(v: object) -> tuple[str, ...]:
@@ -295,6 +354,9 @@ class Ready:
     # appended or truncated, or a snapshot installed): the driver connects to new members
     # and drops removed ones. It may still be uncommitted.
     conf_state: ConfState | None = None
+    # True, once, in the Ready where recovery mode ended (``RaftCore.begin_recovery``): the
+    # node votes again once this Ready is persisted (it may carry a vote for the leader).
+    recovered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +384,7 @@ class CoreStatus:
     learners: tuple[NodeId, ...] = ()
     conf_index: int = 0  # log index of the entry that set the configuration (0: bootstrap)
     transferring_to: NodeId | None = None
+    recovering: bool = False  # in recovery mode: neither votes nor campaigns
 
 
 class RaftError(Exception):

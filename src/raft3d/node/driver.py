@@ -25,12 +25,12 @@ from raft3d.consensus.types import Message, NotLeaderError, Ready, Role, Snapsho
 from raft3d.node.errors import NodeStoppedError
 from raft3d.node.events import CommittedEvent, EventFeed, EventPage
 from raft3d.node.heap import settle_long_lived
+from raft3d.node.membership import NodeMembership
 from raft3d.node.options import NodeOptions
 from raft3d.node.ready import NodeCounters, ReadyStep
 from raft3d.node.roles import RoleWatch
 from raft3d.node.seams import SnapshotRecord, StateMachine, Storage, Transport
 from raft3d.node.snapshotting import Snapshotter
-from raft3d.node.status import NodeStatus, node_status
 
 log = logging.getLogger("raft3d.node")
 
@@ -38,7 +38,7 @@ log = logging.getLogger("raft3d.node")
 R = TypeVar("R")
 
 
-class RaftNode(Generic[R]):
+class RaftNode(NodeMembership, Generic[R]):
     def __init__(
         self,
         options: NodeOptions,
@@ -75,6 +75,7 @@ class RaftNode(Generic[R]):
         self._tick_handle: asyncio.TimerHandle | None = None
         self._stopping = False
         self.halted: BaseException | None = None
+        self.cluster_id = ""
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -101,6 +102,7 @@ class RaftNode(Generic[R]):
         if state.snapshot is not None:
             step.snapshot_bytes = len(state.snapshot.data)
         self._roles = RoleWatch(self.node_id, core.term, self.counters, step.proposals.fail)
+        self._membership_start(state)
         log.info(
             "node starting node=%s term=%d snapshot_index=%d last_index=%d commit=%d",
             self.node_id,
@@ -274,21 +276,13 @@ class RaftNode(Generic[R]):
         """Why the node stopped serving (a disk error, a corrupt entry), or None."""
         return None if self.halted is None else repr(self.halted)
 
-    def status(self) -> NodeStatus:
-        step = self.step
-        return node_status(
-            self.core.status(),
-            step.applied,
-            step.snapshot_index,
-            self.options.addresses,
-            self.transport.reachable,
-        )
-
     # -- inputs (the transport calls these) ------------------------------------------------
 
     def receive(self, msg: Message) -> None:
         if self._core is None or self.halted is not None:
             return
+        if not self._gate.admit(msg):
+            return  # it may have lost its log: no say in elections (raft3d.node.recovery)
         self._core.step(msg)
         self._wakeup.set()
 
@@ -313,7 +307,7 @@ class RaftNode(Generic[R]):
         # Catch up on missed ticks after a stall, but never run more than a few at once.
         ticks = 0
         while self._next_tick <= now and ticks < 5:
-            if self._core is not None and self.halted is None:
+            if self._core is not None and self.halted is None and self._gate.ticking:
                 self._core.tick()
             self._next_tick += self.options.tick_s
             ticks += 1
@@ -335,6 +329,7 @@ class RaftNode(Generic[R]):
                 while core.has_ready() and not self._stopping and self.halted is None:
                     await self._handle_ready(core.ready())
                 self._roles.observe(core)
+                self._membership_turn()
             except Exception as exc:  # a failed disk or an undecodable entry: stop, never diverge
                 self._halt(exc)
                 return
@@ -370,6 +365,7 @@ class RaftNode(Generic[R]):
         else:
             step.finish(rd)
         self.core.advance(rd)
+        self._membership_ready(rd)
         if step.snapshot_due() and self._snapshots.pending is None:
             self._snapshots.start(self.core, step)
 
@@ -380,6 +376,7 @@ class RaftNode(Generic[R]):
         if self._step is not None:
             self._step.proposals.fail()
             self._step.reads.fail(exc)
+            self._wake_watchers()
 
     def _halt(self, exc: BaseException) -> None:
         if self.halted is not None:

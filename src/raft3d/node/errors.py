@@ -3,17 +3,35 @@ the layers below it that reach them (the core's, storage's)."""
 
 from __future__ import annotations
 
+from raft3d.consensus.membership import (
+    ConfChangeError,
+    ConfChangeInProgressError,
+    LeadershipTransferError,
+    MemberExistsError,
+    NoCommitInTermError,
+    NotAVoterError,
+    UnknownMemberError,
+)
 from raft3d.consensus.types import EntryTooLargeError, NotLeaderError, RaftError
 from raft3d.storage.errors import StorageError
 
 __all__ = [
+    "ConfChangeError",
+    "ConfChangeInProgressError",
     "EntryTooLargeError",
+    "LeadershipTransferError",
+    "MemberExistsError",
+    "NoCommitInTermError",
     "NoLeaderError",
     "NodeStoppedError",
+    "NotAVoterError",
     "NotLeaderError",
     "OutcomeUnknownError",
     "RaftError",
     "StorageError",
+    "TransferRefusedError",
+    "UnknownMemberError",
+    "WouldLoseQuorumError",
 ]
 
 
@@ -38,3 +56,28 @@ class NoLeaderError(RaftError):
 
 class NodeStoppedError(RaftError):
     """The node is shutting down or has halted."""
+
+
+class WouldLoseQuorumError(ConfChangeError):
+    """Removing the member would leave fewer reachable voters than a quorum of the voters
+    that remain (pass ``force`` to remove it anyway)."""
+
+    def __init__(self, node: str, reachable: int, quorum: int) -> None:
+        self.node_id = node
+        self.reachable = reachable
+        self.quorum = quorum
+        super().__init__(
+            f"removing {node!r} would leave {reachable} reachable voters, fewer than the "
+            f"quorum of {quorum} the remaining voters need"
+        )
+
+
+class TransferRefusedError(ConfChangeError):
+    """Leadership cannot be handed to the requested (or any) voter now."""
+
+
+def address_in_use(node: str, raft_addr: str) -> MemberExistsError:
+    """``MemberExistsError`` for a raft address that member ``node`` already uses."""
+    exc = MemberExistsError(node)
+    exc.args = (f"raft address {raft_addr} is already used by member {node!r}",)
+    return exc

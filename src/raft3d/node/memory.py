@@ -158,6 +158,8 @@ class MemoryTransport:
         self._peer_changed = peer_changed
         self._dropped: Counter[str] = Counter()
         self.sent = 0
+        # None: every node of the network is a peer (until the driver says otherwise).
+        self.links: set[str] | None = None
 
     async def start(self) -> None:
         self._network._join(self._node_id, self._receive, self._peer_changed)
@@ -167,11 +169,28 @@ class MemoryTransport:
 
     def send(self, msg: Message) -> None:
         self.sent += 1
-        if not self._network._deliver(msg):
+        if self.links is not None and msg.to not in self.links:
+            self._dropped["unknown_peer"] += 1
+        elif not self._network._deliver(msg):
             self._dropped["unreachable"] += 1
 
     def reachable(self, peer: str) -> bool:
-        return self._network.linked(self._node_id, peer)
+        linked = self.links is None or peer in self.links
+        return linked and self._network.linked(self._node_id, peer)
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return () if self.links is None else tuple(sorted(self.links))
+
+    def connect_peer(self, peer: str, raft_addr: str) -> bool:
+        if self.links is None:
+            self.links = set()
+        self.links.add(peer)
+        return True
+
+    def drop_peer(self, peer: str) -> None:
+        if self.links is not None:
+            self.links.discard(peer)
 
     @property
     def dropped(self) -> Mapping[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from raft3d.consensus import CoreConfig
 
@@ -26,6 +27,10 @@ class NodeOptions:
     # ...and only once their log bytes reach this share of the last snapshot's size.
     snapshot_log_ratio: float = 0.0
     addresses: Mapping[str, MemberAddress] = field(default_factory=dict)
+    # Identity and amnesia protection (``raft3d.node.recovery``); None: nothing on disk.
+    data_dir: Path | None = None
+    cluster_id: str = ""  # the seed configuration's (or the identity's); "" while joining
+    joining: bool = False  # a blank node that waits to be added to an existing cluster
 
     @property
     def node_id(self) -> str:

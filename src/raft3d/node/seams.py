@@ -126,6 +126,20 @@ class Transport(Protocol):
     def reachable(self, peer: str) -> bool: ...
 
     @property
+    def peers(self) -> tuple[str, ...]:
+        """The peers linked now."""
+        ...
+
+    def connect_peer(self, peer: str, raft_addr: str) -> bool:
+        """Link to ``peer`` at ``raft_addr`` ("host:port"; a linked peer is redialed there if
+        it moved). False if it cannot be linked (no usable address)."""
+        ...
+
+    def drop_peer(self, peer: str) -> None:
+        """Stop linking to ``peer``: its queue, connection and inbound connection close."""
+        ...
+
+    @property
     def dropped(self) -> Mapping[str, int]:
         """Messages, frames or connections dropped so far, by reason."""
         ...

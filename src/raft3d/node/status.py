@@ -16,6 +16,7 @@ class PeerInfo:
     http_addr: str  # "http://host:port"
     reachable: bool
     match_index: int | None  # known on the leader only
+    suffrage: str = "voter"  # "voter" | "learner"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,27 @@ class NodeStatus:
     last_log_index: int
     snapshot_index: int
     peers: tuple[PeerInfo, ...]
+    # "voter" | "learner" | "removed" | "none" ("none": a joining node not added yet)
+    suffrage: str = "voter"
+    recovering: bool = False
+    cluster_id: str = ""  # empty until known
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    node_id: str
+    raft_addr: str  # "host:port" (the member's advertised raft address)
+    http_addr: str  # "http://host:port" or "https://host:port"
+    suffrage: str  # "voter" | "learner"
+    reachable: bool  # True for the node itself; transport view otherwise
+    match_index: int | None  # known on the leader (its own: last log index); None elsewhere
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    config_index: int  # log index of the entry that set this configuration (0: bootstrap)
+    members: tuple[MemberInfo, ...]  # voters first, then learners, each sorted by node id
+    change_pending: bool  # the configuration entry is not yet committed
 
 
 def node_status(
@@ -38,6 +60,10 @@ def node_status(
     snapshot_index: int,
     addresses: Mapping[str, MemberAddress],
     reachable: Callable[[str], bool],
+    *,
+    suffrage: str = "voter",
+    recovering: bool = False,
+    cluster_id: str = "",
 ) -> NodeStatus:
     """The view of a node from its core's status and where its members are reached."""
     match = {p.node_id: p.match_index for p in cs.peers}
@@ -51,8 +77,9 @@ def node_status(
             http_addr=addresses[peer].http_url if peer in addresses else "",
             reachable=reachable(peer),
             match_index=match.get(peer) if cs.role is Role.LEADER else None,
+            suffrage="voter" if peer in cs.voters else "learner",
         )
-        for peer in cs.voters
+        for peer in cs.voters + cs.learners
         if peer != cs.node_id
     )
     return NodeStatus(
@@ -66,4 +93,7 @@ def node_status(
         last_log_index=cs.last_log_index,
         snapshot_index=snapshot_index,
         peers=peers,
+        suffrage=suffrage,
+        recovering=recovering,
+        cluster_id=cluster_id,
     )

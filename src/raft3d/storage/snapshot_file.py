@@ -5,10 +5,13 @@ Layout (format version 1, integers little-endian)::
     magic        8 bytes   b"R3DSNAP\\0"
     version      u16       1
     header_len   u32       length of the JSON header that follows
-    header       JSON      {"index", "term", "voters", "learners", "manual", "created_at",
-                           "data_len"} (UTF-8; "learners" and "manual", the learners not
-                           promoted automatically, are absent in files written before
-                           membership changes existed and then read as empty)
+    header       JSON      {"index", "term", "voters", "learners", "manual", "contexts",
+                           "created_at", "data_len"} (UTF-8; "learners" and "manual", the
+                           learners not promoted automatically, are absent in files written
+                           before membership changes existed, "contexts" (each member's
+                           opaque context, as [node id, base64] pairs sorted by node id) in
+                           files written before member contexts existed; absent fields read
+                           as empty)
     checksum     32 bytes  SHA-256 over every byte before it (magic..header) and the data
     data         data_len bytes, the state machine's opaque snapshot
 
@@ -19,6 +22,8 @@ the checksum matches. Anything else (a flipped byte, a truncated file) raises
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import math
@@ -28,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from raft3d.consensus.types import Snapshot, SnapshotMeta
+from raft3d.consensus.types import Contexts, Snapshot, SnapshotMeta, sort_contexts
 
 MAGIC = b"R3DSNAP\x00"
 FORMAT_VERSION = 1
@@ -72,6 +77,10 @@ def write_snapshot_file(f: BinaryIO, snapshot: Snapshot, created_at: float) -> i
             "voters": list(snapshot.meta.voters),
             "learners": list(snapshot.meta.learners),
             "manual": list(snapshot.meta.manual),
+            "contexts": [
+                [node, base64.b64encode(context).decode("ascii")]
+                for node, context in snapshot.meta.contexts
+            ],
             "created_at": created_at,
             "data_len": len(snapshot.data),
         },
@@ -140,6 +149,7 @@ def _read_header(f: BinaryIO, size: int) -> tuple[_Header, bytes, bytes]:
     voters = _names(fields.get("voters"), "voters")
     learners = _names(fields.get("learners", []), "learners")
     manual = _names(fields.get("manual", []), "manual")
+    contexts = _contexts(fields.get("contexts", []))
     created_at = fields.get("created_at")
     _check(type(created_at) in (int, float) and math.isfinite(created_at), "created_at malformed")
     expected = f.read(_CHECKSUM_LEN)
@@ -149,9 +159,31 @@ def _read_header(f: BinaryIO, size: int) -> tuple[_Header, bytes, bytes]:
         size == data_offset + data_len,
         f"file is {size} bytes, header says {data_offset + data_len}",
     )
-    meta = SnapshotMeta(index, term, voters, learners, manual)
+    meta = SnapshotMeta(index, term, voters, learners, manual, contexts)
     header = _Header(meta, float(created_at), data_len)
     return header, expected, raw_prefix + raw_header
+
+
+def _contexts(value: object) -> Contexts:
+    if not isinstance(value, list):
+        raise InvalidSnapshotFile("header field contexts malformed")
+    pairs: list[tuple[str, bytes]] = []
+    for item in value:
+        if (
+            not isinstance(item, list)
+            or len(item) != 2
+            or not isinstance(item[0], str)
+            or not isinstance(item[1], str)
+        ):
+            raise InvalidSnapshotFile("header field contexts malformed")
+        try:
+            pairs.append((item[0], base64.b64decode(item[1], validate=True)))
+        except (ValueError, binascii.Error) as exc:
+            raise InvalidSnapshotFile("header field contexts malformed") from exc
+    _check(
+        len({node for node, _ in pairs}) == len(pairs), "header field contexts names a node twice"
+    )
+    return sort_contexts(pairs)
 
 
 def _names(value: object, name: str) -> tuple[str, ...]:

@@ -44,6 +44,14 @@ class AcceptorContext(Protocol):
 
     def inbound_closed(self, conn: InboundConnection) -> None: ...
 
+    def handshake_info(self) -> wire.HandshakeInfo | None:
+        """What this node says about itself (None: nothing, as older nodes did)."""
+        ...
+
+    def peer_info(self, peer_id: str, info: wire.HandshakeInfo | None) -> bool:
+        """An authenticated peer said ``info``; False refuses it (another cluster)."""
+        ...
+
 
 class InboundConnection(asyncio.Protocol):
     def __init__(self, ctx: AcceptorContext) -> None:
@@ -161,13 +169,25 @@ class InboundConnection(asyncio.Protocol):
             self._transport.write(wire.encode_challenge(self._ctx.node_id, self._acceptor_nonce))
             self._state = _AWAIT_PROOF
             return
-        proof = wire.decode_proof(body)
+        proof, theirs = wire.decode_proof_info(body)
+        ctx = self._ctx
         transcript = wire.transcript(
-            self._dialer_id, self._ctx.node_id, self._dialer_nonce, self._acceptor_nonce
+            self._dialer_id, ctx.node_id, self._dialer_nonce, self._acceptor_nonce
         )
-        if not wire.proofs_match(proof, wire.dialer_proof(self._ctx.secret, transcript)):
+        if not wire.proofs_match(
+            proof, wire.dialer_proof(ctx.secret, transcript + (theirs or b""))
+        ):
             raise wire.ProtocolViolation(stats.AUTH_FAILED, "dialer proof does not verify")
-        self._transport.write(wire.encode_proof(wire.acceptor_proof(self._ctx.secret, transcript)))
+        # Answer in the dialer's format: with our info only if it sent its own.
+        info = None if theirs is None else ctx.handshake_info()
+        mine = None if info is None else wire.encode_info(info)
+        answer = wire.acceptor_proof(ctx.secret, transcript + (mine or b""))
+        self._transport.write(wire.encode_proof(answer, mine))
+        peer_info = None if theirs is None else wire.decode_info(theirs)
+        if not ctx.peer_info(self._dialer_id, peer_info):
+            raise wire.ProtocolViolation(
+                stats.CLUSTER_ID_MISMATCH, f"{self._dialer_id!r} belongs to another cluster"
+            )
         self._opener = wire.FrameOpener(wire.session_key(self._ctx.secret, transcript))
         self._state = _AUTHENTICATED
         self.peer_id = self._dialer_id

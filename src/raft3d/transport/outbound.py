@@ -41,6 +41,10 @@ class LinkSettings:
     backoff_min: float
     backoff_max: float
     ssl: ssl.SSLContext | None = None  # mutual TLS with the cluster CA
+    # What this node says about itself in handshakes (None: nothing, as older nodes), and
+    # who hears what each peer says (``Transport.peer_info``).
+    local_info: Callable[[], wire.HandshakeInfo | None] | None = None
+    on_peer_info: Callable[[str, wire.HandshakeInfo | None], bool] | None = None
 
 
 class _DialerProtocol(asyncio.StreamReaderProtocol):
@@ -226,13 +230,23 @@ class PeerLink:
                 stats.AUTH_FAILED, f"{self.address} has a certificate for {named!r}"
             )
         transcript = wire.transcript(s.node_id, acceptor_id, nonce, acceptor_nonce)
-        conn.writer.write(wire.encode_proof(wire.dialer_proof(s.secret, transcript)))
+        info = s.local_info() if s.local_info is not None else None
+        mine = None if info is None else wire.encode_info(info)
+        signed = transcript + (mine or b"")
+        conn.writer.write(wire.encode_proof(wire.dialer_proof(s.secret, signed), mine))
         answer = await _read_handshake_frame(
             conn, "it rejected our proof (is the cluster secret the same on both nodes?)"
         )
-        proof = wire.decode_proof(answer)
-        if not wire.proofs_match(proof, wire.acceptor_proof(s.secret, transcript)):
+        proof, theirs = wire.decode_proof_info(answer)
+        if not wire.proofs_match(
+            proof, wire.acceptor_proof(s.secret, transcript + (theirs or b""))
+        ):
             raise wire.ProtocolViolation(stats.AUTH_FAILED, "acceptor proof does not verify")
+        peer_info = None if theirs is None else wire.decode_info(theirs)
+        if s.on_peer_info is not None and not s.on_peer_info(self.peer_id, peer_info):
+            raise wire.ProtocolViolation(
+                stats.CLUSTER_ID_MISMATCH, f"{self.peer_id!r} belongs to another cluster"
+            )
         conn.sealer = wire.FrameSealer(wire.session_key(s.secret, transcript))
 
     async def _pump(self, conn: _Connection) -> None:

@@ -13,6 +13,8 @@ Connection level (the connection is closed):
   protocol mismatch, a malformed handshake message, or the other end closed mid-handshake
   (a connection that closes without sending a byte is not counted).
   Counted on both sides: by the acceptor for the dialer and by the dialer for the acceptor.
+- ``cluster_id_mismatch``: the peer authenticated but belongs to another cluster (its
+  handshake names a different cluster id). Counted on both sides.
 - ``handshake_timeout``: the handshake did not complete within ``handshake_timeout``.
 - ``oversized``: a length prefix above the limit (``max_frame_bytes``, or the small handshake
   limit before authentication); the body is never read.
@@ -35,6 +37,7 @@ TOO_LARGE = "too_large"
 UNENCODABLE = "unencodable"
 AUTH_FAILED = "auth_failed"
 HANDSHAKE_TIMEOUT = "handshake_timeout"
+CLUSTER_ID_MISMATCH = "cluster_id_mismatch"
 OVERSIZED = "oversized"
 TRUNCATED = "truncated"
 BAD_MAC = "bad_mac"
@@ -50,6 +53,7 @@ DROP_REASONS: tuple[str, ...] = (
     UNENCODABLE,
     AUTH_FAILED,
     HANDSHAKE_TIMEOUT,
+    CLUSTER_ID_MISMATCH,
     OVERSIZED,
     TRUNCATED,
     BAD_MAC,

@@ -14,13 +14,21 @@ import ssl
 from collections.abc import Callable, Mapping
 
 from raft3d.consensus.types import Message
-from raft3d.transport import stats
+from raft3d.transport import stats, wire
 from raft3d.transport.inbound import InboundConnection
 from raft3d.transport.outbound import LinkSettings, PeerLink
 
 log = logging.getLogger(__name__)
 
 _CLOSE_WAIT = 1.0  # aborted connections report closing on the next loop iteration
+
+
+def parse_address(text: str) -> tuple[str, int] | None:
+    """("host", port) from "host:port" (port 1-65535), or None."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host.strip("[]"), int(port)
 
 
 class Transport:
@@ -42,9 +50,18 @@ class Transport:
         backoff_max: float = 1.0,
         ssl_server: ssl.SSLContext | None = None,
         ssl_client: ssl.SSLContext | None = None,
+        local_info: Callable[[], wire.HandshakeInfo | None] | None = None,
+        on_peer_info: Callable[[str, wire.HandshakeInfo], None] | None = None,
+        accept_unknown: Callable[[], bool] | None = None,
     ) -> None:
         """``ssl_server``/``ssl_client``: mutual TLS for inbound and outbound connections (both
-        or neither); the peer's certificate must then name the node id it claims."""
+        or neither); the peer's certificate must then name the node id it claims.
+
+        ``local_info`` is what this node says about itself in handshakes; a peer whose info
+        names another cluster is refused (``cluster_id_mismatch``), the others' info goes to
+        ``on_peer_info``. ``accept_unknown``: while it returns True, dialers that are not peers
+        (yet) are challenged too, and accepted if they authenticate (a node that joins, or
+        whose configuration is behind, is contacted by members it does not know)."""
         if not node_id:
             raise ValueError("node_id must not be empty")
         if not secret:
@@ -64,7 +81,11 @@ class Transport:
         self._listen = listen
         self._on_peer_change = on_peer_change
         self._ssl_server = ssl_server
-        settings = LinkSettings(
+        self._local_info = local_info
+        self._on_peer_info = on_peer_info
+        self.accept_unknown = accept_unknown
+        self._mismatch_logged: set[str] = set()
+        self._settings = settings = LinkSettings(
             node_id=node_id,
             secret=secret,
             max_frame_bytes=max_frame_bytes,
@@ -75,6 +96,8 @@ class Transport:
             backoff_min=backoff_min,
             backoff_max=backoff_max,
             ssl=ssl_client,
+            local_info=local_info,
+            on_peer_info=self.peer_info,
         )
         self._links = {
             peer_id: PeerLink(peer_id, address, settings, self.stats, self._peer_changed)
@@ -82,7 +105,7 @@ class Transport:
             if peer_id != node_id
         }
         self._server: asyncio.Server | None = None
-        self._link_tasks: list[asyncio.Task[None]] = []
+        self._link_tasks: dict[str, asyncio.Task[None]] = {}
         self._inbound: set[InboundConnection] = set()
         self._inbound_by_peer: dict[str, InboundConnection] = {}
         self._no_inbound = asyncio.Event()
@@ -106,10 +129,8 @@ class Transport:
             ssl_handshake_timeout=self.handshake_timeout if self._ssl_server else None,
         )
         self._port = self._server.sockets[0].getsockname()[1]
-        self._link_tasks = [
-            asyncio.create_task(link.run(), name=f"raft3d-transport-{self.node_id}->{peer_id}")
-            for peer_id, link in self._links.items()
-        ]
+        for peer_id in self._links:
+            self._start_link(peer_id)
         log.info("transport %s listening on %s:%s", self.node_id, host, self._port)
 
     async def stop(self) -> None:
@@ -118,10 +139,10 @@ class Transport:
         server, self._server = self._server, None
         if server is not None:
             server.close()
-        for task in self._link_tasks:
+        for task in self._link_tasks.values():
             task.cancel()
-        await asyncio.gather(*self._link_tasks, return_exceptions=True)
-        self._link_tasks = []
+        await asyncio.gather(*self._link_tasks.values(), return_exceptions=True)
+        self._link_tasks = {}
         for conn in list(self._inbound):
             conn.close()
         try:
@@ -156,6 +177,40 @@ class Transport:
         Raises ``KeyError`` for a node that is not a configured peer.
         """
         self._links[peer].redial(address)
+
+    def connect_peer(self, peer: str, raft_addr: str) -> bool:
+        """Link to ``peer`` at ``raft_addr`` ("host:port") from now on: a new peer gets a link
+        (dialed at once if the transport runs), a known one is redialed if it moved.
+        False (nothing changes) if ``raft_addr`` is not a usable address."""
+        address = parse_address(raft_addr)
+        if address is None or peer == self.node_id:
+            return False
+        link = self._links.get(peer)
+        if link is not None:
+            if link.address != address:
+                link.redial(address)
+            return True
+        self._links[peer] = PeerLink(peer, address, self._settings, self.stats, self._peer_changed)
+        if self._server is not None:
+            self._start_link(peer)
+        log.info("transport %s linked to %s at %s", self.node_id, peer, raft_addr)
+        return True
+
+    def drop_peer(self, peer: str) -> None:
+        """Forget ``peer``: its queue is discarded, its connections closed, and it is refused
+        as a stranger from now on (until linked again)."""
+        link = self._links.pop(peer, None)
+        task = self._link_tasks.pop(peer, None)
+        if task is not None:
+            task.cancel()
+        inbound = self._inbound_by_peer.get(peer)
+        if inbound is not None:
+            inbound.close()
+        if link is not None:
+            if link.connected:
+                link.connected = False
+                self._peer_changed(peer, False)
+            log.info("transport %s dropped peer %s", self.node_id, peer)
 
     def reachable(self, peer: str) -> bool:
         """True while an authenticated outbound connection to ``peer`` is up."""
@@ -193,7 +248,31 @@ class Transport:
         return not self._stopping
 
     def is_peer(self, node_id: str) -> bool:
-        return node_id in self._links
+        if node_id in self._links:
+            return True
+        return self.accept_unknown is not None and node_id != self.node_id and self.accept_unknown()
+
+    def handshake_info(self) -> wire.HandshakeInfo | None:
+        return None if self._local_info is None else self._local_info()
+
+    def peer_info(self, peer_id: str, info: wire.HandshakeInfo | None) -> bool:
+        if wire.clusters_differ(self.handshake_info(), info):
+            assert info is not None
+            if peer_id not in self._mismatch_logged:
+                self._mismatch_logged.add(peer_id)
+                log.warning(
+                    "refusing peer %s: it belongs to cluster %s, this node to cluster %s",
+                    peer_id,
+                    info.cluster_id,
+                    self.handshake_info().cluster_id,  # type: ignore[union-attr]
+                )
+            return False
+        if info is not None and self._on_peer_info is not None:
+            try:
+                self._on_peer_info(peer_id, info)
+            except Exception:
+                log.exception("on_peer_info raised for %s", peer_id)
+        return True
 
     def inbound_authenticated(self, peer_id: str, conn: InboundConnection) -> None:
         # A peer dials one connection at a time, so an older one from it is stale
@@ -211,6 +290,11 @@ class Transport:
             self._no_inbound.set()
 
     # ------------------------------------------------------------ internals
+
+    def _start_link(self, peer_id: str) -> None:
+        self._link_tasks[peer_id] = asyncio.create_task(
+            self._links[peer_id].run(), name=f"raft3d-transport-{self.node_id}->{peer_id}"
+        )
 
     def _accept(self) -> InboundConnection:
         conn = InboundConnection(self)

@@ -6,13 +6,16 @@ Handshake (bodies are msgpack arrays, at most ``HANDSHAKE_MAX_FRAME`` bytes, no 
 
     dialer   -> acceptor   HELLO      [PROTOCOL, dialer_id, dialer_nonce]
     acceptor -> dialer     CHALLENGE  [acceptor_id, acceptor_nonce]
-    dialer   -> acceptor   PROOF      [HMAC(secret, "dialer-proof"   || transcript)]
-    acceptor -> dialer     PROOF      [HMAC(secret, "acceptor-proof" || transcript)]
+    dialer   -> acceptor   PROOF      [HMAC(secret, "dialer-proof"   || transcript || info), info]
+    acceptor -> dialer     PROOF      [HMAC(secret, "acceptor-proof" || transcript || info), info]
 
 ``transcript`` binds the protocol version, both node ids and both nonces. Each side checks
 the other's proof over nonces it chose itself, so a recorded handshake is useless on a new
 connection, and the direction labels keep one side's proof from passing as the other's.
 The acceptor proves itself only after the dialer has, so it is never an oracle for strangers.
+``info`` (``HandshakeInfo``: the sender's cluster id, whether its log holds anything, and
+where it listens) is covered by the proof; a dialer that sends a proof without it (an older
+peer) gets an answer without it, proven over the transcript alone.
 
 After the handshake only the dialer sends, and every body is
 ``mac (16 bytes) || seq (8 bytes, big-endian) || payload`` where ``payload`` is
@@ -27,6 +30,7 @@ import hashlib
 import hmac
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -96,15 +100,67 @@ def decode_challenge(body: bytes) -> tuple[str, bytes]:
     return _node_id(fields[0]), _nonce(fields[1])
 
 
-def encode_proof(proof: bytes) -> bytes:
-    return frame(_pack([proof]))
+@dataclass(frozen=True, slots=True)
+class HandshakeInfo:
+    """What each side of a handshake says about itself."""
+
+    cluster_id: str  # "" while not known (a node about to join)
+    formed: bool  # its log holds something: the cluster it belongs to exists
+    raft_addr: str  # where it listens ("host:port"), so that a stranger can be answered
+
+
+def encode_info(info: HandshakeInfo) -> bytes:
+    return _pack([info.cluster_id, info.formed, info.raft_addr])
+
+
+def decode_info(raw: bytes) -> HandshakeInfo:
+    try:
+        fields = msgpack.unpackb(raw, raw=False, use_list=True)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise ProtocolViolation(stats.AUTH_FAILED, "undecodable handshake info") from exc
+    if type(fields) is not list or len(fields) != 3:
+        raise ProtocolViolation(stats.AUTH_FAILED, "malformed handshake info")
+    cluster_id, formed, raft_addr = fields
+    if type(cluster_id) is not str or type(formed) is not bool or type(raft_addr) is not str:
+        raise ProtocolViolation(stats.AUTH_FAILED, "malformed handshake info")
+    if len(cluster_id) > MAX_NODE_ID_CHARS or len(raft_addr) > MAX_NODE_ID_CHARS:
+        raise ProtocolViolation(stats.AUTH_FAILED, "handshake info too long")
+    return HandshakeInfo(cluster_id, formed, raft_addr)
+
+
+def clusters_differ(a: HandshakeInfo | None, b: HandshakeInfo | None) -> bool:
+    """Both sides name a cluster, and not the same one."""
+    return (
+        a is not None
+        and b is not None
+        and bool(a.cluster_id and b.cluster_id)
+        and (a.cluster_id != b.cluster_id)
+    )
+
+
+def encode_proof(proof: bytes, info: bytes | None = None) -> bytes:
+    return frame(_pack([proof] if info is None else [proof, info]))
 
 
 def decode_proof(body: bytes) -> bytes:
-    (proof,) = _unpack_handshake(body, 1, "proof")
+    return decode_proof_info(body)[0]
+
+
+def decode_proof_info(body: bytes) -> tuple[bytes, bytes | None]:
+    """A proof and the encoded info that came with it (None from an older peer)."""
+    try:
+        fields = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise ProtocolViolation(stats.AUTH_FAILED, "undecodable proof") from exc
+    if type(fields) is not list or len(fields) not in (1, 2):
+        raise ProtocolViolation(stats.AUTH_FAILED, "malformed proof")
+    proof = fields[0]
+    info = fields[1] if len(fields) == 2 else None
     if type(proof) is not bytes or len(proof) != PROOF_BYTES:
         raise ProtocolViolation(stats.AUTH_FAILED, "malformed proof")
-    return proof
+    if info is not None and type(info) is not bytes:
+        raise ProtocolViolation(stats.AUTH_FAILED, "malformed proof")
+    return proof, info
 
 
 def transcript(
