@@ -14,6 +14,7 @@ from raft3d.node.errors import (
     ConfChangeError,
     ConfChangeInProgressError,
     LeadershipTransferError,
+    LearnerNotCaughtUpError,
     MemberExistsError,
     NoCommitInTermError,
     NodeStoppedError,
@@ -241,6 +242,7 @@ REFUSALS = [
     (UnknownMemberError("n4"), 404, "unknown_member"),
     (WouldLoseQuorumError("n2", 1, 2), 409, "would_lose_quorum"),
     (TransferRefusedError("n2 is behind"), 409, "transfer_refused"),
+    (LearnerNotCaughtUpError("n2", 0, 40), 409, "not_caught_up"),
     (ConfChangeError("cannot remove 'n1': it is the last voter"), 409, "conf_change_refused"),
     (TimeoutError(), 504, "timeout"),
     (LeadershipTransferError("n2"), 503, "transfer_in_progress"),
@@ -287,6 +289,9 @@ async def test_promote_remove_and_force(client: Client, node: FakeNode) -> None:
     response = await client.post("/cluster/members/n3/promote")
     assert response.status == 200
     assert ("n3", "voter") in member_ids(await response.json())
+    assert node.member_calls[-1] == ("promote", {"node_id": "n3", "force": False})
+    assert (await client.post("/cluster/members/n3/promote?force=true")).status == 200
+    assert node.member_calls[-1] == ("promote", {"node_id": "n3", "force": True})
     response = await client.delete("/cluster/members/n3?force=true")
     assert response.status == 200
     assert member_ids(await response.json()) == [("n1", "voter"), ("n2", "voter")]

@@ -13,6 +13,7 @@ from raft3d.node.addresses import decode_context, encode_context
 from raft3d.node.driver import RaftNode
 from raft3d.node.errors import (
     ConfChangeError,
+    LearnerNotCaughtUpError,
     MemberExistsError,
     NotLeaderError,
     TransferRefusedError,
@@ -128,6 +129,20 @@ async def test_a_manual_learner_stays_one_until_promoted(cluster: MemoryCluster[
     assert "d" in [m.node_id for m in view.members if m.suffrage == "voter"]
     with pytest.raises(ConfChangeError, match="already a voter"):
         await leader.promote_member("d")
+
+
+async def test_a_learner_that_never_answered_is_not_promoted_by_hand_unless_forced(
+    cluster: MemoryCluster[int],
+) -> None:
+    # e is added but never started: as a voter it would be a dead one (4 voters, 3 alive).
+    leader = await cluster.leader()
+    await leader.add_member("e", "127.0.0.1:7005", "http://127.0.0.1:8005", promote=False)
+    with pytest.raises(LearnerNotCaughtUpError, match="has not caught up") as refused:
+        await leader.promote_member("e")
+    assert refused.value.match_index == 0
+    assert learners(leader) == ["e"]
+    view = await leader.promote_member("e", force=True)
+    assert "e" in [m.node_id for m in view.members if m.suffrage == "voter"]
 
 
 async def test_bad_changes_are_refused_and_change_nothing(cluster: MemoryCluster[int]) -> None:

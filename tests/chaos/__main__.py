@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=3, choices=(3, 5))
     parser.add_argument("--clients", type=int, default=6)
     parser.add_argument("--snapshot-threshold", type=int, default=150)
+    parser.add_argument(
+        "--membership", action="store_true", help="add membership changes to the faults"
+    )
     parser.add_argument("--workdir", type=Path, help="keep data, logs and history here")
     args = parser.parse_args(argv)
     if args.recheck is not None:
@@ -39,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         nodes=args.nodes,
         clients=args.clients,
         snapshot_threshold=args.snapshot_threshold,
+        membership=args.membership,
         workdir=args.workdir,
     )
     report = run(config)

@@ -159,7 +159,8 @@ class Checker:
             f"{node} reported outcome null for {self.h.events[i]['type']} at index {i}"
             for node, evs in sorted(self.h.node_events.items())
             for i, ev in sorted(evs.items())
-            if ev.outcome is None and self.h.events.get(i, {}).get("type") != "noop"
+            if ev.outcome is None
+            and self.h.events.get(i, {}).get("type") not in ("noop", "membership")
         ]
         return result("every committed command has its outcome (SPEC §7)", problems)
 

@@ -5,10 +5,11 @@ Kinds: ``kill`` (SIGKILL, restart), ``pause`` (SIGSTOP, SIGCONT), ``restart_all`
 link cut), each partition as ``reset`` (connections break) or ``blackhole`` (silence), and
 ``snapshot_kill``: a follower is killed while the leader streams it an InstallSnapshot.
 
-Extension point: ``MEMBERSHIP_FAULTS``. Cluster membership changes (SPEC §6: add a learner,
-remove a member, transfer leadership) are not in the product yet; once they are, register a
-fault here (an async function of the nemesis and its random source returning a detail
-string) and it joins the draw with its weight.
+Extension point: ``MEMBERSHIP_FAULTS``: a fault registered there (an async function of the
+nemesis and its random source returning a detail string) joins the draw with its weight in
+runs with membership faults on (``--membership``). ``membership_faults`` registers the
+membership changes of SPEC §6: leadership transfer, a learner added and promoted, a follower
+removed and re-added with an empty data dir.
 """
 
 from __future__ import annotations
@@ -39,9 +40,12 @@ class Nemesis:
         chunk_bytes: int,
         snapshots: bool = True,
         trailing: int = 0,
+        membership: bool = False,
     ) -> None:
         """``snapshots``: whether the nodes snapshot (``snapshot_kill`` needs them to);
-        ``trailing``: log entries a node keeps after its snapshot."""
+        ``trailing``: log entries a node keeps after its snapshot; ``membership``: whether
+        the ``MEMBERSHIP_FAULTS`` join the draw."""
+        self.membership = membership
         self.cluster = cluster
         self.history = history
         self.rng = random.Random(seed * 7919 + 17)
@@ -202,7 +206,8 @@ class Nemesis:
         }
         if not self.snapshots:
             del kinds["snapshot_kill"]
-        kinds.update(MEMBERSHIP_FAULTS)
+        if self.membership:
+            kinds.update(MEMBERSHIP_FAULTS)
         return kinds
 
     async def run(self, stop: asyncio.Event, max_faults: int = 10_000) -> None:

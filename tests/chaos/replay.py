@@ -38,6 +38,7 @@ from raft3d.domain.snapshot import decode_snapshot
 from .history import list_digest
 
 NOOP = "noop"
+MEMBERSHIP = "membership"  # a configuration change: no farm command, no outcome
 # Fields a node may add to a filament beyond ``Filament.to_dict()``, and how to compute them.
 COMPUTED_FILAMENT_FIELDS = ("available_weight_in_grams",)
 
@@ -212,7 +213,7 @@ def replay(
         expected = index + 1
         serve(index - 1)
         event = events[index]
-        if event.get("type") == NOOP:
+        if event.get("type") in (NOOP, MEMBERSHIP):
             result.outcomes[index] = None
         else:
             try:

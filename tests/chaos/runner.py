@@ -19,6 +19,7 @@ import aiohttp
 
 from raft3d.config import RaftSettings
 
+from . import membership_faults  # noqa: F401 - registers the membership faults
 from .archive import SnapshotArchiver
 from .checker import Checker
 from .clients import Clients
@@ -50,6 +51,7 @@ class RunConfig:
     snapshot_threshold: int = 150
     snapshot_chunk_bytes: int = 2048
     request_timeout_s: float = 2.0
+    membership: bool = False  # membership faults (``membership_faults``) join the draw
     workdir: Path | None = None  # kept; by default a temp dir, removed when the run passes
 
     def replay_command(self) -> str:
@@ -57,6 +59,7 @@ class RunConfig:
             f"python -m tests.chaos --seed {self.seed} --duration {self.duration:g} "
             f"--nodes {self.nodes} --clients {self.clients} "
             f"--snapshot-threshold {self.snapshot_threshold}"
+            + (" --membership" if self.membership else "")
         )
 
 
@@ -160,6 +163,7 @@ async def _run(
             config.snapshot_chunk_bytes,
             snapshots=config.snapshot_threshold > 0,
             trailing=SNAPSHOT_TRAILING_ENTRIES if "snapshot_trailing_entries" in raft else 0,
+            membership=config.membership,
         )
         collector = EventCollector(urls, history)
         archiver = SnapshotArchiver(

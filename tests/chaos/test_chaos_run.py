@@ -44,3 +44,24 @@ def test_a_chaos_run_with_snapshots_finds_no_anomaly() -> None:
     _assert_it_did_something(report)
     assert any(f.kind == "snapshot_kill" for f in report.history.faults), report.summary()
     assert report.ok, report.summary()
+
+
+MEMBERSHIP_KINDS = {"transfer", "learner", "readd"}
+MEMBERSHIP_DONE = ("->", "learner promoted", "a voter again")
+
+
+def test_a_chaos_run_with_membership_changes_finds_no_anomaly() -> None:
+    # Leadership moves, a learner joins and is promoted, a follower is removed and comes
+    # back with an empty data dir, between the other faults (snapshots on: the re-added
+    # node catches up by InstallSnapshot once the log is compacted).
+    config = RunConfig(seed=CI_SEED + 2, duration=30, membership=True)
+    report = run(config)
+    print(report.summary())
+    assert not report.error and report.checks, report.summary()
+    _assert_it_did_something(report)
+    changes = [f for f in report.history.faults if f.kind in MEMBERSHIP_KINDS]
+    print("\n".join(f"{f.kind}: {f.detail}" for f in report.history.faults))
+    assert any(any(done in f.detail for done in MEMBERSHIP_DONE) for f in changes), [
+        (f.kind, f.detail) for f in changes
+    ]
+    assert report.ok, report.summary()

@@ -79,8 +79,10 @@ class FakeMembers:
         self.members.append(MemberInfo(node_id, raft_addr, http_addr, "learner", False, 0))
         return self._changed()
 
-    async def promote_member(self, node_id: str, *, timeout: float | None = None) -> Membership:
-        await self._change("promote", node_id=node_id)
+    async def promote_member(
+        self, node_id: str, *, force: bool = False, timeout: float | None = None
+    ) -> Membership:
+        await self._change("promote", node_id=node_id, force=force)
         member = self._find(node_id)
         self.members.remove(member)
         self.members.append(

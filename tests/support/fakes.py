@@ -66,6 +66,7 @@ class FakeEntry:
     is_noop: bool
     data: bytes
     outcome: Result | None
+    conf_change: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

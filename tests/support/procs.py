@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -98,6 +99,7 @@ class NodeProcess:
     command: Sequence[str]
     proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)  # after ``--config``: e.g. ``--join URL``
 
     @property
     def url(self) -> str:
@@ -111,7 +113,7 @@ class NodeProcess:
         assert not self.alive, f"{self.node_id} already running"
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
-            [*self.command, "--config", str(self.config_path)],
+            [*self.command, "--config", str(self.config_path), *self.args],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
@@ -148,6 +150,11 @@ class NodeProcess:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
         return self.proc.returncode
+
+    def wipe(self) -> None:
+        """Lose the whole data dir, as a replaced disk would (the node must be down)."""
+        assert not self.alive, f"{self.node_id} is running"
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def status(self, timeout: float = 1.0) -> dict[str, Any]:
         code, body, _ = http_json("GET", f"{self.url}/cluster/status", timeout=timeout)
@@ -186,11 +193,14 @@ class ProcessCluster:
             f'raft = "127.0.0.1:{ports[2 * i + 1]}"\n'
             for i, nid in enumerate(ids)
         )
+        self._command = command
+        self._env = dict(env or {})
         raft_table = "".join(f"{k} = {json.dumps(v)}\n" for k, v in (raft or {}).items())
         for name, values in (tables or {}).items():
             raft_table += f"\n[{name}]\n" + "".join(
                 f"{k} = {json.dumps(v)}\n" for k, v in values.items()
             )
+        self._tail = f"\n[raft]\n{raft_table}{extra_toml}"
         self.nodes: dict[str, NodeProcess] = {}
         for i, nid in enumerate(ids):
             data_dir = root / nid
@@ -212,6 +222,38 @@ class ProcessCluster:
                 env=dict(env or {}),
             )
 
+    def add_node(self, node_id: str, join: Sequence[str]) -> NodeProcess:
+        """A new node (not started) on fresh ports and an empty data dir, that asks the
+        cluster at ``join`` (HTTP base URLs) to add it: ``raft3d serve --join URL``. Its
+        config lists only itself among the members (SPEC §6: ``conf/`` seeds new clusters
+        only)."""
+        assert node_id not in self.nodes or not self.nodes[node_id].alive
+        http_port, raft_port = free_ports(2)
+        data_dir = self.root / node_id
+        if node_id in self.nodes:  # the same id again: a fresh data dir beside the old one
+            data_dir = self.root / f"{node_id}-{raft_port}"
+        own = f'http = "127.0.0.1:{http_port}"\nraft = "127.0.0.1:{raft_port}"\n'
+        conf = self.root / f"{data_dir.name}.toml"
+        conf.write_text(
+            f'[node]\nid = "{node_id}"\n{own}data_dir = "{data_dir}"\n\n'
+            f'[cluster]\nsecret = "{SECRET}"\n\n[[cluster.members]]\nid = "{node_id}"\n{own}'
+            f"{self._tail}"
+        )
+        args = [a for url in join for a in ("--join", url)]
+        node = NodeProcess(
+            node_id,
+            http_port,
+            raft_port,
+            conf,
+            data_dir,
+            self.root / f"{data_dir.name}.log",
+            self._command,
+            env=dict(self._env),
+            args=args,
+        )
+        self.nodes[node_id] = node
+        return node
+
     def __enter__(self) -> ProcessCluster:
         return self
 
@@ -228,7 +270,8 @@ class ProcessCluster:
                 node.kill()
 
     def alive(self) -> list[NodeProcess]:
-        return [n for n in self.nodes.values() if n.alive]
+        # A copy first: a client thread may ask while the test adds a node.
+        return [n for n in list(self.nodes.values()) if n.alive]
 
     def wait_for_leader(
         self, timeout: float = 10.0, among: Sequence[NodeProcess] | None = None

@@ -42,6 +42,8 @@ LIMIT_PARAM = "limit"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 NOOP_TYPE = "noop"
+# A membership change (SPEC §6), e.g. ``{"change": "add_learner", "node_id": "n4"}``.
+MEMBERSHIP_TYPE = "membership"
 # Never written by a healthy node (an undecodable entry halts it before it is applied); shown
 # rather than failing the whole page should a log ever hold one.
 UNDECODABLE_TYPE = "undecodable"
@@ -57,7 +59,10 @@ def command_payload(command: Command) -> dict[str, object]:
 def event_json(entry: CommittedEntry[Result]) -> dict[str, object]:
     kind = NOOP_TYPE
     payload: dict[str, object] | None = {}
-    if not entry.is_noop:
+    if entry.conf_change is not None:
+        change, node_id = entry.conf_change
+        kind, payload = MEMBERSHIP_TYPE, {"change": change, "node_id": node_id}
+    elif not entry.is_noop:
         try:
             command = decode_command(entry.data)
         except CommandDecodeError:

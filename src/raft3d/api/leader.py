@@ -22,7 +22,7 @@ from raft3d.api.inputs import ascii_decimal
 from raft3d.api.ports import NodePort
 from raft3d.api.typedefs import FORWARDER_KEY, NODE_KEY, OPTIONS_KEY
 from raft3d.domain.results import Result
-from raft3d.node.errors import NotLeaderError
+from raft3d.node.errors import LeadershipTransferError, NotLeaderError
 
 # How often a node without a known leader looks again (elections take a few hundred ms).
 LEADER_POLL_INTERVAL_S = 0.02
@@ -100,6 +100,10 @@ async def on_leader(request: web.Request, attempt: Attempt, wording: Wording) ->
             return await attempt(remaining)
         except NotLeaderError as exc:
             leader_id = exc.leader_id
+        except LeadershipTransferError:
+            # This node leads but is handing over: look again once the new leader is known
+            # (a 500 before, found by a rolling restart under writes).
+            leader_id = None
 
         if was_forwarded:
             raise ServiceUnavailable(

@@ -9,7 +9,8 @@ the node's refusals are mapped to 409s with a code a script can act on:
 - ``change_in_progress``: another change is not committed yet (or the leader has not yet
   committed an entry of its term): retry shortly;
 - ``unknown_member`` (404); ``would_lose_quorum`` (unless ``?force=true``);
-  ``transfer_refused``; ``conf_change_refused`` (e.g. removing the last voter);
+  ``transfer_refused``; ``not_caught_up`` (a hand promotion of a learner that trails,
+  unless ``?force=true``); ``conf_change_refused`` (e.g. removing the last voter);
 - ``timeout`` (504): not seen to commit in time; it may still take effect.
 
 The seed-compatible aliases (``POST /join``, ``DELETE /cluster/servers``) and
@@ -41,6 +42,7 @@ from raft3d.node.errors import (
     ConfChangeError,
     ConfChangeInProgressError,
     LeadershipTransferError,
+    LearnerNotCaughtUpError,
     MemberExistsError,
     NoCommitInTermError,
     TransferRefusedError,
@@ -114,6 +116,12 @@ def refusal(
         )
     if isinstance(exc, TransferRefusedError):
         return Conflict("transfer_refused", message)
+    if isinstance(exc, LearnerNotCaughtUpError):
+        return Conflict(
+            "not_caught_up",
+            message,
+            {"match_index": exc.match_index, "last_index": exc.last_index, "force": "?force=true"},
+        )
     return Conflict("conf_change_refused", message)
 
 
@@ -193,13 +201,15 @@ async def add(
 
 
 async def promote_member(request: web.Request) -> web.StreamResponse:
-    query_params(request, ())
+    params = query_params(request, (FORCE_PARAM,))
+    force = bool_param(params, FORCE_PARAM)
     await _no_body(request)
     node_id = member_id_from_path(request)
     node = request.app[NODE_KEY]
 
     async def change(remaining: float) -> web.StreamResponse:
-        return _answer(request, await node.promote_member(node_id, timeout=remaining), 200)
+        promoted = await node.promote_member(node_id, force=force, timeout=remaining)
+        return _answer(request, promoted, 200)
 
     return await _run_change(request, change)
 

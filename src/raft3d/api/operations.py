@@ -209,10 +209,15 @@ OPERATIONS: Mapping[tuple[str, str], Operation] = {
         "Promote a learner to voter now",
         "membership",
         {200: _ok("committed: the new configuration", out.MembershipOut)},
+        query=out.ForceQuery,
         path_id="node id",
         body=NoBodySchema,
         body_required=False,
-        errors=_MEMBER_ERRORS,
+        errors={
+            **_MEMBER_ERRORS,
+            409: "not_caught_up (the learner trails the leader: ?force=true insists), "
+            "change_in_progress, conf_change_refused",
+        },
     ),
     ("DELETE", "/cluster/members/{id}"): Operation(
         "Remove a member (the leader hands leadership over first)",

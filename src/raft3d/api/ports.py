@@ -69,6 +69,12 @@ class CommittedEntry(Protocol[R_co]):
         ...
 
     @property
+    def conf_change(self) -> tuple[str, str] | None:
+        """A membership change (``"add_learner"``, ``"promote"`` or ``"remove"``, node id);
+        ``data`` is then not a farm command."""
+        ...
+
+    @property
     def data(self) -> bytes:
         """The encoded command (``raft3d.domain.commands.encode_command``)."""
         ...
@@ -193,7 +199,11 @@ class NodePort(Protocol[R_co]):
         learner is promoted, which happens by itself once it caught up if ``promote``)."""
         ...
 
-    async def promote_member(self, node_id: str, *, timeout: float | None = None) -> Membership: ...
+    async def promote_member(
+        self, node_id: str, *, force: bool = False, timeout: float | None = None
+    ) -> Membership:
+        """Make a learner a voter; refused while it has not caught up unless ``force``."""
+        ...
 
     async def remove_member(
         self, node_id: str, *, force: bool = False, timeout: float | None = None

@@ -232,7 +232,10 @@ class StreamQuery(Schema):
 class ForceQuery(Schema):
     force = fields.String(
         validate=validate.OneOf(["true", "false"]),
-        metadata={"description": "remove even if the rest could not reach a quorum"},
+        metadata={
+            "description": "remove even if the rest could not reach a quorum; promote a "
+            "learner that has not caught up"
+        },
     )
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "ConfChangeInProgressError",
     "EntryTooLargeError",
     "LeadershipTransferError",
+    "LearnerNotCaughtUpError",
     "MemberExistsError",
     "NoCommitInTermError",
     "NoLeaderError",
@@ -69,6 +70,20 @@ class WouldLoseQuorumError(ConfChangeError):
         super().__init__(
             f"removing {node!r} would leave {reachable} reachable voters, fewer than the "
             f"quorum of {quorum} the remaining voters need"
+        )
+
+
+class LearnerNotCaughtUpError(ConfChangeError):
+    """A learner asked to be promoted by hand has not caught up with the leader's log (or
+    never answered): as a voter it could cost the quorum. ``force`` insists."""
+
+    def __init__(self, node: str, match: int, last: int) -> None:
+        self.node_id = node
+        self.match_index = match
+        self.last_index = last
+        super().__init__(
+            f"learner {node!r} has not caught up (match index {match} of {last}); "
+            "retry once it has, or ?force=true"
         )
 
 

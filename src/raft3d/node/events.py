@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from raft3d.consensus.membership import decode_conf_entry
 from raft3d.consensus.types import Entry, EntryType
 
 R = TypeVar("R")
@@ -22,6 +23,8 @@ class CommittedEvent(Generic[R]):
     is_noop: bool
     data: bytes
     outcome: R | None
+    # A membership change: (``"add_learner"`` | ``"promote"`` | ``"remove"``, node id).
+    conf_change: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,16 @@ class EventPage(Generic[R]):
     last_index: int  # newest index applied on this node
     snapshot_index: int  # index of the newest durable snapshot
     events: list[CommittedEvent[R]]
+
+
+def conf_change_of(data: bytes) -> tuple[str, str]:
+    """What a committed membership entry changed: (change, node id); the core applied it,
+    so it decodes (a damaged one would have halted the node first)."""
+    try:
+        change, _ = decode_conf_entry(data)
+    except ValueError:
+        return ("unknown", "")
+    return (change.type.name.lower(), str(change.node_id))
 
 
 class EventFeed(Generic[R]):
@@ -43,6 +56,10 @@ class EventFeed(Generic[R]):
 
     def event(self, entry: Entry) -> CommittedEvent[R]:
         noop = entry.type is EntryType.NOOP
+        if entry.type is EntryType.CONF_CHANGE:
+            return CommittedEvent(
+                entry.index, entry.term, False, entry.data, None, conf_change_of(entry.data)
+            )
         outcome = None if noop else self._outcome(entry.index)
         return CommittedEvent(entry.index, entry.term, noop, entry.data, outcome)
 

@@ -24,6 +24,7 @@ from raft3d.consensus.membership import (
 from raft3d.consensus.types import NotLeaderError, Role
 from raft3d.node.addresses import encode_context
 from raft3d.node.errors import (
+    LearnerNotCaughtUpError,
     MemberExistsError,
     OutcomeUnknownError,
     TransferRefusedError,
@@ -114,9 +115,22 @@ class NodeMembership(MembershipUpkeep):
         change = ConfChange(ConfChangeType.ADD_LEARNER, node_id, promote, context)
         return await self._change(change, timeout)
 
-    async def promote_member(self, node_id: str, *, timeout: float | None = None) -> Membership:
-        """Make the learner ``node_id`` a voter now; returns once that is committed."""
-        self._leader_core()
+    async def promote_member(
+        self, node_id: str, *, force: bool = False, timeout: float | None = None
+    ) -> Membership:
+        """Make the learner ``node_id`` a voter now; returns once that is committed.
+
+        Refused (``LearnerNotCaughtUpError``) unless ``force`` when the learner is not
+        reachable, does not hold the entry that put the configuration in force, or trails the
+        leader's log by more than ``promote_lag``: the rule automatic promotion follows."""
+        core = self._leader_core()
+        conf = core.conf_state
+        if node_id in conf.learners and not force:
+            match = {p.node_id: p.match_index for p in core.status().peers}.get(node_id, 0)
+            last = core.last_index
+            behind = match < core.conf_index or match + self.options.core.promote_lag < last
+            if behind or not self.transport.reachable(node_id):
+                raise LearnerNotCaughtUpError(node_id, match, last)
         return await self._change(ConfChange(ConfChangeType.PROMOTE, node_id), timeout)
 
     async def remove_member(
