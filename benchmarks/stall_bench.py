@@ -9,12 +9,19 @@ at ``--concurrency`` for ``--seconds``. Measured:
 
 - leader changes: terms and leaders seen by polling every node's /cluster/status;
 - write latency p50/p99 and throughput (wrk);
-- event-loop stalls, from outside: the worst /healthz latency seen by a prober that asks every
-  node every 20 ms (an upper bound of the loop lag: it includes the prober's own scheduling);
+- event-loop lag, from inside: each node's ``raft3d_event_loop_lag_seconds`` histogram (a
+  timer every 50 ms, how late it ran), read before and after the load; the worst lag is the
+  smallest bucket bound that holds every sample of the load window;
+- and from outside: the worst /healthz latency seen by a prober that asks every node every
+  20 ms (it includes queueing behind the load's requests and the prober's own scheduling);
 - the snapshot log lines' ``capture_ms`` (what the loop paid) and ``total_ms``;
 - peak RSS per node (VmHWM) against the snapshot file size.
 
     .venv/bin/python -m benchmarks.stall_bench [--objects 1000000] [--seconds 60]
+        [--threshold 10000] [--concurrency 64] [--logs DIR]
+
+``--objects 1000`` gives the same load on a tiny farm: the baseline that shows what the
+request path alone costs on the machine at that moment.
 """
 
 from __future__ import annotations
@@ -91,6 +98,28 @@ def seed(cluster: ProcessCluster, data: bytes) -> None:
             storage.persist(HardState(SEED_TERM, None, SEED_INDEX), [], snapshot)
 
 
+_LAG_BUCKET = re.compile(r'^raft3d_event_loop_lag_seconds_bucket\{le="([^"]+)"\} ([\d.e+]+)$', re.M)
+
+
+def lag_buckets(url: str) -> dict[float, float]:
+    """The node's loop-lag histogram: cumulative sample count per bucket bound (seconds)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as resp:
+        text = resp.read().decode()
+    return {float(le): float(count) for le, count in _LAG_BUCKET.findall(text)}
+
+
+def lag_summary(before: dict[float, float], after: dict[float, float]) -> str:
+    """Samples in the window, how many over 20 ms, and the bound of the worst one."""
+    window = {le: after[le] - before.get(le, 0.0) for le in sorted(after)}
+    total = window.get(float("inf"), 0.0)
+    over = total - window.get(0.02, 0.0)
+    worst = next((le for le, count in window.items() if count >= total), float("inf"))
+    bound = "+Inf" if worst == float("inf") else f"{worst * 1000:g} ms"
+    return f"{total:.0f} samples, {over:.0f} over 20 ms, worst <= {bound}"
+
+
 def vm_kb(pid: int, field: str) -> int:
     text = Path(f"/proc/{pid}/status").read_text()
     m = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)
@@ -155,24 +184,46 @@ async def run(args: argparse.Namespace) -> None:
             prober = asyncio.create_task(probe(cluster, stop, seen))
             await asyncio.sleep(1)
             before = {n.node_id: n.status()["term"] for n in cluster.alive()}
+            lags_before = {n.node_id: lag_buckets(n.url) for n in cluster.alive()}
+            log_start = {n.node_id: n.log_path.stat().st_size for n in cluster.nodes.values()}
+            rss_start = {n.node_id: vm_kb(n.proc.pid, "VmRSS") for n in cluster.alive() if n.proc}
             rate, p50, p99, bad = await asyncio.to_thread(
                 wrk_load, leader.url, args.concurrency, args.seconds, script
             )
             stop.set()
             await prober
             after = {n.node_id: n.status() for n in cluster.alive()}
+            lags = {
+                n.node_id: lag_summary(lags_before[n.node_id], lag_buckets(n.url))
+                for n in cluster.alive()
+            }
             rss = {n.node_id: vm_kb(n.proc.pid, "VmHWM") for n in cluster.alive() if n.proc}
             snaps: dict[str, int] = {}
             for node in cluster.alive():
                 _, body = await asyncio.to_thread(_get, f"{node.url}/cluster/snapshots")
                 snaps[node.node_id] = max(s["size"] for s in body["snapshots"])
             captures, totals = [], []
+            holds: dict[str, str] = {}
             pattern = r"capture_ms=([\d.]+) gc_freeze_ms=([\d.]+) total_ms=([\d.]+)"
             for node in cluster.nodes.values():
                 text = node.log_path.read_text()
                 if args.logs:
                     args.logs.mkdir(parents=True, exist_ok=True)
                     (args.logs / f"{node.node_id}.log").write_text(text)
+                held = [
+                    (float(m.group(1)), float(m.group(2)))
+                    for m in re.finditer(
+                        r"held for (\d+) ms .*?used (\d+) ms of CPU",
+                        text[log_start[node.node_id] :],
+                    )
+                ]
+                if held:
+                    worst_cpu = max(held, key=lambda h: h[1])
+                    holds[node.node_id] = (
+                        f"{len(held)} loop-held warnings (> 100 ms) during the load; the "
+                        "most loop-thread CPU in one: "
+                        f"{worst_cpu[1]:.0f} ms of {worst_cpu[0]:.0f} ms held"
+                    )
                 for m in re.finditer(pattern, text):
                     captures.append(float(m.group(1)) + float(m.group(2)))
                     totals.append(float(m.group(3)))
@@ -189,6 +240,10 @@ async def run(args: argparse.Namespace) -> None:
         "worst /healthz latency per node (ms): "
         + ", ".join(f"{k} {v:.1f}" for k, v in sorted(seen["health_ms"].items()))
     )
+    for node_id in sorted(lags):
+        print(f"{node_id}: event-loop lag during the load: {lags[node_id]}")
+    for node_id in sorted(holds):
+        print(f"{node_id}: {holds[node_id]}")
     if captures:
         print(
             f"snapshots taken: {len(captures)}; loop cost (capture + gc freeze) max "
@@ -197,7 +252,8 @@ async def run(args: argparse.Namespace) -> None:
         )
     for node_id in sorted(rss):
         print(
-            f"{node_id}: peak RSS {rss[node_id] / 1024:.0f} MB, largest snapshot "
+            f"{node_id}: RSS before the load {rss_start[node_id] / 1024:.0f} MB, "
+            f"peak RSS {rss[node_id] / 1024:.0f} MB, largest snapshot "
             f"{snaps[node_id] / 1e6:.1f} MB, ratio {rss[node_id] * 1024 / snaps[node_id]:.1f}"
         )
 

@@ -34,10 +34,11 @@ class _Counting:
         self.calls = 0
         for cls in (domain_model.Printer, domain_model.Filament, domain_model.PrintJob):
             monkeypatch.setattr(cls, "to_dict", self._wrap(cls.to_dict))
-        for name in ("items", "values"):
+        for name in ("items", "values", "chunks"):
             monkeypatch.setattr(
                 persistent.FrozenView, name, self._wrap(getattr(persistent.FrozenView, name))
             )
+        for name in ("items", "values"):
             monkeypatch.setattr(
                 persistent.OrderedPMap, name, self._wrap(getattr(persistent.OrderedPMap, name))
             )
@@ -59,11 +60,22 @@ def test_capture_does_no_per_record_work_at_any_size(
     capture = machine.capture()
     assert counting.calls == 0  # nothing walked, nothing encoded
     # It shares the live state's structures instead of copying them.
-    assert capture.farm.printers._map is machine._farm._printers._map
+    assert capture.farm.printers._map is machine._farm._printers._map._map
     assert capture.idempotency._map is machine._idempotency._records._map
     assert len(capture.farm.printers) == size + 1
     capture.encode()
-    assert counting.calls > size  # the per-record work happens in encode()
+    assert counting.calls > 0  # the walk over the views happens in encode()
+
+
+def test_encoding_copies_the_stored_objects_without_encoding_them_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    machine = big_farm(5000)
+    expected = machine.snapshot()
+    counting = _Counting(monkeypatch)
+    assert machine.snapshot() == expected
+    # A few walks over the views, and no per-object to_dict: the stored bytes are joined.
+    assert 0 < counting.calls < 10
 
 
 def test_a_capture_is_not_changed_by_later_writes() -> None:

@@ -114,7 +114,7 @@ class FarmView:
 
     @classmethod
     def of(cls, machine: FarmStateMachine) -> FarmView:
-        return cls(machine.printers(), machine.filaments(), machine.print_jobs())
+        return cls(list(machine.printers()), list(machine.filaments()), list(machine.print_jobs()))
 
 
 def expected_refusal(view: FarmView, command: Command) -> str | None:

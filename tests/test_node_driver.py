@@ -99,6 +99,9 @@ class GatedStorage:
     def load(self) -> InitialState:
         return self.inner.load()
 
+    def stage_local_snapshot(self, snapshot: Snapshot) -> None:
+        self.inner.stage_local_snapshot(snapshot)
+
     def save_local_snapshot(self, snapshot: Snapshot) -> None:
         self.inner.save_local_snapshot(snapshot)
 

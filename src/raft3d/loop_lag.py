@@ -4,7 +4,9 @@ The node is one asyncio loop for HTTP, Raft and apply, so anything that holds it
 encode, a long apply batch, a blocking call) delays heartbeats and every other request.
 ``LoopLagMonitor`` schedules a callback every ``interval_s`` and records how late it ran in
 the ``raft3d_event_loop_lag_seconds`` histogram; a single delay above ``warn_s`` is logged
-as a warning with its length.
+as a warning with its length and the CPU time the loop's thread used meanwhile: a delay far
+longer than that CPU time is time the OS gave other processes (or another thread held the
+GIL), not a step of ours.
 
 An idle node has nothing that could hold its loop, and waking it 20 times a second only to
 find that out would be most of what it costs: when the loop thread used less than
@@ -89,7 +91,12 @@ class LoopLagMonitor:
         self.histogram.observe(lag)
         self.max_lag_s = max(self.max_lag_s, lag)
         if lag > self.warn_s:
-            log.warning("event loop held for %.0f ms (one step ran that long)", lag * 1000)
+            log.warning(
+                "event loop held for %.0f ms (one step ran that long; the loop thread used "
+                "%.0f ms of CPU meanwhile)",
+                lag * 1000,
+                (time.thread_time() - self._last_cpu) * 1000,
+            )
         cpu = time.thread_time()  # this callback runs on the loop's thread
         busy = self._poked or cpu - self._last_cpu > self.idle_cpu_share * (now - self._last)
         self._poked = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import msgpack
@@ -60,6 +61,9 @@ class _Captured:
 
     def encode(self) -> bytes:
         return self._data
+
+    def parts(self) -> Iterator[bytes]:
+        yield self._data
 
 
 class SimApp:

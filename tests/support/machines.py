@@ -6,6 +6,7 @@ forgotten but, unlike the farm's, are not carried in snapshots.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 R = TypeVar("R")
@@ -17,6 +18,9 @@ class EagerCapture:
 
     def encode(self) -> bytes:
         return self._data
+
+    def parts(self) -> Iterator[bytes]:
+        yield self._data
 
 
 class KeptOutcomes(Generic[R]):

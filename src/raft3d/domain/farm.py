@@ -2,16 +2,17 @@
 
 ``Farm.execute`` is the one place state changes. It checks every rule against the current
 state and either applies the whole command or nothing. Objects live in ``OrderedPMap``s
-(creation order, O(1) frozen views for snapshots: see ``raft3d.domain.persistent``), and each
+(creation order, O(1) frozen views for snapshots: see ``raft3d.domain.persistent``), each
+kept as its snapshot bytes (``raft3d.domain.records``), and each
 filament's reserved weight (the sum over its Queued/Running jobs) is kept up to date as jobs
 are created and finish, so rule 2 is an O(1) check rather than a scan of all jobs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TypeVar, assert_never
+from typing import assert_never
 
 from raft3d.domain.commands import (
     Command,
@@ -29,29 +30,34 @@ from raft3d.domain.model import (
     PrintJob,
     is_allowed_transition,
 )
-from raft3d.domain.persistent import FrozenView, OrderedPMap
+from raft3d.domain.persistent import FrozenView
+from raft3d.domain.records import (
+    Records,
+    decode_filament,
+    decode_print_job,
+    decode_printer,
+    encode_record,
+)
 from raft3d.domain.results import Accepted, RejectionCode, Result, rejected
-
-_T = TypeVar("_T")
 
 
 class Farm:
     def __init__(self) -> None:
-        self._printers: OrderedPMap[str, Printer] = OrderedPMap()
-        self._filaments: OrderedPMap[str, Filament] = OrderedPMap()
-        self._jobs: OrderedPMap[str, PrintJob] = OrderedPMap()
+        self._printers: Records[Printer] = Records(decode_printer)
+        self._filaments: Records[Filament] = Records(decode_filament)
+        self._jobs: Records[PrintJob] = Records(decode_print_job)
         # Derived (recomputed on restore), so a plain dict: never part of a snapshot.
         self._reserved_grams: dict[str, int] = {}  # filament id -> weight of its active jobs
 
     # -- queries -------------------------------------------------------------------------
 
-    def printers(self) -> list[Printer]:
+    def printers(self) -> Sequence[Printer]:
         return self._printers.values()
 
-    def filaments(self) -> list[Filament]:
+    def filaments(self) -> Sequence[Filament]:
         return self._filaments.values()
 
-    def print_jobs(self, status: JobStatus | None = None) -> list[PrintJob]:
+    def print_jobs(self, status: JobStatus | None = None) -> Sequence[PrintJob]:
         if status is None:
             return self._jobs.values()
         return [job for job in self._jobs.values() if job.status == status]
@@ -98,7 +104,7 @@ class Farm:
         if command.id in self._printers:
             return _duplicate("printer", command.id)
         printer = Printer(id=command.id, company=command.company, model=command.model)
-        self._printers[printer.id] = printer
+        self._printers.put(printer)
         return Accepted(printer.to_dict())
 
     def _create_filament(self, command: CreateFilament) -> Result:
@@ -111,7 +117,7 @@ class Farm:
             total_weight_in_grams=command.total_weight_in_grams,
             remaining_weight_in_grams=command.remaining_weight_in_grams,
         )
-        self._filaments[filament.id] = filament
+        self._filaments.put(filament)
         self._reserved_grams[filament.id] = 0
         return Accepted(filament.to_dict())
 
@@ -151,7 +157,7 @@ class Farm:
             print_weight_in_grams=command.print_weight_in_grams,
             status=JobStatus.QUEUED,
         )
-        self._jobs[job.id] = job
+        self._jobs.put(job)
         self._reserved_grams[filament.id] += job.print_weight_in_grams
         return Accepted(job.to_dict())
 
@@ -170,22 +176,22 @@ class Farm:
                 {"from": job.status.value, "to": command.status.value},
             )
         updated = replace(job, status=command.status)
-        self._jobs[job.id] = updated
+        self._jobs.put(updated)
         weight = job.print_weight_in_grams
         if job.status.reserves_filament and not updated.status.reserves_filament:
             self._reserved_grams[job.filament_id] -= weight
         if updated.status is JobStatus.DONE:  # SPEC rule 4: the print used the filament
             filament = self._filaments[job.filament_id]
-            self._filaments[filament.id] = replace(
-                filament, remaining_weight_in_grams=filament.remaining_weight_in_grams - weight
+            self._filaments.put(
+                replace(
+                    filament, remaining_weight_in_grams=filament.remaining_weight_in_grams - weight
+                )
             )
         return Accepted(updated.to_dict())
 
     def view(self) -> FarmView:
         """O(1) frozen picture of every object, for encoding a snapshot on another thread."""
         return FarmView(self._printers.view(), self._filaments.view(), self._jobs.view())
-
-    # -- rebuilding from a snapshot ------------------------------------------------------
 
     @classmethod
     def from_objects(
@@ -198,22 +204,55 @@ class Farm:
 
         Raises FarmInconsistentError for anything apply could never have produced.
         """
-        farm = cls()
-        filaments, jobs = list(filaments), list(jobs)
-        farm._printers = _unique((p.id, p) for p in printers)
+        builder = FarmBuilder()
+        for printer in printers:
+            builder.printer(printer)
         for filament in filaments:
-            if not 0 <= filament.remaining_weight_in_grams <= filament.total_weight_in_grams:
-                raise FarmInconsistentError(f"filament {filament.id!r}: remaining out of range")
-            if filament.id in farm._reserved_grams:
-                raise FarmInconsistentError(f"filament id {filament.id!r} appears twice")
-            farm._reserved_grams[filament.id] = 0
-        farm._filaments = _unique((f.id, f) for f in filaments)
+            builder.filament(filament)
         for job in jobs:
-            if job.printer_id not in farm._printers or job.filament_id not in farm._filaments:
-                raise FarmInconsistentError(f"print job {job.id!r} refers to a missing object")
-            if job.status.reserves_filament:
-                farm._reserved_grams[job.filament_id] += job.print_weight_in_grams
-        farm._jobs = _unique((j.id, j) for j in jobs)
+            builder.print_job(job)
+        return builder.finish()
+
+
+class FarmBuilder:
+    """Rebuilds a farm from a snapshot's objects, given one at a time in snapshot order
+    (printers, then filaments, then jobs), so no second copy of the farm is ever held.
+
+    Raises FarmInconsistentError for anything apply could never have produced.
+    """
+
+    def __init__(self) -> None:
+        self._farm = Farm()
+
+    def printer(self, printer: Printer) -> None:
+        farm = self._farm
+        if printer.id in farm._printers:
+            raise FarmInconsistentError(f"key {printer.id!r} appears twice")
+        farm._printers.put_encoded(printer.id, encode_record(printer))
+
+    def filament(self, filament: Filament) -> None:
+        farm = self._farm
+        if farm._jobs:
+            raise FarmInconsistentError("filaments must come before print jobs")
+        if not 0 <= filament.remaining_weight_in_grams <= filament.total_weight_in_grams:
+            raise FarmInconsistentError(f"filament {filament.id!r}: remaining out of range")
+        if filament.id in farm._filaments:
+            raise FarmInconsistentError(f"filament id {filament.id!r} appears twice")
+        farm._reserved_grams[filament.id] = 0
+        farm._filaments.put_encoded(filament.id, encode_record(filament))
+
+    def print_job(self, job: PrintJob) -> None:
+        farm = self._farm
+        if job.printer_id not in farm._printers or job.filament_id not in farm._filaments:
+            raise FarmInconsistentError(f"print job {job.id!r} refers to a missing object")
+        if job.id in farm._jobs:
+            raise FarmInconsistentError(f"key {job.id!r} appears twice")
+        if job.status.reserves_filament:
+            farm._reserved_grams[job.filament_id] += job.print_weight_in_grams
+        farm._jobs.put_encoded(job.id, encode_record(job))
+
+    def finish(self) -> Farm:
+        farm = self._farm
         for filament in farm._filaments.values():
             if farm._reserved_grams[filament.id] > filament.remaining_weight_in_grams:
                 raise FarmInconsistentError(f"filament {filament.id!r} is over-reserved")
@@ -228,17 +267,10 @@ def _duplicate(kind: str, object_id: str) -> Result:
     )
 
 
-def _unique(items: Iterable[tuple[str, _T]]) -> OrderedPMap[str, _T]:
-    try:
-        return OrderedPMap(items)
-    except ValueError as exc:
-        raise FarmInconsistentError(str(exc)) from None
-
-
 @dataclass(frozen=True, slots=True)
 class FarmView:
     """Every object as it was when ``Farm.view`` was called; readable from any thread."""
 
-    printers: FrozenView[str, Printer]
-    filaments: FrozenView[str, Filament]
-    print_jobs: FrozenView[str, PrintJob]
+    printers: FrozenView[str, bytes]  # each object's snapshot bytes (domain.records)
+    filaments: FrozenView[str, bytes]
+    print_jobs: FrozenView[str, bytes]

@@ -8,9 +8,10 @@ lose leadership. So a snapshot is taken in two steps:
    live in an ``immutables.Map`` (a persistent hash array mapped trie: every update makes a new
    map that shares all untouched nodes with the old one), so a view just keeps a reference to
    the current map, the key-order list and two integers. Cost: independent of the state size.
-2. *encode*, on the disk thread: walk the views and pack them. The loop keeps applying entries
-   meanwhile; it only ever builds new maps, so the captured ones never change underneath the
-   encoder.
+2. *encode*, later, in pieces (the node does it on its loop in short slices, see
+   ``raft3d.node.snapshotting``; any thread would do): walk the views and pack them. Entries
+   are applied meanwhile; applying only ever builds new maps, so the captured ones never
+   change underneath the encoder.
 
 Order: keys remember when they were first inserted (creation order for objects, log order for
 idempotency records). The order is an append-only list of keys plus a ``head`` offset for
@@ -55,6 +56,33 @@ class FrozenView(Generic[K, V]):
         mapping = self._map
         for key in self._keys[self._head : self._end]:
             yield mapping[key]
+
+    def at(self, index: int) -> V:
+        """The value at ``index`` in insertion order (negative counts from the end)."""
+        size = self._end - self._head
+        if not -size <= index < size:
+            raise IndexError("view index out of range")
+        return self._map[self._keys[self._head + index % size]]
+
+    def slice_values(self, part: slice) -> list[V]:
+        """The values of ``part`` of the insertion order, looked up only for that part."""
+        start, stop, step = part.indices(self._end - self._head)
+        keys = self._keys[self._head + start : self._head + stop : step] if step > 0 else []
+        if step < 0:
+            keys = [self._keys[self._head + i] for i in range(start, stop, step)]
+        return list(map(self._map.__getitem__, keys))
+
+    def item_chunks(self, size: int) -> Iterator[list[tuple[K, V]]]:
+        """The items in insertion order, ``size`` at a time."""
+        mapping, keys = self._map, self._keys
+        for start in range(self._head, self._end, size):
+            yield [(key, mapping[key]) for key in keys[start : min(start + size, self._end)]]
+
+    def chunks(self, size: int) -> Iterator[list[V]]:
+        """The values in insertion order, ``size`` at a time (each chunk looked up in C)."""
+        getitem, keys = self._map.__getitem__, self._keys
+        for start in range(self._head, self._end, size):
+            yield list(map(getitem, keys[start : min(start + size, self._end)]))
 
 
 class OrderedPMap(Generic[K, V]):

@@ -9,6 +9,7 @@ the node driver calls it from one task.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from raft3d.domain.commands import Command, decode_command
@@ -89,8 +90,8 @@ class FarmStateMachine:
     def capture(self) -> StateCapture:
         """Freeze the whole state now, in O(1) whatever its size; ``encode()`` it anywhere.
 
-        The node calls this on its event loop and encodes on its disk thread: see
-        ``raft3d.domain.persistent`` for the design.
+        The node calls this on its event loop and encodes it there in short slices: see
+        ``raft3d.domain.persistent`` and ``raft3d.node.snapshotting`` for the design.
         """
         return StateCapture(
             self._last_applied_index,
@@ -121,15 +122,15 @@ class FarmStateMachine:
 
     # -- queries ------------------------------------------------------------------------
 
-    def printers(self) -> list[Printer]:
-        """All printers in creation order."""
+    def printers(self) -> Sequence[Printer]:
+        """All printers in creation order (frozen now; each decoded when read)."""
         return self._farm.printers()
 
-    def filaments(self) -> list[Filament]:
+    def filaments(self) -> Sequence[Filament]:
         """All filament rolls in creation order."""
         return self._farm.filaments()
 
-    def print_jobs(self, status: JobStatus | None = None) -> list[PrintJob]:
+    def print_jobs(self, status: JobStatus | None = None) -> Sequence[PrintJob]:
         """Print jobs in creation order, optionally only those with ``status``."""
         return self._farm.print_jobs(status)
 

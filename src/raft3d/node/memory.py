@@ -63,6 +63,9 @@ class MemoryStorage:
         if hard_state is not None:
             self.hard_state = hard_state
 
+    def stage_local_snapshot(self, snapshot: Snapshot) -> None:
+        pass  # nothing to write ahead in memory
+
     def save_local_snapshot(self, snapshot: Snapshot) -> None:
         drop = snapshot.meta.index - self.snapshot_index
         self._keep(snapshot)

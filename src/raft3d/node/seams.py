@@ -6,7 +6,7 @@ transport); ``raft3d.node.memory`` has in-memory twins for fast tests.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from raft3d.consensus.types import Entry, HardState, InitialState, Message, Snapshot
@@ -17,16 +17,22 @@ T_contra = TypeVar("T_contra", contravariant=True)
 
 
 class StateCapture(Protocol):
-    """A frozen picture of a state machine; ``encode`` may run on any thread."""
+    """A frozen picture of a state machine; ``encode`` may run on any thread.
+
+    ``parts`` yields the same bytes as ``encode`` in pieces of a fraction of a millisecond
+    of work each: the node encodes on its event loop, yielding it between pieces.
+    """
 
     def encode(self) -> bytes: ...
+
+    def parts(self) -> Iterator[bytes]: ...
 
 
 class StateMachine(Protocol[R_co]):
     """The application. ``apply`` must be deterministic; its result goes to the proposer.
 
     ``capture`` runs on the event loop and must be cheap at any state size (O(1) for the
-    farm: ``raft3d.domain.persistent``); its ``encode`` runs on the snapshot thread.
+    farm: ``raft3d.domain.persistent``); its ``parts`` are encoded on the loop in slices.
     ``restore`` may run on a worker thread (never while ``apply`` runs). The machine keeps
     each applied entry's outcome until ``forget_outcomes`` (called as the log is compacted)
     and carries the ones it holds in its snapshots, so every entry still in the log has its
@@ -83,6 +89,11 @@ class Storage(Protocol):
         snapshot: Snapshot | None = None,
     ) -> None:
         """Make all of it durable, atomically: a received snapshot replaces the log."""
+        ...
+
+    def stage_local_snapshot(self, snapshot: Snapshot) -> None:
+        """Make ``snapshot``'s file durable ahead of ``save_local_snapshot`` (which then only
+        commits it), on another thread than the disk thread: log writes do not wait for it."""
         ...
 
     def save_local_snapshot(self, snapshot: Snapshot) -> None:

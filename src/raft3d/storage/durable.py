@@ -73,6 +73,9 @@ class DurableStorage:
         # (state on disk unknown, further writes refused).
         self._corruption: str | None = None
         self._failure: str | None = None
+        # Files written ahead of their commit (``stage_local_snapshot``), by (index, term).
+        self._staged: dict[tuple[int, int], SnapshotInfo] = {}
+        self._staged_lock = threading.Lock()
 
         ensure_directory(self.data_dir)
         self._lock_fd = lock_directory(self.data_dir)
@@ -212,6 +215,18 @@ class DurableStorage:
             if info is not None:
                 self._prune()
 
+    def stage_local_snapshot(self, snapshot: Snapshot) -> None:
+        """Write ``snapshot``'s file durably, from any thread, outside the write lock (under
+        it, log appends waited seconds for a large file); ``save_local_snapshot`` of the same
+        snapshot then only commits it. A crash before the commit leaves a file newer than
+        the log's base, which recovery removes like any interrupted snapshot write."""
+        meta = snapshot.meta
+        self._check_writable()
+        with self._failing_on_error("stage_local_snapshot"):
+            info = self._snapshots.write(snapshot, time.time())
+        with self._staged_lock:
+            self._staged[(meta.index, meta.term)] = info
+
     def save_local_snapshot(self, snapshot: Snapshot) -> None:
         """Store a snapshot of this node's own applied state and compact the log up to it.
 
@@ -236,8 +251,10 @@ class DurableStorage:
                         f"snapshot term {meta.term} differs from the log's term {stored_term} "
                         f"at index {meta.index}"
                     )
+            with self._staged_lock:
+                staged = self._staged.pop((meta.index, meta.term), None)
             with self._failing_on_error("save_local_snapshot"):
-                info = self._snapshots.write(snapshot, time.time())
+                info = staged or self._snapshots.write(snapshot, time.time())
                 keep_from = max(self._first_index, meta.index - self._trailing + 1)
                 with self._db.transaction():
                     self._db.delete_through(keep_from - 1)
