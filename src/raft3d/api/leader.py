@@ -72,7 +72,7 @@ def leader_url(node: NodePort[Result], request: web.Request, leader_id: str | No
 def check_still_member(node: NodePort[Result], what: str) -> None:
     """503 ``node_removed`` from a node the cluster removed: it takes no part any more (its
     peers would refuse what it forwards), so the client must go to a member."""
-    if node.status().suffrage != "removed":
+    if node.suffrage != "removed":
         return
     members = [m.http_addr for m in node.membership().members if m.http_addr]
     raise ServiceUnavailable(

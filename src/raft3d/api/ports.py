@@ -134,6 +134,11 @@ class NodePort(Protocol[R_co]):
     def status(self) -> NodeStatus: ...
 
     @property
+    def suffrage(self) -> str:
+        """``status().suffrage`` without building the rest of the status (asked per write)."""
+        ...
+
+    @property
     def halted_reason(self) -> str | None:
         """Why the node halted (disk error, corrupt entry); None while it runs normally.
 
