@@ -22,8 +22,10 @@ ALLOWED: dict[str, set[str]] = {
     "transport": {"consensus", "security"},
     "node": {"consensus", "storage", "transport", "security"},
     "api": {"node", "domain", "security"},
+    "front": {"api", "node", "domain", "security"},
 }
-WIRING = {"node/wiring.py": {"config"}}
+# Where settings become collaborators: the node's wiring, and a front process's entry point.
+WIRING = {"node/wiring.py": {"config"}, "front/process.py": {"config", "logs"}}
 
 
 def raft3d_imports(path: Path) -> set[str]:

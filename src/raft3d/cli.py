@@ -21,6 +21,7 @@ from aiohttp import web
 from raft3d import cli_members, cli_status, joining
 from raft3d.api.connections import ConnectionGuard, GuardedSite
 from raft3d.config import ConfigError, Settings, api_options, load_settings
+from raft3d.front.supervisor import Fronts, front_command
 from raft3d.logs import configure_logging
 from raft3d.loop_lag import LoopLagMonitor
 from raft3d.security import commands
@@ -63,6 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--join-timeout", type=float, default=joining.DEFAULT_DEADLINE_S, help="seconds"
     )
     serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="HTTP front processes beside the node on its port (overrides http.workers)",
+    )
+    serve.add_argument(
         "--token",
         default=os.environ.get("RAFT3D_TOKEN"),
         help="admin bearer token for --join when the cluster has [auth] on (or RAFT3D_TOKEN)",
@@ -93,7 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     console_level = args.console_level or args.log_level
     try:
-        settings = load_settings(args.config, data_dir=args.data_dir, log_level=console_level)
+        settings = load_settings(
+            args.config, data_dir=args.data_dir, log_level=console_level, workers=args.workers
+        )
         tls = (
             TlsContexts(settings.tls, settings.node_id, settings.public_http.host.lower())
             if settings.tls
@@ -121,7 +130,8 @@ def _serve(args: argparse.Namespace) -> int:
     import uvloop
 
     try:
-        return uvloop.run(run_node(settings, tls, plan))
+        fronts = front_command(args.config, args.data_dir, console_level)
+        return uvloop.run(run_node(settings, tls, plan, fronts))
     except BindError as exc:
         print(f"raft3d: {exc}", file=sys.stderr)
         return 2
@@ -164,7 +174,10 @@ def connection_cap(configured: int, fd_limit: int) -> int:
 
 
 async def run_node(
-    settings: Settings, tls: TlsContexts | None = None, join: joining.JoinPlan | None = None
+    settings: Settings,
+    tls: TlsContexts | None = None,
+    join: joining.JoinPlan | None = None,
+    fronts_command: Sequence[str] | None = None,
 ) -> int:
     """Run a node until SIGTERM or SIGINT (then answer in-flight requests, close cleanly and
     return 0) or until it halts (then close and return ``EXIT_HALTED``).
@@ -173,6 +186,8 @@ async def run_node(
     refuses, or does not answer in time, the node stops and this returns 2.
 
     SIGHUP re-reads the TLS certificate files (a bad set is refused and the old one kept).
+
+    With ``http.workers`` > 0 and ``fronts_command``, that many HTTP fronts share the port.
     """
     halted = asyncio.Event()
     http = settings.http_settings
@@ -221,11 +236,15 @@ async def run_node(
         http.keepalive_timeout_s,
         fd_limit,
     )
+    fronts = None
+    if http.workers and fronts_command:
+        fronts = Fronts(app, settings.data_dir, http.workers, fronts_command)
+        await fronts.start(runner)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, _reload_tls, tls)
+    loop.add_signal_handler(signal.SIGHUP, _reload_tls, tls, fronts)
     waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(halted.wait())]
     join_failed: list[str] = []
     if join is not None:
@@ -251,6 +270,8 @@ async def run_node(
     finally:
         for wait in waits + background:
             wait.cancel()
+        if fronts is not None:  # first: their requests in flight need the node
+            await fronts.stop(http.request_timeout_s + 1)
         await runner.cleanup()  # stops listening, waits for handlers, then stops the node
         lag.stop()
     if join_failed:
@@ -259,7 +280,9 @@ async def run_node(
     return EXIT_HALTED if halted.is_set() else 0
 
 
-def _reload_tls(tls: TlsContexts | None) -> None:
+def _reload_tls(tls: TlsContexts | None, fronts: Fronts | None = None) -> None:
+    if fronts is not None:
+        fronts.send_signal(signal.SIGHUP)  # each front reloads its own copy
     if tls is None:
         log.info("SIGHUP: TLS is off, nothing to reload")
         return
@@ -292,6 +315,7 @@ async def _start_listening(
         settings.http.port,
         guard,
         ssl_context=tls.http_server if tls else None,
+        reuse_port=settings.http_settings.workers > 0,
     )
     try:
         await site.start()

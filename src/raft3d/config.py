@@ -167,6 +167,8 @@ class HttpSettings:
     # may lag behind before it is cut off.
     sse_heartbeat_s: float = bounded(15.0, 0.01, 3600.0)
     sse_buffer_events: int = bounded(4096, 1, 10_000_000)
+    # HTTP front processes beside the node process, on the same port (raft3d.front); 0: none.
+    workers: int = bounded(0, 0, 64)
 
     def check(self) -> None:
         """No relations between the HTTP values yet; each is checked against its range."""
@@ -259,9 +261,10 @@ def load_settings(
     data_dir: str | Path | None = None,
     log_level: str | None = None,
     env: Mapping[str, str] | None = None,
+    workers: int | None = None,
 ) -> Settings:
     """Read a node's TOML file; command-line values win over the environment, which wins over
-    the file."""
+    the file (``workers`` is checked as ``http.workers`` would be)."""
     env = os.environ if env is None else env
     try:
         with open(path, "rb") as f:
@@ -270,6 +273,9 @@ def load_settings(
         raise ConfigError(f"cannot read config {path}: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML in {path}: {exc}") from exc
+    if workers is not None:
+        http = raw.get("http", {})
+        raw = {**raw, "http": {**http, "workers": workers} if isinstance(http, dict) else http}
     return settings_from_mapping(raw, data_dir=data_dir, log_level=log_level, env=env)
 
 

@@ -248,11 +248,15 @@ class GuardedSite(web.BaseSite):
         *,
         ssl_context: ssl.SSLContext | None = None,
         backlog: int = 128,
+        reuse_port: bool = False,
     ) -> None:
+        """``reuse_port``: share the port with other processes that set it too (the node's
+        HTTP fronts); the kernel spreads new connections among them."""
         super().__init__(runner, ssl_context=ssl_context, backlog=backlog)
         self._host = host
         self._port = port
         self._guard = guard
+        self._reuse_port = reuse_port
         self.bound_port = port
 
     @property
@@ -271,6 +275,7 @@ class GuardedSite(web.BaseSite):
             ssl=self._ssl_context,
             backlog=self._backlog,
             reuse_address=True,
+            reuse_port=self._reuse_port or None,
         )
         if self._server.sockets:
             self.bound_port = self._server.sockets[0].getsockname()[1]

@@ -11,7 +11,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from raft3d.api.errors import ApiError
+from raft3d.api.options import ApiOptions
 from raft3d.api.typedefs import OPTIONS_KEY, STATE_KEY
+from raft3d.domain.state import FarmStateMachine
 
 
 class QuotaExceeded(ApiError):
@@ -21,8 +23,13 @@ class QuotaExceeded(ApiError):
 def check_quota(request: web.Request, kind: str) -> None:
     """Refuse (409 ``quota_exceeded``) one more object of ``kind``: printers, filaments or
     print_jobs."""
-    limit = request.app[OPTIONS_KEY].quotas[kind]
-    count: int = getattr(request.app[STATE_KEY].counts(), kind)
+    check_count(request.app[OPTIONS_KEY], request.app[STATE_KEY], kind)
+
+
+def check_count(options: ApiOptions, state: FarmStateMachine, kind: str) -> None:
+    """``check_quota`` against ``state`` (an HTTP front has the node check it)."""
+    limit = options.quotas[kind]
+    count: int = getattr(state.counts(), kind)
     if count >= limit:
         raise QuotaExceeded(
             "quota_exceeded",
