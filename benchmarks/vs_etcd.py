@@ -9,9 +9,13 @@ machine does falls on both. Every figure printed is the median over the rounds.
 
 Rows: to the leader at concurrency 1, 8 and 64; to a follower at 64; the server CPU time per
 write at 64 (user + system of the three server processes, from /proc); and the idle CPU of the
-three servers together over ``--idle`` seconds with no client.
+three servers together over ``--idle`` seconds with no client. CPU counts each server's child
+processes too (Raft3D's HTTP fronts).
 
-    .venv/bin/python -m benchmarks.vs_etcd [--seconds 5] [--rounds 3] [--idle 5]
+``--workers 0,1`` runs one Raft3D cluster per value of ``http.workers`` (HTTP front processes
+per node, ``raft3d.front``) in the same run, each compared with the same etcd figures.
+
+    .venv/bin/python -m benchmarks.vs_etcd [--seconds 5] [--rounds 3] [--idle 5] [--workers 0]
 """
 
 from __future__ import annotations
@@ -83,10 +87,25 @@ end
 """.replace("@VALUE@", base64.b64encode(b"v" * RECORD_BYTES).decode())
 
 
+def with_children(pids: list[int]) -> list[int]:
+    """``pids`` and their children (a Raft3D node's HTTP fronts)."""
+    found = list(pids)
+    for pid in pids:
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        found.extend(int(c) for c in children)
+    return found
+
+
 def cpu_seconds(pids: list[int]) -> float:
     total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    for pid in with_children(pids):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
         total += int(fields[11]) + int(fields[12])  # utime, stime (after the comm field)
     return total / CLK_TCK
 
@@ -176,30 +195,38 @@ ROWS = [("to the leader, c=1", 1, True), ("to the leader, c=8", 8, True),
         ("to the leader, c=64", 64, True), ("to a follower, c=64", 64, False)]  # fmt: skip
 
 
+def raft3d_system(name: str, cluster: ProcessCluster, script: Path) -> System:
+    def leader() -> str:
+        return cluster.wait_for_leader(timeout=20).url
+
+    def follower() -> str:
+        chosen = cluster.wait_for_leader(timeout=20)
+        return next(n.url for n in cluster.alive() if n is not chosen)
+
+    def pids() -> list[int]:
+        return [n.proc.pid for n in cluster.alive() if n.proc is not None]
+
+    return System(name, leader, follower, pids, script)
+
+
 def run(args: argparse.Namespace) -> None:
     for tool in ("etcd", "wrk"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (apt-get install etcd-server wrk)")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        (root / "raft3d").mkdir()
-        cluster = ProcessCluster(root / "raft3d", 3)
+        clusters = {}
+        for workers in args.workers:
+            name = "raft3d" if workers == 0 else f"raft3d w={workers}"
+            (root / f"r3w{workers}").mkdir()
+            clusters[name] = ProcessCluster(
+                root / f"r3w{workers}", 3, tables={"http": {"workers": workers}}
+            )
         etcd = EtcdCluster(root)
         (root / "raft3d.lua").write_text(RAFT3D_LUA)
         (root / "etcd.lua").write_text(ETCD_LUA)
-
-        def r3_leader() -> str:
-            return cluster.wait_for_leader(timeout=20).url
-
-        def r3_follower() -> str:
-            leader = cluster.wait_for_leader(timeout=20)
-            return next(n.url for n in cluster.alive() if n is not leader)
-
-        def r3_pids() -> list[int]:
-            return [n.proc.pid for n in cluster.alive() if n.proc is not None]
-
         systems = [
-            System("raft3d", r3_leader, r3_follower, r3_pids, root / "raft3d.lua"),
+            *(raft3d_system(name, c, root / "raft3d.lua") for name, c in clusters.items()),
             System(
                 "etcd",
                 lambda: etcd.client[etcd.leader_index()],
@@ -209,7 +236,8 @@ def run(args: argparse.Namespace) -> None:
             ),
         ]
         try:
-            cluster.start()
+            for cluster in clusters.values():
+                cluster.start()
             etcd.start()
             for s in systems:  # warm-up, and both clusters settled
                 wrk_load(s.leader_url(), 16, 2, s.script)
@@ -223,9 +251,10 @@ def run(args: argparse.Namespace) -> None:
                         )
                     idle.setdefault(s.name, []).append(idle_cores(s, args.idle))
                 print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
-            print_table(results, idle, args)
+            print_table(results, idle, args, list(clusters))
         finally:
-            cluster.stop()
+            for cluster in clusters.values():
+                cluster.stop()
             etcd.stop()
 
 
@@ -237,32 +266,38 @@ def print_table(
     results: dict[tuple[str, str], list[dict[str, float]]],
     idle: dict[str, list[float]],
     args: argparse.Namespace,
+    names: list[str],
 ) -> None:
     print(
         f"{args.rounds} rounds x {args.seconds:g} s per row, medians; "
         f"{RECORD_BYTES}-byte records, wrk -t1, fsync on, 3 nodes each"
     )
-    print(f"{'row':<24} {'raft3d':>28} {'etcd':>28} {'ratio':>6}")
+
+    def cell(runs: list[dict[str, float]]) -> str:
+        return f"{med(runs, 'rate'):7.0f}/s p50 {med(runs, 'p50'):5.2f} p99 {med(runs, 'p99'):6.1f}"
+
+    print(f"{'row':<24} {'system':<12} {'raft3d':>28} {'etcd':>28} {'ratio':>6}")
     for label, _, _ in ROWS:
-        r, e = results[("raft3d", label)], results[("etcd", label)]
-        ratio = med(r, "rate") / med(e, "rate")
-
-        def cell(runs: list[dict[str, float]]) -> str:
-            return (
-                f"{med(runs, 'rate'):7.0f}/s p50 {med(runs, 'p50'):5.2f} "
-                f"p99 {med(runs, 'p99'):6.1f}"
-            )
-
-        print(f"{label:<24} {cell(r):>28} {cell(e):>28} {ratio:6.2f}")
+        e = results[("etcd", label)]
+        for name in names:
+            r = results[(name, label)]
+            ratio = med(r, "rate") / med(e, "rate")
+            print(f"{label:<24} {name:<12} {cell(r):>28} {cell(e):>28} {ratio:6.2f}")
     label = "to the leader, c=64"
-    r_cpu = med(results[("raft3d", label)], "cpu_ms")
     e_cpu = med(results[("etcd", label)], "cpu_ms")
-    print(f"{'server CPU/write, c=64':<24} {r_cpu:25.3f} ms {e_cpu:25.3f} ms {r_cpu / e_cpu:6.2f}")
-    r_idle, e_idle = statistics.median(idle["raft3d"]), statistics.median(idle["etcd"])
-    print(
-        f"{'idle CPU, 3 nodes':<24} {r_idle:22.4f} cores {e_idle:22.4f} cores "
-        f"{r_idle / max(e_idle, 1e-6):6.2f}"
-    )
+    e_idle = statistics.median(idle["etcd"])
+    for name in names:
+        r_cpu = med(results[(name, label)], "cpu_ms")
+        print(
+            f"{'server CPU/write, c=64':<24} {name:<12} {r_cpu:25.3f} ms {e_cpu:25.3f} ms "
+            f"{r_cpu / e_cpu:6.2f}"
+        )
+    for name in names:
+        r_idle = statistics.median(idle[name])
+        print(
+            f"{'idle CPU, 3 nodes':<24} {name:<12} {r_idle:22.4f} cores {e_idle:22.4f} cores "
+            f"{r_idle / max(e_idle, 1e-6):6.2f}"
+        )
     errors = {
         k: sum(r["errors"] for r in v) for k, v in results.items() if any(r["errors"] for r in v)
     }
@@ -270,11 +305,24 @@ def print_table(
         print(f"non-2xx answers: {errors}")
 
 
+def _workers(text: str) -> list[int]:
+    values = [int(part) for part in text.split(",") if part.strip()]
+    if not values or any(not 0 <= v <= 64 for v in values) or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError("distinct values 0..64, comma-separated")
+    return values
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0, help="per row and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--idle", type=float, default=5.0, help="idle CPU sample, seconds")
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=[0],
+        help="http.workers of the Raft3D clusters to run, e.g. 0,1 (one cluster each)",
+    )
     run(parser.parse_args())
 
 

@@ -48,7 +48,8 @@ class FrontServer:
         self._options = options
         self._metrics = metrics
         self._server: asyncio.AbstractServer | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # proposals in flight
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self.front_requests = Counter(
             "raft3d_front_requests",
             "HTTP requests answered by this node's front processes (also in raft3d_requests)",
@@ -67,13 +68,16 @@ class FrontServer:
             self._server.close()
         for task in list(self._tasks):
             task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in self._connections.values():
+            writer.close()  # its reader sees the end and returns
+        waiting = [*self._tasks, *self._connections]
+        if waiting:
+            await asyncio.gather(*waiting, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)
+        self._connections[task] = writer
         unpacker = protocol.unpacker()
         packer = protocol.packer()
         try:
@@ -84,7 +88,7 @@ class FrontServer:
         except (OSError, ValueError, protocol.ProtocolError) as exc:
             log.error("front connection failed: %s", exc)
         finally:
-            self._tasks.discard(task)
+            self._connections.pop(task, None)
             writer.close()
 
     def _dispatch(self, frame: Any, writer: asyncio.StreamWriter, packer: msgpack.Packer) -> None:
