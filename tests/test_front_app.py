@@ -41,7 +41,7 @@ def _seen(answer: Answer) -> tuple[int, Any, dict[str, str | None]]:
 
 async def _script(to: Endpoint, node: FakeNode) -> list[tuple[int, Any, dict[str, str | None]]]:
     key = {"Idempotency-Key": "k1"}
-    steps = [
+    steps: list[tuple[str, str, dict[str, Any]]] = [
         ("POST", "/api/v1/printers", {"json": PRINTER}),
         ("POST", "/api/v1/printers", {"json": PRINTER}),  # duplicate id: 409
         ("POST", "/api/v1/printers", {"json": {**PRINTER, "id": "p2"}, "headers": key}),
