@@ -10,7 +10,7 @@ forwarded by a peer (its replay guard is the node's), or a write the node handed
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 from aiohttp import hdrs, web
@@ -82,13 +82,33 @@ async def _relayed(request: web.Request) -> web.StreamResponse:
 
 @web.middleware
 async def _gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    relay = request.app[RELAY_KEY]
     if not _served_here(request):
-        return await request.app[RELAY_KEY].relay(request)
+        return await _counted(request, relay.relay(request))
     try:
         return await handler(request)
     except HandBack:
         # Nothing was proposed: the node's app runs the request as if it had come to it.
-        return await request.app[RELAY_KEY].relay(request, await request.read())
+        return await _counted(request, relay.relay(request, await request.read()))
+
+
+async def _counted(
+    request: web.Request, relaying: Awaitable[web.StreamResponse]
+) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 503  # the node's app did not answer
+    try:
+        response = await relaying
+        status = response.status
+        return response
+    finally:
+        request.app[CHANNEL_KEY].observe(
+            route_label(request),
+            request.method,
+            status,
+            time.perf_counter() - started,
+            relayed=True,
+        )
 
 
 @web.middleware

@@ -73,9 +73,12 @@ class NodeChannel:
         finally:
             self._pending.pop(request_id, None)
 
-    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        """Count one request this front answered (sent to the node within a flush interval)."""
-        self._observed.append([route, method, status, seconds])
+    def observe(
+        self, route: str, method: str, status: int, seconds: float, *, relayed: bool = False
+    ) -> None:
+        """Count one request this front answered, or ``relayed`` to the node's app (which
+        counts it among its own requests); sent to the node within a flush interval."""
+        self._observed.append([route, method, status, seconds, relayed])
         if len(self._observed) >= BATCH_SIZE:
             self.flush()
         elif self._flush is None:

@@ -6,7 +6,8 @@ at once and answers come in any order.
 
 Front to node:
   ``[PROPOSE, id, command bytes, timeout_s]``   answered by ``RESULT`` or ``ERROR``
-  ``[OBSERVED, 0, [[route, method, status, seconds], ...]]``   requests a front answered
+  ``[OBSERVED, front, [[route, method, status, seconds, relayed], ...]]``   requests a front
+  answered (or relayed to the node's app)
 Node to front:
   ``[RESULT, id, applied_index, result]``  ``result`` is ``encode_result``'s
   ``[ERROR, id, applied_index, error]``    ``error`` is ``encode_error``'s

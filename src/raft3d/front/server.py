@@ -52,8 +52,9 @@ class FrontServer:
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self.front_requests = Counter(
             "raft3d_front_requests",
-            "HTTP requests answered by this node's front processes (also in raft3d_requests)",
-            ["front"],
+            "HTTP requests that came in through this node's front processes: answered there "
+            "(served, also counted in raft3d_requests) or relayed to this process (relayed)",
+            ["front", "how"],
             registry=metrics.registry,
         )
 
@@ -145,9 +146,16 @@ class FrontServer:
     def _observed(self, front: object, observations: object) -> None:
         if not isinstance(observations, list):
             raise protocol.ProtocolError("observations are not a list")
-        for route, method, status, seconds in observations:
-            self._metrics.observe(str(route), str(method), int(status), float(seconds))
-        self.front_requests.labels(front=str(front)).inc(len(observations))
+        served = 0
+        for route, method, status, seconds, relayed in observations:
+            if not relayed:  # a relayed request was counted when this process answered it
+                self._metrics.observe(str(route), str(method), int(status), float(seconds))
+                served += 1
+        if served:
+            self.front_requests.labels(front=str(front), how="served").inc(served)
+        if served < len(observations):
+            relayed_count = len(observations) - served
+            self.front_requests.labels(front=str(front), how="relayed").inc(relayed_count)
 
 
 def remove_stale(path: Path) -> None:
