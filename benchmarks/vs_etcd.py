@@ -13,7 +13,8 @@ three servers together over ``--idle`` seconds with no client. CPU counts each s
 processes too (Raft3D's HTTP fronts).
 
 ``--workers 0,1`` runs one Raft3D cluster per value of ``http.workers`` (HTTP front processes
-per node, ``raft3d.front``) in the same run, each compared with the same etcd figures.
+per node, ``raft3d.front``) in the same run, each compared with the same etcd figures;
+``--fronts-only`` sets ``http.node_listens = false`` in those with fronts.
 
     .venv/bin/python -m benchmarks.vs_etcd [--seconds 5] [--rounds 3] [--idle 5] [--workers 0]
 """
@@ -218,10 +219,12 @@ def run(args: argparse.Namespace) -> None:
         clusters = {}
         for workers in args.workers:
             name = "raft3d" if workers == 0 else f"raft3d w={workers}"
+            http: dict[str, object] = {"workers": workers}
+            if workers and args.fronts_only:
+                http["node_listens"] = False
+                name += " f/o"
             (root / f"r3w{workers}").mkdir()
-            clusters[name] = ProcessCluster(
-                root / f"r3w{workers}", 3, tables={"http": {"workers": workers}}
-            )
+            clusters[name] = ProcessCluster(root / f"r3w{workers}", 3, tables={"http": http})
         etcd = EtcdCluster(root)
         (root / "raft3d.lua").write_text(RAFT3D_LUA)
         (root / "etcd.lua").write_text(ETCD_LUA)
@@ -322,6 +325,11 @@ def main() -> None:
         type=_workers,
         default=[0],
         help="http.workers of the Raft3D clusters to run, e.g. 0,1 (one cluster each)",
+    )
+    parser.add_argument(
+        "--fronts-only",
+        action="store_true",
+        help="with workers: http.node_listens = false (only the fronts accept; 'f/o')",
     )
     run(parser.parse_args())
 

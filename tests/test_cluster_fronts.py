@@ -46,6 +46,25 @@ def fronts_of(node: NodeProcess, count: int) -> list[int]:
     )
 
 
+def listening_on(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a TCP socket listening on ``port`` (from /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "0A" and fields[9] in inodes:
+                return True
+    return False
+
+
 def front_served(node: NodeProcess, how: str = "") -> float:
     """Requests that came in through the node's fronts (``how``: served or relayed only)."""
     with urllib.request.urlopen(f"{node.url}/metrics", timeout=5) as response:
@@ -81,7 +100,21 @@ def cluster(tmp_path: Path) -> Iterator[ProcessCluster]:
         yield c
 
 
-def test_through_fronts_the_api_answers_as_without_them(cluster: ProcessCluster) -> None:
+@pytest.mark.parametrize("node_listens", [True, False])
+def test_through_fronts_the_api_answers_as_without_them(tmp_path: Path, node_listens: bool) -> None:
+    http = {"workers": 1, "node_listens": node_listens}
+    with ProcessCluster(tmp_path, 3, tables={"http": http}) as cluster:
+        cluster.start()
+        _answers_as_without_fronts(cluster)
+        for node in cluster.alive():
+            assert node.proc is not None
+            [front] = fronts_of(node, 1)
+            assert listening_on(front, node.http_port)
+            # node_listens = false: only the fronts accept client connections
+            assert listening_on(node.proc.pid, node.http_port) is node_listens
+
+
+def _answers_as_without_fronts(cluster: ProcessCluster) -> None:
     leader = cluster.wait_for_leader(timeout=20)
     followers = [n for n in cluster.alive() if n is not leader]
     for node in cluster.alive():

@@ -21,7 +21,7 @@ from aiohttp import web
 from raft3d import cli_members, cli_status, joining
 from raft3d.api.connections import ConnectionGuard, GuardedSite
 from raft3d.config import ConfigError, Settings, api_options, load_settings
-from raft3d.front.supervisor import Fronts, front_command
+from raft3d.front.supervisor import Fronts, ReservedPort, front_command
 from raft3d.logs import configure_logging
 from raft3d.loop_lag import LoopLagMonitor
 from raft3d.security import commands
@@ -309,14 +309,17 @@ async def _start_listening(
         if isinstance(exc, OSError) and exc.errno in _BIND_ERRNOS:
             raise BindError(_bind_problem("raft", settings.raft, exc)) from None
         raise BindError(f"cannot start node {settings.node_id}: {exc}") from None
-    site = GuardedSite(
+    http = settings.http_settings
+    site: web.BaseSite = GuardedSite(
         runner,
         settings.http.host,
         settings.http.port,
         guard,
         ssl_context=tls.http_server if tls else None,
-        reuse_port=settings.http_settings.workers > 0,
+        reuse_port=http.workers > 0,
     )
+    if http.workers > 0 and not http.node_listens:  # only the fronts accept connections
+        site = ReservedPort(runner, settings.http.host, settings.http.port)
     try:
         await site.start()
     except OSError as exc:

@@ -169,6 +169,9 @@ class HttpSettings:
     sse_buffer_events: int = bounded(4096, 1, 10_000_000)
     # HTTP front processes beside the node process, on the same port (raft3d.front); 0: none.
     workers: int = bounded(0, 0, 64)
+    # With workers: whether the node process accepts client connections too (false: only
+    # its fronts do, and its event loop parses no client HTTP at all).
+    node_listens: bool = True
 
     def check(self) -> None:
         """No relations between the HTTP values yet; each is checked against its range."""

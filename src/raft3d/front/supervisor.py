@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -114,6 +115,43 @@ class Fronts:
             )
             await asyncio.sleep(delay)
             delay = min(MAX_RESTART_DELAY_S, delay * 2)
+
+
+class ReservedPort(web.BaseSite):
+    """The client port bound (SO_REUSEPORT) but not listening: with ``http.node_listens``
+    false only the fronts accept connections, and the node still holds the port (a process
+    that does not share it cannot take it; a bind problem fails the node's start)."""
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int) -> None:
+        super().__init__(runner)
+        self._host = host
+        self._port = port
+        self._sock: socket.socket | None = None
+
+    @property
+    def name(self) -> str:
+        return f"reserved://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        family, kind, proto, _, address = socket.getaddrinfo(
+            self._host, self._port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(address)
+        except OSError:
+            sock.close()
+            raise
+        self._sock = sock
+
+    async def stop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        await super().stop()
 
 
 def front_command(config: Path, data_dir: Path | None, log_level: str | None) -> list[str]:
