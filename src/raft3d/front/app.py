@@ -60,7 +60,8 @@ def create_front_app(
     router.add_route("*", "/{tail:.*}", _relayed)
 
     async def relay_session(app: web.Application) -> AsyncIterator[None]:
-        app[RELAY_KEY] = Relay(relay_path, RELAY_CONNECTIONS)
+        keepalive = app[OPTIONS_KEY].forward_keepalive_s
+        app[RELAY_KEY] = Relay(relay_path, RELAY_CONNECTIONS, keepalive)
         yield
         await app[RELAY_KEY].close()
 

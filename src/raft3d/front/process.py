@@ -44,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--node-pid", type=int, required=True)
     args = parser.parse_args(argv)
     _die_with_parent()
+    # Ctrl-C reaches the whole process group: the node stops its fronts itself (SIGTERM),
+    # after they finished what they were answering.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if os.getppid() != args.node_pid:
         return 0  # the node died before this front got going
     try:
@@ -78,7 +81,7 @@ def _reload_tls(tls: TlsContexts) -> None:
 
 
 async def run_front(settings: Settings, tls: TlsContexts | None, index: int) -> int:
-    """Serve until SIGTERM/SIGINT (finish in-flight requests) or until the node is gone."""
+    """Serve until SIGTERM (finish in-flight requests) or until the node is gone."""
     http = settings.http_settings
     channel = await NodeChannel.connect(settings.data_dir / FRONT_SOCKET, index, CONNECT_TIMEOUT_S)
     app = create_front_app(api_options(settings), channel, settings.data_dir / HTTP_SOCKET)
@@ -108,8 +111,7 @@ async def run_front(settings: Settings, tls: TlsContexts | None, index: int) -> 
     log.info("front listening node=%s index=%d addr=%s", settings.node_id, index, settings.http)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
     if tls is not None:
         loop.add_signal_handler(signal.SIGHUP, _reload_tls, tls)
     waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(channel.lost.wait())]

@@ -37,11 +37,17 @@ _NO_AUTO_HEADERS = (hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.USER_AGENT, hdrs.CON
 
 
 class Relay:
-    """A pooled client for the node's app on ``path``."""
+    """A pooled client for the node's app on ``path``.
 
-    def __init__(self, path: Path, connections: int) -> None:
+    Pooled connections are let go after ``keepalive_s`` idle, before the node's app closes
+    them itself: a write relayed on a connection the other end just closed would fail like
+    a lost answer."""
+
+    def __init__(self, path: Path, connections: int, keepalive_s: float) -> None:
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.UnixConnector(path=str(path), limit=connections),
+            connector=aiohttp.UnixConnector(
+                path=str(path), limit=connections, keepalive_timeout=keepalive_s
+            ),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
             auto_decompress=False,
             skip_auto_headers=_NO_AUTO_HEADERS,
