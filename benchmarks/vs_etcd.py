@@ -13,10 +13,10 @@ three servers together over ``--idle`` seconds with no client. CPU counts each s
 processes too (Raft3D's HTTP fronts).
 
 ``--workers 0,1`` runs one Raft3D cluster per value of ``http.workers`` (HTTP front processes
-per node, ``raft3d.front``) in the same run, each compared with the same etcd figures;
-``--fronts-only`` sets ``http.node_listens = false`` in those with fronts.
+per node, ``raft3d.front``) in the same run, each compared with the same etcd figures; a
+value such as ``1f`` also sets ``http.node_listens = false`` (only the fronts accept).
 
-    .venv/bin/python -m benchmarks.vs_etcd [--seconds 5] [--rounds 3] [--idle 5] [--workers 0]
+    .venv/bin/python -m benchmarks.vs_etcd [--seconds 5] [--rounds 3] [--idle 5] [--workers 0,1f]
 """
 
 from __future__ import annotations
@@ -217,14 +217,15 @@ def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         clusters = {}
-        for workers in args.workers:
+        for workers, fronts_only in args.workers:
             name = "raft3d" if workers == 0 else f"raft3d w={workers}"
             http: dict[str, object] = {"workers": workers}
-            if workers and args.fronts_only:
+            if fronts_only:
                 http["node_listens"] = False
                 name += " f/o"
-            (root / f"r3w{workers}").mkdir()
-            clusters[name] = ProcessCluster(root / f"r3w{workers}", 3, tables={"http": http})
+            where = root / name.replace(" ", "-").replace("/", "")
+            where.mkdir()
+            clusters[name] = ProcessCluster(where, 3, tables={"http": http})
         etcd = EtcdCluster(root)
         (root / "raft3d.lua").write_text(RAFT3D_LUA)
         (root / "etcd.lua").write_text(ETCD_LUA)
@@ -308,10 +309,17 @@ def print_table(
         print(f"non-2xx answers: {errors}")
 
 
-def _workers(text: str) -> list[int]:
-    values = [int(part) for part in text.split(",") if part.strip()]
-    if not values or any(not 0 <= v <= 64 for v in values) or len(set(values)) != len(values):
-        raise argparse.ArgumentTypeError("distinct values 0..64, comma-separated")
+def _workers(text: str) -> list[tuple[int, bool]]:
+    """``0,1,1f``: (workers, only the fronts accept) per Raft3D cluster."""
+    values = []
+    for part in (p.strip() for p in text.split(",")):
+        fronts_only = part.endswith("f")
+        digits = part.removesuffix("f")
+        if not digits.isdigit() or not 0 <= int(digits) <= 64 or (fronts_only and digits == "0"):
+            raise argparse.ArgumentTypeError(f"{part!r}: 0..64, optionally with f (1f, 2f)")
+        values.append((int(digits), fronts_only))
+    if not values or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError("distinct values, comma-separated")
     return values
 
 
@@ -323,13 +331,9 @@ def main() -> None:
     parser.add_argument(
         "--workers",
         type=_workers,
-        default=[0],
-        help="http.workers of the Raft3D clusters to run, e.g. 0,1 (one cluster each)",
-    )
-    parser.add_argument(
-        "--fronts-only",
-        action="store_true",
-        help="with workers: http.node_listens = false (only the fronts accept; 'f/o')",
+        default=[(0, False)],
+        help="http.workers of the Raft3D clusters to run, one cluster each, e.g. 0,1,1f "
+        "(f: http.node_listens = false, only the fronts accept: 'f/o' in the table)",
     )
     run(parser.parse_args())
 
