@@ -4,7 +4,7 @@ statuses, bodies and headers, and the node's /metrics counts what the front answ
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +178,27 @@ async def test_cross_origin_and_forwarded_writes_are_relayed_to_the_node(
 
 async def _contains(text: Awaitable[str], part: str) -> bool:
     return part in await text
+
+
+async def test_a_relayed_body_arrives_whole_chunked_or_after_100_continue(tmp_path: Path) -> None:
+    node = FakeNode("n1")
+    async with node_with_front(node, tmp_path) as (_direct, front, _app):
+        origin = {"Origin": "http://127.0.0.1:1"}  # relayed, body and all
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b'{"id": "p1", "company": "C", '
+            yield b'"model": "M"}'
+
+        chunked = await front.send(
+            "POST", "/api/v1/printers", data=chunks(), headers={**origin, **_json}
+        )
+        assert (chunked.status, chunked.body) == (201, {"id": "p1", "company": "C", "model": "M"})
+        expecting = await front.send(
+            "POST",
+            "/api/v1/printers",
+            json={**PRINTER, "id": "p2"},
+            headers=origin,
+            expect100=True,
+        )
+        assert expecting.status == 201
+        assert [p.id for p in node.state.printers()] == ["p1", "p2"]
