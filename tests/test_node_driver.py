@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Generator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -67,6 +67,10 @@ class RecordingStateMachine(KeptOutcomes[tuple[int, bytes]]):
 
     def restore(self, data: bytes) -> None:
         self.last_index, self.commands = msgpack.unpackb(data)
+
+    def restorer(self, data: bytes) -> Generator[None, None, None]:
+        yield  # one step: a small state
+        self.restore(data)
 
 
 class GatedStorage:

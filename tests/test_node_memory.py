@@ -4,7 +4,7 @@ disk and no sockets, so leadership changes and restarts take milliseconds."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 
 import pytest
 
@@ -34,6 +34,10 @@ class Counter(KeptOutcomes[int]):
 
     def restore(self, data: bytes) -> None:
         self.total = int(data)
+
+    def restorer(self, data: bytes) -> Generator[None, None, None]:
+        yield  # one step: a small state
+        self.restore(data)
 
 
 def counter(cluster: MemoryCluster[int], node_id: str) -> Counter:

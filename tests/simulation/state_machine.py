@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING
 
 import msgpack
@@ -94,3 +94,7 @@ class SimApp:
 
     def restore(self, data: bytes) -> None:
         self._cluster.restored(self._node, data)
+
+    def restorer(self, data: bytes) -> Generator[None, None, None]:
+        yield  # one step: a small state
+        self.restore(data)

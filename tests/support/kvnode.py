@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Generator
 from typing import Any
 
 import msgpack
@@ -63,6 +64,10 @@ class KeyValueStateMachine(KeptOutcomes[dict[str, Any]]):
 
     def restore(self, data: bytes) -> None:
         self.last_index, self.data = msgpack.unpackb(data)
+
+    def restorer(self, data: bytes) -> Generator[None, None, None]:
+        yield  # one step: a small state
+        self.restore(data)
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(sorted(self.data.items())).encode()).hexdigest()

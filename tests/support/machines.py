@@ -6,7 +6,7 @@ forgotten but, unlike the farm's, are not carried in snapshots.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Generic, TypeVar
 
 R = TypeVar("R")
@@ -55,3 +55,7 @@ class Register(KeptOutcomes[int]):
 
     def restore(self, data: bytes) -> None:
         self.value = int(data)
+
+    def restorer(self, data: bytes) -> Generator[None, None, None]:
+        yield  # one step: a small state
+        self.restore(data)

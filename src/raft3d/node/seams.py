@@ -6,7 +6,7 @@ transport); ``raft3d.node.memory`` has in-memory twins for fast tests.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from raft3d.consensus.types import Entry, HardState, InitialState, Message, Snapshot
@@ -33,7 +33,8 @@ class StateMachine(Protocol[R_co]):
 
     ``capture`` runs on the event loop and must be cheap at any state size (O(1) for the
     farm: ``raft3d.domain.persistent``); its ``parts`` are encoded on the loop in slices.
-    ``restore`` may run on a worker thread (never while ``apply`` runs). The machine keeps
+    ``restore`` may run on a worker thread (never while ``apply`` runs); the node restores
+    with ``restorer``, on its loop in slices (``raft3d.node.restoring``). The machine keeps
     each applied entry's outcome until ``forget_outcomes`` (called as the log is compacted)
     and carries the ones it holds in its snapshots, so every entry still in the log has its
     outcome, on every node, across restarts and snapshot installs.
@@ -44,6 +45,11 @@ class StateMachine(Protocol[R_co]):
     def capture(self) -> StateCapture: ...
 
     def restore(self, data: bytes) -> None: ...
+
+    def restorer(self, data: bytes) -> Generator[None, None, None]:
+        """``restore`` in steps of a fraction of a millisecond each; the state is replaced
+        only as the last one ends (nothing changes if it fails or is closed before)."""
+        ...
 
     def outcome(self, index: int) -> R_co | None: ...
 
