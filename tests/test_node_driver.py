@@ -27,6 +27,7 @@ from raft3d.consensus.types import (
     Message,
     MsgType,
     Snapshot,
+    SnapshotData,
     SnapshotMeta,
 )
 from raft3d.node.driver import RaftNode
@@ -105,6 +106,9 @@ class GatedStorage:
 
     def stage_local_snapshot(self, snapshot: Snapshot) -> None:
         self.inner.stage_local_snapshot(snapshot)
+
+    def snapshot_data(self, index: int) -> SnapshotData | None:
+        return self.inner.snapshot_data(index)
 
     def save_local_snapshot(self, snapshot: Snapshot) -> None:
         self.inner.save_local_snapshot(snapshot)

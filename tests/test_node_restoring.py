@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Generator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from raft3d.domain.results import Result
 from raft3d.node.driver import RaftNode
 from raft3d.node.wiring import build_node
 from raft3d.storage import DurableStorage
+from raft3d.storage.snapshot_file import SnapshotFileData
 from tests.support.fakes import single_voter_settings
 from tests.support.waiting import eventually
 from tests.test_node_driver import (
@@ -242,3 +244,70 @@ async def test_a_big_farm_restores_with_the_loop_running_between_its_slices(
             await node.stop()
     finally:
         ticker.stop()
+
+
+# --- laggards are served from the snapshot file, not from bytes held in memory -------------
+
+
+def served_bytes(node: RaftNode[Any]) -> bytes:
+    served = node.core.served_snapshot
+    assert served is not None
+    data = served.data
+    assert isinstance(data, SnapshotFileData)  # file-backed: the node holds no copy
+    chunk = 4096
+    return b"".join(data[offset : offset + chunk] for offset in range(0, len(data), chunk))
+
+
+async def test_a_leader_serves_its_snapshot_from_the_file_after_taking_it_and_at_start(
+    tmp_path: Path,
+) -> None:
+    settings = single_voter_settings(tmp_path)
+    node: RaftNode[Result] = build_node(settings, FarmStateMachine())
+    await node.start()
+    try:
+        await eventually(lambda: node.is_leader, 10, "a single voter to elect itself")
+        for n in range(50):
+            command = CreatePrinter(id=f"p{n}", company="Prusa", model="MK4", idempotency=None)
+            await node.propose(encode_command(command), 5.0)
+        index = await node.take_snapshot()
+        on_disk = node.latest_snapshot()
+        assert on_disk is not None and on_disk.meta.index == index
+        assert served_bytes(node) == on_disk.data
+    finally:
+        await node.stop()
+    again: RaftNode[Result] = build_node(settings, FarmStateMachine())
+    await again.start()
+    try:
+        assert served_bytes(again) == on_disk.data
+    finally:
+        await again.stop()
+
+
+async def test_a_follower_serves_a_received_snapshot_from_its_file(
+    follower: Node, held: HeldRestore
+) -> None:
+    message = whole_snapshot(20)
+    deliver(follower, message)
+    await eventually(lambda: held.began == 1, 10, "the snapshot to be durable and restoring")
+    assert served_bytes(follower) == message.data
+    held.hold = False
+    await eventually(lambda: follower.applied_index == 20, 10, "the restore")
+
+
+def test_file_snapshot_data_reads_byte_ranges_and_outlives_the_file(tmp_path: Path) -> None:
+    payload = bytes(range(256)) * 1000
+    with DurableStorage(tmp_path) as storage:
+        meta = SnapshotMeta(7, 1, ("solo",))
+        storage.persist(HardState(1, None, 7), [], Snapshot(meta, payload))
+        data = storage.snapshot_data(7)
+        assert storage.snapshot_data(8) is None
+    assert data is not None and len(data) == len(payload)
+    assert data[0:10] == payload[0:10]
+    assert data[255_990:300_000] == payload[255_990:]
+    assert data[5:5] == b""
+    files = list(tmp_path.rglob("*.snap"))
+    assert files
+    for path in files:
+        path.unlink()  # replaced by a newer one, say: the open descriptor still reads it
+    assert data[1000:2000] == payload[1000:2000]
+    data.close()

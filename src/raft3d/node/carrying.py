@@ -21,7 +21,7 @@ from raft3d.consensus.types import Message, Ready
 from raft3d.node.ready import ReadyPlan, ReadyStep
 from raft3d.node.restoring import Restorer
 from raft3d.node.seams import StateMachine, Storage
-from raft3d.node.snapshotting import Snapshotter
+from raft3d.node.snapshotting import Snapshotter, serve_from_file
 
 log = logging.getLogger("raft3d.node")
 
@@ -80,6 +80,8 @@ class ReadyCarrier(Generic[R]):
                 self._disk, self._storage.persist, write.hard_state, write.entries, write.snapshot
             )
             step.written(plan)
+            if write.snapshot is not None:  # a received snapshot, durable now
+                serve_from_file(self._core, self._storage, write.snapshot.meta.index)
         for msg in plan.late:  # votes and acks: only now that what they promise is durable
             send(msg)
         if rd.snapshot is None:

@@ -63,6 +63,11 @@ class MemoryStorage:
         if hard_state is not None:
             self.hard_state = hard_state
 
+    def snapshot_data(self, index: int) -> bytes | None:
+        """The in-memory twin of ``DurableStorage.snapshot_data``: the bytes themselves."""
+        snapshot = self.snapshot
+        return snapshot.data if snapshot is not None and snapshot.meta.index == index else None
+
     def stage_local_snapshot(self, snapshot: Snapshot) -> None:
         pass  # nothing to write ahead in memory
 

@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Protocol, TypeVar
 
-from raft3d.consensus.types import Entry, HardState, InitialState, Message, Snapshot
+from raft3d.consensus.types import (
+    Entry,
+    HardState,
+    InitialState,
+    Message,
+    Snapshot,
+    SnapshotData,
+)
 
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
@@ -104,6 +111,12 @@ class Storage(Protocol):
 
     def save_local_snapshot(self, snapshot: Snapshot) -> None:
         """Keep ``snapshot`` of our own state; the log up to it may then be dropped."""
+        ...
+
+    def snapshot_data(self, index: int) -> SnapshotData | None:
+        """The durable data of the snapshot the log continues from, if it is at ``index``,
+        readable by byte range without holding it all in memory (a file), for the core to
+        serve laggards from; None if that snapshot is not the one at ``index``."""
         ...
 
     def first_index(self) -> int: ...

@@ -38,7 +38,12 @@ from raft3d.consensus.types import Entry, HardState, InitialState, Snapshot, Sna
 from raft3d.storage.durable_files import ensure_directory, fsync_directory, lock_directory
 from raft3d.storage.errors import StorageCorruptError, StorageError
 from raft3d.storage.log_db import LogDatabase
-from raft3d.storage.snapshot_file import InvalidSnapshotFile, SnapshotInfo, read_snapshot_file
+from raft3d.storage.snapshot_file import (
+    InvalidSnapshotFile,
+    SnapshotFileData,
+    SnapshotInfo,
+    read_snapshot_file,
+)
 from raft3d.storage.snapshot_store import SnapshotStore, newest_first
 
 log = logging.getLogger(__name__)
@@ -317,6 +322,18 @@ class DurableStorage:
         """The snapshot the log continues from, read and verified; None if there is none."""
         self._check_open()
         return self._read_base_snapshot()
+
+    def snapshot_data(self, index: int) -> SnapshotFileData | None:
+        """The data of the snapshot the log continues from, if it is the one at ``index``,
+        read from its file by byte range (``SnapshotFileData``); None otherwise."""
+        self._check_open()
+        info = self._base_info
+        if info is None or info.index != index:
+            return None
+        try:
+            return SnapshotFileData(info.path)
+        except InvalidSnapshotFile:
+            return None  # replaced and removed meanwhile: the caller keeps what it holds
 
     def _read_base_snapshot(self) -> Snapshot | None:
         while True:

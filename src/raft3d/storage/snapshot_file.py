@@ -29,6 +29,7 @@ import json
 import math
 import os
 import struct
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -119,6 +120,44 @@ def verify_snapshot_file(path: Path) -> SnapshotInfo:
             checksum.update(chunk)
         _check(checksum.digest() == expected, "checksum mismatch")
     return SnapshotInfo(header.meta.index, header.meta.term, size, header.created_at, path)
+
+
+class SnapshotFileData:
+    """A snapshot file's data, read by byte range (``os.pread``): what a leader serves its
+    laggards from (``RaftCore.serve_from``) instead of holding the snapshot in memory.
+
+    The descriptor is opened once and held while this lives (closed when it is collected,
+    or by ``close``): a file removed meanwhile (a newer snapshot replaced it) stays readable.
+    The data was verified when the file was written or loaded; it is not verified again.
+    """
+
+    __slots__ = ("__weakref__", "_closer", "_fd", "_length", "_offset")
+
+    def __init__(self, path: Path) -> None:
+        with _open(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            header, _, prefix = _read_header(f, size)
+            self._fd = os.dup(f.fileno())
+        self._offset = len(prefix) + _CHECKSUM_LEN
+        self._length = header.data_len
+        self._closer = weakref.finalize(self, os.close, self._fd)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, part: slice, /) -> bytes:
+        start, stop, step = part.indices(self._length)
+        if step != 1:
+            raise ValueError("only contiguous byte ranges are read")
+        if stop <= start:
+            return b""
+        data = os.pread(self._fd, stop - start, self._offset + start)
+        if len(data) != stop - start:
+            raise OSError(f"snapshot file shorter than its header says at {start}")
+        return data
+
+    def close(self) -> None:
+        self._closer()
 
 
 def _open(path: Path) -> BinaryIO:
