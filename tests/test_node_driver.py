@@ -32,7 +32,7 @@ from raft3d.consensus.types import (
 )
 from raft3d.node.driver import RaftNode
 from raft3d.node.errors import NodeStoppedError, OutcomeUnknownError
-from raft3d.node.seams import SnapshotRecord
+from raft3d.node.seams import SnapshotRecord, SnapshotSink
 from raft3d.node.wiring import build_node, node_options
 from raft3d.storage import DurableStorage
 from tests.support.fakes import single_voter_settings
@@ -109,6 +109,12 @@ class GatedStorage:
 
     def snapshot_data(self, index: int) -> SnapshotData | None:
         return self.inner.snapshot_data(index)
+
+    def open_local_snapshot(self, meta: SnapshotMeta) -> SnapshotSink:
+        return self.inner.open_local_snapshot(meta)
+
+    def commit_local_snapshot(self, meta: SnapshotMeta) -> None:
+        self.inner.commit_local_snapshot(meta)
 
     def save_local_snapshot(self, snapshot: Snapshot) -> None:
         self.inner.save_local_snapshot(snapshot)

@@ -272,24 +272,33 @@ class RaftCore(Elections, Follower, Replication, Reconfiguration, Recovery):
     def compact(self, index: int, data: bytes) -> Snapshot:
         """Record the application's snapshot ``data`` of the state at applied ``index`` and
         drop the log up to it. The snapshot is kept to bring laggards up to date."""
+        return Snapshot(self.compact_served(index, data), data)
+
+    def snapshot_meta(self, index: int) -> SnapshotMeta:
+        """What ``compact`` at ``index`` records with the data (raises as it would), for a
+        caller that writes the snapshot's file before it compacts."""
         if index > self._applied:
             raise ValueError(f"cannot compact at {index}: only {self._applied} is applied")
         if index <= self.snapshot_index:
             if self._snapshot is not None and index == self._snapshot.meta.index:
-                return Snapshot(self._snapshot.meta, data)  # compacted there already
+                return self._snapshot.meta
             raise ValueError(f"cannot compact at {index}: already compacted past it")
-        conf = self._confs.state_at(index)
         term = self._log.term_at(index)
         if term is None:
             raise ValueError(f"cannot compact at {index}: not in the log")
+        return SnapshotMeta.of(index, term, self._confs.state_at(index))
+
+    def compact_served(self, index: int, data: SnapshotData) -> SnapshotMeta:
+        """``compact`` with the data in any ``SnapshotData`` form (its durable file, say)."""
+        meta = self.snapshot_meta(index)
+        if index <= self.snapshot_index:
+            return meta  # compacted there already
         keep_from = index - self._cfg.trailing_entries
         if keep_from > self._log.snapshot_index:
             self._log.compact(keep_from)
         self._confs.compact(index)
-        meta = SnapshotMeta.of(index, term, conf)
-        snapshot = Snapshot(meta, data)
-        self._snapshot = ServedSnapshot.of(snapshot)
-        return snapshot
+        self._snapshot = ServedSnapshot(meta, data)
+        return meta
 
     def serve_from(self, index: int, data: SnapshotData) -> bool:
         """Send laggards the snapshot at ``index`` read from ``data`` (the same bytes, e.g.

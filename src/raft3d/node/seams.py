@@ -16,6 +16,7 @@ from raft3d.consensus.types import (
     Message,
     Snapshot,
     SnapshotData,
+    SnapshotMeta,
 )
 
 R = TypeVar("R")
@@ -89,6 +90,18 @@ class SnapshotRecord(Protocol):
     def created_at(self) -> float: ...
 
 
+class SnapshotSink(Protocol):
+    """A local snapshot's file written part by part as it is encoded (on one thread)."""
+
+    def write(self, part: bytes) -> None: ...
+
+    def finish(self) -> None:
+        """Durable and staged: ``Storage.commit_local_snapshot`` may commit it."""
+        ...
+
+    def abort(self) -> None: ...
+
+
 class Storage(Protocol):
     """Durable Raft state. ``persist`` and ``save_local_snapshot`` run on the driver's one
     disk thread, in submission order; everything else on the event loop."""
@@ -111,6 +124,15 @@ class Storage(Protocol):
 
     def save_local_snapshot(self, snapshot: Snapshot) -> None:
         """Keep ``snapshot`` of our own state; the log up to it may then be dropped."""
+        ...
+
+    def open_local_snapshot(self, meta: SnapshotMeta) -> SnapshotSink:
+        """``stage_local_snapshot`` without the whole data in hand: it is written part by part
+        (on another thread than the disk thread), never held whole."""
+        ...
+
+    def commit_local_snapshot(self, meta: SnapshotMeta) -> None:
+        """``save_local_snapshot`` of the snapshot a finished ``open_local_snapshot`` staged."""
         ...
 
     def snapshot_data(self, index: int) -> SnapshotData | None:

@@ -44,7 +44,7 @@ from raft3d.storage.snapshot_file import (
     SnapshotInfo,
     read_snapshot_file,
 )
-from raft3d.storage.snapshot_store import SnapshotStore, newest_first
+from raft3d.storage.snapshot_store import SnapshotStore, StreamedWrite, newest_first
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +231,31 @@ class DurableStorage:
             info = self._snapshots.write(snapshot, time.time())
         with self._staged_lock:
             self._staged[(meta.index, meta.term)] = info
+
+    def open_local_snapshot(self, meta: SnapshotMeta) -> StreamedWrite:
+        """``stage_local_snapshot`` with the data written part by part as it is encoded, so
+        that it is never held whole (``StreamedWrite``, on one thread at a time, e.g. the
+        writer thread); once it is finished, ``commit_local_snapshot`` commits it."""
+        self._check_writable()
+
+        def staged(info: SnapshotInfo) -> None:
+            with self._staged_lock:
+                self._staged[(meta.index, meta.term)] = info
+
+        with self._failing_on_error("stage_local_snapshot"):
+            return self._snapshots.streamed(
+                meta,
+                time.time(),
+                on_finished=staged,
+                guard=lambda: self._failing_on_error("stage_local_snapshot"),
+            )
+
+    def commit_local_snapshot(self, meta: SnapshotMeta) -> None:
+        """``save_local_snapshot`` of the snapshot staged by ``open_local_snapshot``."""
+        with self._staged_lock:
+            if (meta.index, meta.term) not in self._staged:
+                raise ValueError(f"no snapshot staged at index {meta.index}, term {meta.term}")
+        self.save_local_snapshot(Snapshot(meta, b""))  # its file is staged: never written
 
     def save_local_snapshot(self, snapshot: Snapshot) -> None:
         """Store a snapshot of this node's own applied state and compact the log up to it.
