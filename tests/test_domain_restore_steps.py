@@ -7,6 +7,7 @@ from __future__ import annotations
 import msgpack
 import pytest
 
+from raft3d.domain import FarmStateMachine
 from raft3d.domain.errors import SnapshotDecodeError
 from raft3d.domain.snapshot import RESTORE_STEP
 from tests.test_domain import apply, busy_farm, printer
@@ -52,3 +53,31 @@ def test_a_bad_object_late_in_the_snapshot_fails_the_restore_and_keeps_the_state
         for _ in target.restorer(data):
             pass
     assert target.digest() == before
+
+
+class Chunked:
+    """Bytes read by range only, as a snapshot file is."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self.reads = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getitem__(self, part: slice, /) -> bytes:
+        self.reads += 1
+        return self._data[part]
+
+
+def test_a_restore_reads_a_snapshot_by_byte_range_as_from_its_file() -> None:
+    source = big_farm(3 * RESTORE_STEP)
+    data = Chunked(source.snapshot())
+    target = busy_farm()
+    for _ in target.restorer(data):
+        pass
+    assert data.reads >= 1
+    assert target.digest() == source.digest() and target.snapshot() == source.snapshot()
+    with pytest.raises(SnapshotDecodeError, match="after the end"):
+        for _ in FarmStateMachine().restorer(Chunked(source.snapshot() + b"\x00")):
+            pass

@@ -16,6 +16,7 @@ from raft3d.consensus.types import (
     ReadState,
     Ready,
     Snapshot,
+    SnapshotData,
     SnapshotMeta,
 )
 from raft3d.node.errors import OutcomeUnknownError
@@ -186,9 +187,9 @@ class Recorder(KeptOutcomes[str]):
     def restore(self, data: bytes) -> None:
         self.restored.append(data)
 
-    def restorer(self, data: bytes) -> Generator[None, None, None]:
+    def restorer(self, data: SnapshotData) -> Generator[None, None, None]:
         yield  # one step: a small state
-        self.restore(data)
+        self.restore(data[0 : len(data)])
 
 
 def make_step(threshold: int = 0, durable: HardState | None = None) -> ReadyStep[str]:

@@ -69,9 +69,9 @@ class RecordingStateMachine(KeptOutcomes[tuple[int, bytes]]):
     def restore(self, data: bytes) -> None:
         self.last_index, self.commands = msgpack.unpackb(data)
 
-    def restorer(self, data: bytes) -> Generator[None, None, None]:
+    def restorer(self, data: SnapshotData) -> Generator[None, None, None]:
         yield  # one step: a small state
-        self.restore(data)
+        self.restore(data[0 : len(data)])
 
 
 class GatedStorage:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import msgpack
 
 from raft3d.consensus import Entry
+from raft3d.consensus.types import SnapshotData
 
 if TYPE_CHECKING:
     from .harness import Cluster
@@ -95,6 +96,6 @@ class SimApp:
     def restore(self, data: bytes) -> None:
         self._cluster.restored(self._node, data)
 
-    def restorer(self, data: bytes) -> Generator[None, None, None]:
+    def restorer(self, data: SnapshotData) -> Generator[None, None, None]:
         yield  # one step: a small state
-        self.restore(data)
+        self.restore(data[0 : len(data)])

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator
 from typing import Generic, TypeVar
 
+from raft3d.consensus.types import SnapshotData
+
 R = TypeVar("R")
 
 
@@ -56,6 +58,6 @@ class Register(KeptOutcomes[int]):
     def restore(self, data: bytes) -> None:
         self.value = int(data)
 
-    def restorer(self, data: bytes) -> Generator[None, None, None]:
+    def restorer(self, data: SnapshotData) -> Generator[None, None, None]:
         yield  # one step: a small state
-        self.restore(data)
+        self.restore(data[0 : len(data)])

@@ -23,7 +23,7 @@ import io
 import itertools
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 
@@ -145,8 +145,33 @@ def decode_snapshot(data: bytes, idempotency_capacity: int) -> RestoredState:
             return done.value  # type: ignore[no-any-return]
 
 
+class ByteRanges(Protocol):
+    """Bytes read by range: ``bytes``, or a file read chunk by chunk (a node restoring its
+    own snapshot reads it from the file rather than hold it in memory beside the state)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, part: slice, /) -> bytes: ...
+
+
+class _RangeReader(io.RawIOBase):
+    """A ``ByteRanges`` as a readable stream, for the unpacker."""
+
+    def __init__(self, data: ByteRanges) -> None:
+        self._data, self._position = data, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._data[self._position : self._position + len(buffer)]
+        buffer[: len(chunk)] = chunk
+        self._position += len(chunk)
+        return len(chunk)
+
+
 def snapshot_restorer(
-    data: bytes, idempotency_capacity: int
+    data: ByteRanges, idempotency_capacity: int
 ) -> Generator[None, None, RestoredState]:
     """``decode_snapshot`` in steps: yields every ``RESTORE_STEP`` objects or records (a
     fraction of a millisecond of work), returns the state. Closing it early builds nothing
@@ -164,11 +189,10 @@ def snapshot_restorer(
 class _Reader:
     """Walks a snapshot document in order, never decoding more than one object at a time."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: ByteRanges) -> None:
         # BytesIO shares ``data``; the unpacker buffers a few kB of it at a time.
-        self.unpacker = msgpack.Unpacker(
-            io.BytesIO(data), raw=False, strict_map_key=True, use_list=True
-        )
+        stream = io.BytesIO(data) if isinstance(data, bytes) else _RangeReader(data)
+        self.unpacker = msgpack.Unpacker(stream, raw=False, strict_map_key=True, use_list=True)
 
     def _key(self, expected: str) -> None:
         key = self.unpacker.unpack()

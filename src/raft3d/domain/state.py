@@ -19,6 +19,7 @@ from raft3d.domain.model import Filament, JobStatus, ObjectCounts, Printer, Prin
 from raft3d.domain.persistent import OrderedPMap
 from raft3d.domain.results import RejectionCode, Result, detached, rejected
 from raft3d.domain.snapshot import (
+    ByteRanges,
     RestoredState,
     StateCapture,
     decode_snapshot,
@@ -114,7 +115,7 @@ class FarmStateMachine:
         """Replace all state with a snapshot's; on SnapshotDecodeError nothing changes."""
         self._install(decode_snapshot(data, self.IDEMPOTENCY_CAPACITY))
 
-    def restorer(self, data: bytes) -> Generator[None, None, None]:
+    def restorer(self, data: ByteRanges) -> Generator[None, None, None]:
         """``restore`` in steps of a fraction of a millisecond each, for a caller that runs
         other work between them. The state is replaced only as the last step ends; until
         then (and for good, on SnapshotDecodeError or if the caller drops it part way)

@@ -32,7 +32,7 @@ from raft3d.node.ready import NodeCounters, ReadyPlan, ReadyStep
 from raft3d.node.restoring import Restorer
 from raft3d.node.roles import RoleWatch
 from raft3d.node.seams import SnapshotRecord, StateMachine, Storage, Transport
-from raft3d.node.snapshotting import Snapshotter, serve_from_file
+from raft3d.node.snapshotting import Snapshotter
 from raft3d.node.ticking import TickClock
 
 log = logging.getLogger("raft3d.node")
@@ -105,10 +105,7 @@ class RaftNode(NodeMembership, Generic[R]):
             self.node_id, self._sm, step, wake=self._wakeup.set, on_error=self._halt
         )
         if state.snapshot is not None:
-            serve_from_file(core, self.storage, state.snapshot.meta.index)
-            # In slices once the loop runs (raft3d.node.restoring): the node answers its
-            # peers and /healthz meanwhile, and /readyz says 503 until it is restored.
-            restorer.start(state.snapshot, log_from=self.storage.first_index())
+            restorer.start_from_storage(state.snapshot, core, self.storage)
         self._roles = RoleWatch(self.node_id, core.term, self.counters, step.proposals.fail)
         self.carrier = ReadyCarrier(
             core,

@@ -175,15 +175,21 @@ class ReadyStep(Generic[R]):
         self.reads.release(self.applied)
 
     def install(
-        self, snapshot: Snapshot, *, restored: bool = False, log_from: int | None = None
+        self,
+        snapshot: Snapshot,
+        *,
+        restored: bool = False,
+        log_from: int | None = None,
+        size: int | None = None,
     ) -> None:
         """``log_from``: the first index the log holds (a node starting from its own
-        snapshot keeps trailing entries below it); after the snapshot when not given."""
+        snapshot keeps trailing entries below it); after the snapshot when not given.
+        ``size``: the snapshot's size, when its data was not in ``snapshot`` (a file)."""
         if not restored:
             self._sm.restore(snapshot.data)
         self._sm.forget_outcomes((snapshot.meta.index + 1 if log_from is None else log_from) - 1)
         self.applied = self.snapshot_index = snapshot.meta.index
-        self.snapshot_bytes = len(snapshot.data)
+        self.snapshot_bytes = len(snapshot.data) if size is None else size
         self.log_bytes_since_capture = 0
 
     def _apply(self, entries: list[Entry]) -> None:
@@ -222,12 +228,14 @@ class ReadyStep(Generic[R]):
         """Committed entries wait for a restore in progress (or for those held during it)."""
         return self.restoring is not None or bool(self._held)
 
-    def restored(self, snapshot: Snapshot, log_from: int | None = None) -> None:
+    def restored(
+        self, snapshot: Snapshot, log_from: int | None = None, *, size: int | None = None
+    ) -> None:
         """The machine now holds ``snapshot``'s state (see ``begin_restore``)."""
         if snapshot is not self.restoring:
             raise RuntimeError("restored a snapshot that is not the one being restored")
         self.restoring = None
-        self.install(snapshot, restored=True, log_from=log_from)
+        self.install(snapshot, restored=True, log_from=log_from, size=size)
 
     def apply_held(self, limit: int) -> bool:
         """Apply up to ``limit`` of the entries held during a restore; True while some are

@@ -54,9 +54,10 @@ class StateMachine(Protocol[R_co]):
 
     def restore(self, data: bytes) -> None: ...
 
-    def restorer(self, data: bytes) -> Generator[None, None, None]:
+    def restorer(self, data: SnapshotData) -> Generator[None, None, None]:
         """``restore`` in steps of a fraction of a millisecond each; the state is replaced
-        only as the last one ends (nothing changes if it fails or is closed before)."""
+        only as the last one ends (nothing changes if it fails or is closed before).
+        ``data`` may be bytes or the snapshot's file, read by range."""
         ...
 
     def outcome(self, index: int) -> R_co | None: ...
