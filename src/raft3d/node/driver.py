@@ -86,7 +86,9 @@ class RaftNode(NodeMembership, Generic[R]):
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        state = self.storage.load()
+        # On the disk thread: reading and checking a big snapshot file (110 MB at 1M objects)
+        # is done there with the GIL released, not on the loop.
+        state = await asyncio.get_running_loop().run_in_executor(self._disk, self.storage.load)
         if state.snapshot is None:
             self._sm.forget_outcomes(self.storage.first_index() - 1)
         core = self._core = RaftCore(self.options.core, state, self._rng)
