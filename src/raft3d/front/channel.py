@@ -164,6 +164,10 @@ class RemoteNode(NodePort[Result]):
         return "voter"
 
     @property
+    def restoring(self) -> bool:
+        _hand_back()  # asked by reads and /readyz only, which are relayed
+
+    @property
     def halted_reason(self) -> str | None:
         return None  # a halted node answers proposals with ``node_stopped``
 
