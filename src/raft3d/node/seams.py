@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol, TypeVar
 
-from raft3d.consensus.types import Entry, HardState, InitialState, Message, Snapshot
+from raft3d.consensus.types import Entry, HardState, InitialState, Snapshot
+from raft3d.transport.proposals import PeerMessage
 
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
@@ -119,8 +120,9 @@ class Transport(Protocol):
 
     async def stop(self) -> None: ...
 
-    def send(self, msg: Message) -> None:
-        """Queue ``msg``; never blocks. Delivery is best effort (Raft retries)."""
+    def send(self, msg: PeerMessage) -> None:
+        """Queue ``msg``; never blocks. Delivery is best effort (Raft retries; a forwarded
+        proposal whose answer is lost is in doubt)."""
         ...
 
     def reachable(self, peer: str) -> bool: ...
