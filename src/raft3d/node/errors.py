@@ -60,8 +60,7 @@ class ForwardLostError(OutcomeUnknownError):
     def __init__(self, leader: str, why: str) -> None:
         RaftError.__init__(
             self,
-            f"the write was forwarded to leader {leader}, which did not answer ({why}): "
-            "outcome unknown",
+            f"the write was forwarded to leader {leader}, which did not answer ({why})",
         )
         self.index = 0
         self.term = 0

@@ -212,12 +212,16 @@ class InboundConnection(asyncio.Protocol):
         if msg.to != ctx.node_id:
             ctx.stats.drop(stats.WRONG_RECIPIENT)
             return
+        forward = None if type(msg) is Message else ctx.deliver_forward
+        if forward is None and type(msg) is not Message:
+            ctx.stats.drop(stats.MALFORMED)  # nobody here takes forwarded proposals
+            return
         ctx.stats.received += 1
         try:
-            if type(msg) is Message:
-                ctx.deliver(msg)
-            elif ctx.deliver_forward is not None:
-                ctx.deliver_forward(msg)  # type: ignore[arg-type]
+            if forward is None:
+                ctx.deliver(msg)  # type: ignore[arg-type]
+            else:
+                forward(msg)  # type: ignore[arg-type]
         except Exception:
             # The receiver's bug must not cost us the connection or the frames behind it.
             log.exception("on_message raised for a message from %s", self.peer_id)
