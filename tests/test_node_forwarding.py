@@ -270,3 +270,11 @@ async def test_a_late_answer_for_an_applied_index_uses_what_was_applied(
     answer_with(leader, lambda p: ProposalAnswer(p.frm, p.to, p.proposal_id, index, next(answers)))
     assert await follower.propose(b"ignored", 5.0) == (index, b"first")
     assert follower.counters.forwarded["replaced"] == 1
+
+
+async def test_a_halted_leader_refuses_at_once(cluster: Cluster) -> None:
+    leader, follower = await roles(cluster)
+    leader._halt(RuntimeError("disk gone"))
+    with pytest.raises(NotLeaderError):
+        await asyncio.wait_for(follower.propose(b"x", 30.0), 5.0)  # not at the deadline
+    assert leader.counters.forwarded["refused"] == 1

@@ -303,14 +303,15 @@ class RaftNode(NodeMembership, Generic[R]):
     # -- inputs (the transport calls these) ------------------------------------------------
 
     def receive(self, msg: PeerMessage) -> None:
+        if type(msg) is ForwardedProposal:
+            self.forwarding.received(msg)  # refused (stopped) if this node halted
+            return
         if self._core is None or self.halted is not None:
             return
-        if type(msg) is not Message:
-            if type(msg) is ForwardedProposal:
-                self.forwarding.received(msg)
-            elif type(msg) is ProposalAnswer:
-                self.forwarding.answered(msg)
+        if type(msg) is ProposalAnswer:
+            self.forwarding.answered(msg)
             return
+        assert type(msg) is Message
         if not self._gate.admit(msg):
             return  # it may have lost its log: no say in elections (raft3d.node.recovery)
         self.clock.catch_up()  # the core reads its counters (leases, timeouts) from here
