@@ -5,8 +5,8 @@ it were its own and answers at once with the (index, term) it appended it at, or
 (``ProposalAnswer``). It never forwards a forwarded proposal again. The follower then waits,
 like a local proposer, for its OWN state machine to apply that index: the same term there
 means the proposal committed, and the result is this node's own (the state machine is
-deterministic); another term's entry at that index means it certainly did not commit, and it
-is forwarded again, to whoever leads now, while the deadline allows.
+deterministic); another term's entry applied at that index means it certainly did not
+commit, and it is forwarded again, to whoever leads now, while the deadline allows.
 
 What the proposer is told:
 

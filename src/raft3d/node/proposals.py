@@ -26,8 +26,8 @@ class Proposals(Generic[R]):
     may still commit (or may have) somewhere.
 
     A proposal this node forwarded to the leader (``forwarded``) is told more: another entry
-    at its index means it certainly did not commit (only one entry ever commits at an index),
-    so it fails with ``NotCommittedError`` and may be proposed again.
+    applied at its index means it certainly did not commit (only one entry ever commits at an
+    index), so it fails with ``NotCommittedError`` and may be proposed again.
 
     ``counts`` (``committed``, ``outcome_unknown``) is updated as proposals end.
     """
@@ -48,11 +48,12 @@ class Proposals(Generic[R]):
         pending = _Pending(term, waiter, forwarded)
         previous = self._pending.get(index)
         if previous is not None and previous.term != term and not previous.waiter.done():
-            # Two leaders appended at this index: the earlier term's entry is gone.
+            # Two leaders appended at this index. Only the later term's is waited for; the
+            # earlier one is in doubt, not gone: a later leader may still hold and commit it.
             if previous.term > term:
-                self._gone(index, pending)
+                self._unknown(index, pending)
                 return
-            self._gone(index, previous)
+            self._unknown(index, previous)
         self._pending[index] = pending
 
     def forget(self, index: int, waiter: Waiter[R]) -> None:
