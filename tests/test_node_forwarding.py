@@ -278,3 +278,15 @@ async def test_a_halted_leader_refuses_at_once(cluster: Cluster) -> None:
     with pytest.raises(NotLeaderError):
         await asyncio.wait_for(follower.propose(b"x", 30.0), 5.0)  # not at the deadline
     assert leader.counters.forwarded["refused"] == 1
+
+
+async def test_a_known_leader_without_a_link_is_named_for_the_http_fallback(
+    cluster: Cluster,
+) -> None:
+    leader, follower = await roles(cluster)
+    # The leader's heartbeats still arrive (its link to us), but ours to it is down.
+    follower.transport.reachable = lambda peer: False  # type: ignore[method-assign]
+    with pytest.raises(NotLeaderError) as caught:
+        await follower.propose(b"x", 5.0)
+    assert caught.value.leader_id == leader.node_id  # the HTTP layer forwards to it
+    assert follower.counters.forwarded["sent"] == 0
