@@ -290,3 +290,26 @@ async def test_a_known_leader_without_a_link_is_named_for_the_http_fallback(
         await follower.propose(b"x", 5.0)
     assert caught.value.leader_id == leader.node_id  # the HTTP layer forwards to it
     assert follower.counters.forwarded["sent"] == 0
+
+
+async def test_a_not_leader_refusal_is_followed_to_the_named_leader_once(
+    cluster: Cluster,
+) -> None:
+    leader, follower = await roles(cluster)
+    other = next(n for n in cluster.nodes.values() if n not in (leader, follower))
+    # The leader says it is not, and names the third node, which says the same of the leader.
+    answer_with(
+        leader,
+        lambda p: ProposalAnswer(p.frm, p.to, p.proposal_id, refusal=wire.NOT_LEADER,
+                                 leader_id=other.node_id),
+    )  # fmt: skip
+    answer_with(
+        other,
+        lambda p: ProposalAnswer(p.frm, p.to, p.proposal_id, refusal=wire.NOT_LEADER,
+                                 leader_id=leader.node_id),
+    )  # fmt: skip
+    await eventually(lambda: follower.transport.reachable(other.node_id), 5, "link to other")
+    with pytest.raises(NotLeaderError) as caught:
+        await follower.propose(b"x", 5.0)
+    assert caught.value.leader_id is None  # the caller looks again later
+    assert follower.counters.forwarded["sent"] == 2  # the leader, then the node it named

@@ -118,6 +118,7 @@ class ProposalForwarding(Generic[R]):
         return this node's result of applying it; see the module docstring for the errors."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        hinted = False  # a refusal's hint is followed once: two stale views never ping-pong
         while True:
             if (
                 leader is None
@@ -135,10 +136,10 @@ class ProposalForwarding(Generic[R]):
                 if answer.refusal == wire.TOO_LARGE:
                     raise EntryTooLargeError(len(data), answer.limit) from None
                 hint = answer.leader_id or None
-                if answer.refusal != wire.NOT_LEADER or hint in (None, answer.frm):
+                if answer.refusal != wire.NOT_LEADER or hint in (None, answer.frm) or hinted:
                     # Transferring, stopping or lost its place: the caller looks again soon.
                     raise NotLeaderError(None) from None
-                leader = hint
+                leader, hinted = hint, True
             if loop.time() >= deadline:
                 raise NotLeaderError(None)  # nothing pending anywhere: no leader took it
 
