@@ -7,7 +7,7 @@ median writes/s, p99 and server CPU per write (user + system of the three nodes,
 
     git archive main | tar -x -C /tmp/old
     .venv/bin/python -m benchmarks.ab_bench --code /tmp/old [--rounds 4] [--seconds 5] \
-        [--concurrency 64]
+        [--concurrency 64] [--targets leader,follower]
 """
 
 from __future__ import annotations
