@@ -6,10 +6,11 @@ timeout)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Generator
 
 import pytest
 
+from raft3d.consensus.types import SnapshotData
 from raft3d.node.driver import RaftNode
 from raft3d.node.errors import (
     EntryTooLargeError,
@@ -41,6 +42,10 @@ class Journal(KeptOutcomes[tuple[int, bytes]]):
 
     def restore(self, data: bytes) -> None:
         self.commands = [data]
+
+    def restorer(self, data: SnapshotData) -> Generator[None, None, None]:
+        yield
+        self.restore(data[0 : len(data)])
 
 
 Node = RaftNode[tuple[int, bytes]]
