@@ -14,6 +14,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from raft3d.config import Address, Member
 from raft3d.node.errors import (
     EntryTooLargeError,
+    ForwardLostError,
     NodeStoppedError,
     NotLeaderError,
     OutcomeUnknownError,
@@ -42,6 +43,7 @@ def error_code(payload: Any) -> str:
     ("error", "status", "code"),
     [
         (OutcomeUnknownError(7, 2), 503, "outcome_unknown"),
+        (ForwardLostError("n2", "the link to it was lost"), 503, "outcome_unknown"),
         (TimeoutError(), 503, "timeout"),
         (NodeStoppedError("stopping"), 503, "node_stopped"),
         (EntryTooLargeError(70_000, 65_536), 413, "entry_too_large"),

@@ -19,7 +19,7 @@ from raft3d.consensus.types import (
     SnapshotData,
     SnapshotMeta,
 )
-from raft3d.node.errors import OutcomeUnknownError
+from raft3d.node.errors import NotCommittedError, OutcomeUnknownError
 from raft3d.node.proposals import Proposals
 from raft3d.node.reads import ReadBarriers
 from raft3d.node.ready import ReadyStep
@@ -78,6 +78,40 @@ def test_another_leaders_entry_at_the_index_makes_the_outcome_unknown() -> None:
         assert isinstance(w.error, OutcomeUnknownError)
         assert (w.error.index, w.error.term) == (index, 2)
     assert tally == {"committed": 0, "outcome_unknown": 2}
+
+
+def test_a_forwarded_proposal_replaced_at_its_index_certainly_did_not_commit() -> None:
+    tally = counts()
+    proposals: Proposals[str] = Proposals(tally)
+    by_entry, by_noop, kept = Waiter(), Waiter(), Waiter()
+    proposals.add(5, 2, by_entry, forwarded=True)
+    proposals.add(6, 2, by_noop, forwarded=True)
+    proposals.add(7, 2, kept, forwarded=True)
+    proposals.applied(5, 3, "someone else's")
+    proposals.replaced(6)
+    proposals.applied(7, 2, "mine")
+    for w, index in ((by_entry, 5), (by_noop, 6)):
+        assert isinstance(w.error, NotCommittedError)  # safe to propose again
+        assert (w.error.index, w.error.term) == (index, 2)
+    assert kept.result == "mine"
+    assert tally == {"committed": 1, "outcome_unknown": 0}
+
+
+def test_two_leaders_appends_at_one_index_leave_the_earlier_in_doubt() -> None:
+    # A later leader's append at the index does not prove the earlier entry gone: a leader
+    # after it may still hold the earlier one and commit it.
+    tally = counts()
+    proposals: Proposals[str] = Proposals(tally)
+    earlier, later, late_answer = Waiter(), Waiter(), Waiter()
+    proposals.add(5, 2, earlier, forwarded=True)
+    proposals.add(5, 3, later, forwarded=True)
+    assert isinstance(earlier.error, OutcomeUnknownError)
+    assert not isinstance(earlier.error, NotCommittedError)
+    proposals.add(5, 1, late_answer, forwarded=True)  # an answer of an older term, late
+    assert isinstance(late_answer.error, OutcomeUnknownError)
+    assert not later.done()
+    proposals.applied(5, 3, "later")
+    assert later.result == "later"
 
 
 def test_ending_a_term_fails_its_proposals_but_keeps_those_of_the_kept_term() -> None:

@@ -35,6 +35,7 @@ from raft3d.node.errors import NodeStoppedError, OutcomeUnknownError
 from raft3d.node.seams import SnapshotRecord, SnapshotSink
 from raft3d.node.wiring import build_node, node_options
 from raft3d.storage import DurableStorage
+from raft3d.transport.proposals import PeerMessage
 from tests.support.fakes import single_voter_settings
 from tests.support.machines import EagerCapture, KeptOutcomes
 from tests.support.settings import node_settings
@@ -148,8 +149,9 @@ class RecordingTransport:
     async def stop(self) -> None:
         pass
 
-    def send(self, msg: Message) -> None:
-        self.sent.append(msg)
+    def send(self, msg: PeerMessage) -> None:
+        if type(msg) is Message:
+            self.sent.append(msg)
 
     def reachable(self, peer: str) -> bool:
         return False

@@ -68,9 +68,13 @@ async def test_three_memory_nodes_elect_a_leader_and_replicate(
     await eventually(lambda: all(n.applied_index >= index for n in nodes), 5, "all to apply")
     assert [counter(cluster, n).total for n in cluster.voters] == [5, 5, 5]
     follower = next(n for n in cluster.nodes.values() if not n.is_leader)
-    with pytest.raises(NotLeaderError) as caught:
+    # A follower forwards to the leader over its link, and answers with its own apply.
+    assert await follower.propose(b"x") == 6
+    assert counter(cluster, follower.node_id).total == 6
+    cluster.network.cut(follower.node_id, leader.node_id)
+    with pytest.raises(NotLeaderError):  # no link to forward on
         await follower.propose(b"x")
-    assert caught.value.leader_id == leader.node_id
+    assert follower.counters.forwarded["sent"] == 1
 
 
 async def test_a_follower_read_barrier_covers_the_leaders_writes(

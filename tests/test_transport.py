@@ -20,6 +20,7 @@ import uvloop
 from raft3d.consensus.types import Entry, Message, MsgType
 from raft3d.transport import DROP_REASONS, Transport, wire
 from raft3d.transport.inbound import InboundConnection
+from raft3d.transport.proposals import Forwarding
 from raft3d.transport.stats import TransportStats
 from tests.support.waiting import eventually
 
@@ -722,6 +723,7 @@ class _FakeAcceptorContext:
         self.stats = TransportStats()
         self.inbox: list[Message] = []
         self.deliver: Callable[[Message], None] = self.inbox.append
+        self.deliver_forward: Callable[[Forwarding], None] | None = None
         self.accepting = True
 
     def is_peer(self, node_id: str) -> bool:

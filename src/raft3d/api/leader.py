@@ -1,9 +1,13 @@
 """Running a request on the leader: try it here, or forward it to the leader and relay.
 
-Writes and membership changes both need the leader. The loop runs until the request's
-deadline: a follower forwards to the leader it knows; with no leader known it polls until one
-is elected. A request forwarded to us is never forwarded again: if we are not the leader we
-say so at once, and the forwarding node looks again.
+Writes and membership changes both need the leader. A write's attempt is the node's
+``propose``, which on a follower already forwards the command over the peer link (see
+``NodePort.propose``); it raises ``NotLeaderError`` only when that was not possible (no
+leader known, or no peer link up to it). Membership changes raise it on every follower.
+Either way this loop then forwards the HTTP request to the leader it knows (for a write,
+the fallback while the peer link is down), or with no leader known polls until one is
+elected, until the request's deadline. A request forwarded to us is never forwarded again:
+if we are not the leader we say so at once, and the forwarding node looks again.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from raft3d.node.errors import LeadershipTransferError, NotLeaderError
 # How often a node without a known leader looks again (elections take a few hundred ms).
 LEADER_POLL_INTERVAL_S = 0.02
 
-# One try on this node with the seconds left; raises ``NotLeaderError`` to be forwarded.
+# One try on this node with the seconds left; raises ``NotLeaderError`` to be forwarded
+# over HTTP.
 Attempt = Callable[[float], Awaitable[web.StreamResponse]]
 
 

@@ -22,6 +22,7 @@ from raft3d.api.metrics import route_label
 from raft3d.api.typedefs import METRICS_KEY, NODE_KEY
 from raft3d.node.errors import (
     EntryTooLargeError,
+    ForwardLostError,
     NodeStoppedError,
     NoLeaderError,
     OutcomeUnknownError,
@@ -55,6 +56,12 @@ def _from_http_exception(exc: web.HTTPException) -> web.Response:
 
 
 def _from_node_error(exc: Exception) -> ApiError:
+    if isinstance(exc, ForwardLostError):
+        return ServiceUnavailable(
+            "outcome_unknown",
+            f"{exc}: the write may or may not have been applied (send an Idempotency-Key to "
+            "retry safely)",
+        )
     if isinstance(exc, OutcomeUnknownError):
         return ServiceUnavailable(
             "outcome_unknown",

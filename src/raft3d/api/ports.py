@@ -117,9 +117,17 @@ class NodePort(Protocol[R_co]):
     async def propose(self, command: bytes, timeout: float) -> R_co:
         """Replicate ``command`` and return what the state machine's ``apply`` returned for it.
 
-        Raises ``NotLeaderError`` (with the leader's id, or None when none is known),
+        Works on a follower too: the node forwards ``command`` to the leader it knows over its
+        peer link and returns this node's own result of applying it (so a read here that
+        follows sees it). ``NotLeaderError`` (with the leader's id, or None when none is
+        known) then means it could not be forwarded, or the leader refused it: it was
+        certainly not appended, and trying again (or another path to the leader) is safe.
+
+        Raises ``NotLeaderError``,
         ``OutcomeUnknownError``, ``EntryTooLargeError``, ``NodeStoppedError`` or
         ``TimeoutError`` (no quorum within ``timeout``; the entry may still commit later).
+        ``OutcomeUnknownError`` includes a forwarded proposal whose leader (or the link to it)
+        was lost before it answered.
         """
         ...
 

@@ -1,5 +1,6 @@
-"""Getting a command committed from any node: propose locally, or forward to the leader
-(``leader.on_leader`` runs the forwarding loop)."""
+"""Getting a command committed from any node: the node proposes it (a follower's node
+forwards it to the leader over the peer link); ``leader.on_leader`` runs the loop that falls
+back to HTTP forwarding when the node could not."""
 
 from __future__ import annotations
 

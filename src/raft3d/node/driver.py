@@ -26,6 +26,7 @@ from raft3d.consensus.types import Message, NotLeaderError, Ready, Role, Snapsho
 from raft3d.node.carrying import ReadyCarrier
 from raft3d.node.errors import NodeStoppedError
 from raft3d.node.events import CommittedEvent, EventFeed, EventPage
+from raft3d.node.forwarding import ProposalForwarding
 from raft3d.node.membership import NodeMembership
 from raft3d.node.options import NodeOptions
 from raft3d.node.ready import NodeCounters, ReadyPlan, ReadyStep
@@ -34,6 +35,7 @@ from raft3d.node.roles import RoleWatch
 from raft3d.node.seams import SnapshotRecord, StateMachine, Storage, Transport
 from raft3d.node.snapshotting import Snapshotter
 from raft3d.node.ticking import TickClock
+from raft3d.transport.proposals import ForwardedProposal, PeerMessage, ProposalAnswer
 
 log = logging.getLogger("raft3d.node")
 
@@ -82,6 +84,7 @@ class RaftNode(NodeMembership, Generic[R]):
         self._stopping = False
         self.halted: BaseException | None = None
         self.cluster_id = ""
+        self.forwarding: ProposalForwarding[R] = ProposalForwarding(self)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -205,23 +208,24 @@ class RaftNode(NodeMembership, Generic[R]):
     async def propose(self, data: bytes, timeout: float | None = None) -> R:
         """Replicate ``data``; return the state machine's result once it is applied here.
 
-        Raises NotLeaderError (naming the leader when known), EntryTooLargeError up front,
-        OutcomeUnknownError when the term ends before the entry is seen to commit, and
-        TimeoutError when the deadline passes first (the entry may still commit later; its
-        leadership did not change, so it is not reported as such).
+        On a follower, ``data`` goes to the leader over the peer link
+        (``raft3d.node.forwarding``). Raises NotLeaderError when it could not be proposed or
+        forwarded (naming the leader when known), EntryTooLargeError up front,
+        OutcomeUnknownError when the term ends (or the forwarding leader is lost) before the
+        entry is seen to commit, and TimeoutError when the deadline passes first (the entry
+        may still commit later; its leadership did not change, so it is not reported as such).
         """
-        self._check_running()
-        if self.clock.catch_up():
-            self._wakeup.set()  # whatever the ticks did is looked at by the loop
         try:
-            index, term = self.core.propose(data)
-        except NotLeaderError:
-            self.counters.proposals["not_leader"] += 1
-            raise
+            index, term = self.propose_here(data)
+        except NotLeaderError as exc:
+            try:
+                return await self.forwarding.propose(data, exc.leader_id, self._timeout(timeout))
+            except NotLeaderError:
+                self.counters.proposals["not_leader"] += 1
+                raise
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         proposals = self.step.proposals
         proposals.add(index, term, future)
-        self._wakeup.set()
         deadline = self._timeout(timeout)
         try:
             async with asyncio.timeout(deadline):  # cheaper than wait_for
@@ -235,6 +239,15 @@ class RaftNode(NodeMembership, Generic[R]):
         except asyncio.CancelledError:
             proposals.forget(index, future)  # the caller left; nobody will read the result
             raise
+
+    def propose_here(self, data: bytes) -> tuple[int, int]:
+        """Append ``data`` on this node's core (as leader) and wake the loop to replicate it."""
+        self._check_running()
+        if self.clock.catch_up():
+            self._wakeup.set()  # whatever the ticks did is looked at by the loop
+        index, term = self.core.propose(data)
+        self._wakeup.set()
+        return index, term
 
     async def read_barrier(self, timeout: float | None = None) -> None:
         """Return once this node has applied everything committed before the call (ReadIndex)."""
@@ -305,9 +318,16 @@ class RaftNode(NodeMembership, Generic[R]):
 
     # -- inputs (the transport calls these) ------------------------------------------------
 
-    def receive(self, msg: Message) -> None:
+    def receive(self, msg: PeerMessage) -> None:
+        if type(msg) is ForwardedProposal:
+            self.forwarding.received(msg)  # refused (stopped) if this node halted
+            return
         if self._core is None or self.halted is not None:
             return
+        if type(msg) is ProposalAnswer:
+            self.forwarding.answered(msg)
+            return
+        assert type(msg) is Message
         if not self._gate.admit(msg):
             return  # it may have lost its log: no say in elections (raft3d.node.recovery)
         self.clock.catch_up()  # the core reads its counters (leases, timeouts) from here
@@ -327,6 +347,8 @@ class RaftNode(NodeMembership, Generic[R]):
             core.term if core else 0,
             core.last_index if core else 0,
         )
+        if not up:
+            self.forwarding.link_lost(peer)
         if not up and core is not None and self.halted is None:
             self.clock.catch_up()
             core.report_unreachable(peer)

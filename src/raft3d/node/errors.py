@@ -19,6 +19,7 @@ __all__ = [
     "ConfChangeError",
     "ConfChangeInProgressError",
     "EntryTooLargeError",
+    "ForwardLostError",
     "LeadershipTransferError",
     "LearnerNotCaughtUpError",
     "MemberExistsError",
@@ -26,6 +27,7 @@ __all__ = [
     "NoLeaderError",
     "NodeStoppedError",
     "NotAVoterError",
+    "NotCommittedError",
     "NotLeaderError",
     "OutcomeUnknownError",
     "RaftError",
@@ -49,6 +51,30 @@ class OutcomeUnknownError(RaftError):
             f"leadership changed before entry {index} (term {term}) was seen to commit: "
             "outcome unknown"
         )
+
+
+class ForwardLostError(OutcomeUnknownError):
+    """A proposal forwarded to the leader got no answer (the leader, or the link to it, was
+    lost): the leader may have appended it, so it may still commit."""
+
+    def __init__(self, leader: str, why: str) -> None:
+        RaftError.__init__(
+            self,
+            f"the write was forwarded to leader {leader}, which did not answer ({why})",
+        )
+        self.index = 0
+        self.term = 0
+
+
+class NotCommittedError(RaftError):
+    """Another entry was applied at the index a forwarded proposal was appended at: it
+    certainly did not commit, and proposing it again is safe. The node's ``propose`` does
+    that itself; callers never see this error."""
+
+    def __init__(self, index: int, term: int) -> None:
+        self.index = index
+        self.term = term
+        super().__init__(f"entry {index} of term {term} was replaced by another leader's")
 
 
 class NoLeaderError(RaftError):

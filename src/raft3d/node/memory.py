@@ -13,7 +13,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from raft3d.consensus.types import Entry, HardState, InitialState, Message, Snapshot, SnapshotMeta
+from raft3d.consensus.types import Entry, HardState, InitialState, Snapshot, SnapshotMeta
+from raft3d.transport.proposals import PeerMessage, decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +124,7 @@ class MemoryStorage:
         self.closed = True
 
 
-Receiver = Callable[[Message], None]
+Receiver = Callable[[PeerMessage], None]
 PeerChange = Callable[[str, bool], None]
 
 
@@ -166,11 +167,11 @@ class MemoryNetwork:
         for _, changed in list(self._up.values()):
             changed(node_id, False)
 
-    def _deliver(self, msg: Message) -> bool:
+    def _deliver(self, msg: PeerMessage) -> bool:
         if not self.linked(msg.frm, msg.to):
             return False
         receive = self._up[msg.to][0]
-        copy = Message.from_wire(msg.to_wire())
+        copy = decode(msg.to_wire())
         asyncio.get_running_loop().call_soon(receive, copy)
         return True
 
@@ -196,7 +197,7 @@ class MemoryTransport:
     async def stop(self) -> None:
         self._network._leave(self._node_id)
 
-    def send(self, msg: Message) -> None:
+    def send(self, msg: PeerMessage) -> None:
         self.sent += 1
         if self.links is not None and msg.to not in self.links:
             self._dropped["unknown_peer"] += 1

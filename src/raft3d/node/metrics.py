@@ -11,6 +11,9 @@ Metrics (counters get prometheus_client's ``_total`` suffix):
 - ``raft3d_snapshots_total``: snapshots this node took of its own state.
 - ``raft3d_proposals_total{result}``: proposals by how they ended: ``committed``,
   ``outcome_unknown`` (leadership lost or deadline passed first), ``not_leader``.
+- ``raft3d_forwarded_proposals_total{event}``: proposals forwarded over the peer link:
+  ``sent`` by this follower, ``received`` and ``refused`` by this leader, ``lost`` (sent, no
+  answer: in doubt) and ``replaced`` (another entry took its index: sent again).
 - ``raft3d_apply_duration_seconds``: a summary: ``_count`` entries applied to the state
   machine, ``_sum`` seconds spent applying them. The node times whole batches, so there are
   no per-entry quantiles; ``rate(_sum) / rate(_count)`` is the mean time per entry.
@@ -26,6 +29,7 @@ from typing import Protocol
 from prometheus_client.core import CounterMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
+from raft3d.node.forwarding import FORWARD_EVENTS
 from raft3d.transport.stats import DROP_REASONS
 
 # Always reported, at zero until they happen, so that rates and alerts have a series to use.
@@ -43,6 +47,9 @@ class Counters(Protocol):
 
     @property
     def proposals(self) -> Mapping[str, int]: ...
+
+    @property
+    def forwarded(self) -> Mapping[str, int]: ...
 
     @property
     def apply_seconds_total(self) -> float: ...
@@ -84,6 +91,13 @@ class NodeCollector(Collector):
             "result",
             counters.proposals,
             PROPOSAL_RESULTS,
+        )
+        yield _labelled_counter(
+            "raft3d_forwarded_proposals",
+            "Proposals forwarded to the leader over the peer link, by event",
+            "event",
+            counters.forwarded,
+            FORWARD_EVENTS,
         )
         yield SummaryMetricFamily(
             "raft3d_apply_duration_seconds",

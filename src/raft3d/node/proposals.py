@@ -6,7 +6,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from raft3d.node.errors import OutcomeUnknownError
+from raft3d.node.errors import NotCommittedError, OutcomeUnknownError
 from raft3d.node.seams import Waiter
 
 R = TypeVar("R")
@@ -16,6 +16,7 @@ R = TypeVar("R")
 class _Pending(Generic[R]):
     term: int
     waiter: Waiter[R]
+    forwarded: bool = False
 
 
 class Proposals(Generic[R]):
@@ -23,6 +24,10 @@ class Proposals(Generic[R]):
     is applied. A different entry at its index means another leader replaced it; a term that
     ends first leaves it in doubt. Either way the proposer hears "outcome unknown": the entry
     may still commit (or may have) somewhere.
+
+    A proposal this node forwarded to the leader (``forwarded``) is told more: another entry
+    applied at its index means it certainly did not commit (only one entry ever commits at an
+    index), so it fails with ``NotCommittedError`` and may be proposed again.
 
     ``counts`` (``committed``, ``outcome_unknown``) is updated as proposals end.
     """
@@ -39,8 +44,17 @@ class Proposals(Generic[R]):
     def __contains__(self, index: object) -> bool:
         return index in self._pending
 
-    def add(self, index: int, term: int, waiter: Waiter[R]) -> None:
-        self._pending[index] = _Pending(term, waiter)
+    def add(self, index: int, term: int, waiter: Waiter[R], *, forwarded: bool = False) -> None:
+        pending = _Pending(term, waiter, forwarded)
+        previous = self._pending.get(index)
+        if previous is not None and previous.term != term and not previous.waiter.done():
+            # Two leaders appended at this index. Only the later term's is waited for; the
+            # earlier one is in doubt, not gone: a later leader may still hold and commit it.
+            if previous.term > term:
+                self._unknown(index, pending)
+                return
+            self._unknown(index, previous)
+        self._pending[index] = pending
 
     def forget(self, index: int, waiter: Waiter[R]) -> None:
         """The proposer left (timed out, cancelled): nobody is waiting at ``index`` now."""
@@ -57,13 +71,13 @@ class Proposals(Generic[R]):
             pending.waiter.set_result(result)
             self._counts["committed"] += 1
         else:
-            self._unknown(index, pending)
+            self._gone(index, pending)
 
     def replaced(self, index: int) -> None:
         """Something that is not a proposal (a leader's no-op) was applied at ``index``."""
         pending = self._pending.pop(index, None)
         if pending is not None and not pending.waiter.done():
-            self._unknown(index, pending)
+            self._gone(index, pending)
 
     def fail(self, keep_term: int | None = None) -> None:
         """Every proposal not of ``keep_term`` is in doubt now (its term ended)."""
@@ -74,6 +88,13 @@ class Proposals(Generic[R]):
             elif not pending.waiter.done():
                 self._unknown(index, pending)
         self._pending = kept
+
+    def _gone(self, index: int, pending: _Pending[R]) -> None:
+        """Another entry than the proposal's holds (or will hold) its index."""
+        if pending.forwarded:
+            pending.waiter.set_exception(NotCommittedError(index, pending.term))
+        else:
+            self._unknown(index, pending)
 
     def _unknown(self, index: int, pending: _Pending[R]) -> None:
         pending.waiter.set_exception(OutcomeUnknownError(index, pending.term))

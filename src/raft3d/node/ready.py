@@ -47,6 +47,7 @@ class NodeCounters:
     proposals: dict[str, int] = field(
         default_factory=lambda: {"committed": 0, "outcome_unknown": 0, "not_leader": 0}
     )
+    forwarded: dict[str, int] = field(default_factory=dict)  # raft3d.node.forwarding
     apply_seconds_total: float = 0.0
     applied_entries: int = 0
 

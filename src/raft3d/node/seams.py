@@ -13,11 +13,11 @@ from raft3d.consensus.types import (
     Entry,
     HardState,
     InitialState,
-    Message,
     Snapshot,
     SnapshotData,
     SnapshotMeta,
 )
+from raft3d.transport.proposals import PeerMessage
 
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
@@ -161,8 +161,9 @@ class Transport(Protocol):
 
     async def stop(self) -> None: ...
 
-    def send(self, msg: Message) -> None:
-        """Queue ``msg``; never blocks. Delivery is best effort (Raft retries)."""
+    def send(self, msg: PeerMessage) -> None:
+        """Queue ``msg``; never blocks. Delivery is best effort (Raft retries; a forwarded
+        proposal whose answer is lost is in doubt)."""
         ...
 
     def reachable(self, peer: str) -> bool: ...

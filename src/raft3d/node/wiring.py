@@ -116,6 +116,7 @@ def build_node(
             local_info=lambda: node.handshake_info(),
             on_peer_info=lambda peer, info: node.peer_handshake(peer, info),
             accept_unknown=lambda: node.accepts_strangers(),
+            on_forward=lambda msg: node.receive(msg),
         )
     except BaseException:
         storage.close()

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Protocol, cast
 
 from raft3d.consensus.types import Message
-from raft3d.transport import stats, wire
+from raft3d.transport import proposals, stats, wire
+from raft3d.transport.proposals import Forwarding
 from raft3d.transport.sockets import peer_certificate_name, tune_socket
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ class AcceptorContext(Protocol):
     handshake_timeout: float
     stats: stats.TransportStats
     deliver: Callable[[Message], None]
+    # Forwarded proposals and their answers (None: dropped as malformed, as by older nodes).
+    deliver_forward: Callable[[Forwarding], None] | None
 
     @property
     def accepting(self) -> bool: ...
@@ -199,7 +202,7 @@ class InboundConnection(asyncio.Protocol):
         payload = self._opener.open(body)  # raises on a bad MAC or sequence
         ctx = self._ctx
         try:
-            msg = Message.from_wire(bytes(payload))
+            msg = proposals.decode(bytes(payload))
         except ValueError:
             ctx.stats.drop(stats.MALFORMED)
             return
@@ -209,9 +212,16 @@ class InboundConnection(asyncio.Protocol):
         if msg.to != ctx.node_id:
             ctx.stats.drop(stats.WRONG_RECIPIENT)
             return
+        forward = None if type(msg) is Message else ctx.deliver_forward
+        if forward is None and type(msg) is not Message:
+            ctx.stats.drop(stats.MALFORMED)  # nobody here takes forwarded proposals
+            return
         ctx.stats.received += 1
         try:
-            ctx.deliver(msg)
+            if forward is None:
+                ctx.deliver(msg)  # type: ignore[arg-type]
+            else:
+                forward(msg)  # type: ignore[arg-type]
         except Exception:
             # The receiver's bug must not cost us the connection or the frames behind it.
             log.exception("on_message raised for a message from %s", self.peer_id)

@@ -18,8 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from raft3d.consensus.types import Message
 from raft3d.transport import stats, wire
+from raft3d.transport.proposals import ForwardedProposal, PeerMessage
 from raft3d.transport.sockets import peer_certificate_name, tune_socket
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ class PeerLink:
         self._settings = settings
         self._stats = counters
         self._on_change = on_change
-        self._queue: deque[Message] = deque()
+        self._queue: deque[PeerMessage] = deque()
         self._wakeup = asyncio.Event()
         self._redial = asyncio.Event()
         self._random = random.Random()
@@ -116,7 +116,7 @@ class PeerLink:
 
     # ------------------------------------------------------------ producer side
 
-    def enqueue(self, msg: Message) -> bool:
+    def enqueue(self, msg: PeerMessage) -> bool:
         """Queue ``msg``; False when the queue is full (the caller counts the drop)."""
         if len(self._queue) >= self._settings.queue_limit:
             return False
@@ -315,6 +315,9 @@ class PeerLink:
         size = 0
         while queue and size < MAX_BATCH_BYTES:
             msg = queue.popleft()
+            if type(msg) is ForwardedProposal and msg.remaining_ms() <= 0:
+                counters.drop(stats.EXPIRED)  # its proposer gave up on it: never sent
+                continue
             try:
                 payload = msg.to_wire()
             except Exception:

@@ -7,6 +7,7 @@ Sending side (``Transport.send`` and the per-peer sender):
 - ``unknown_peer``: the message was addressed to a node that is not a configured peer.
 - ``too_large``: the encoded message would exceed ``max_frame_bytes``; it was not sent.
 - ``unencodable``: ``Message.to_wire()`` failed (a bug in the caller); it was not sent.
+- ``expired``: a forwarded proposal whose proposer's deadline passed while it was queued.
 
 Connection level (the connection is closed):
 - ``auth_failed``: a handshake failed: wrong secret, an unknown or unexpected node id, a
@@ -35,6 +36,7 @@ QUEUE_FULL = "queue_full"
 UNKNOWN_PEER = "unknown_peer"
 TOO_LARGE = "too_large"
 UNENCODABLE = "unencodable"
+EXPIRED = "expired"
 AUTH_FAILED = "auth_failed"
 HANDSHAKE_TIMEOUT = "handshake_timeout"
 CLUSTER_ID_MISMATCH = "cluster_id_mismatch"
@@ -51,6 +53,7 @@ DROP_REASONS: tuple[str, ...] = (
     UNKNOWN_PEER,
     TOO_LARGE,
     UNENCODABLE,
+    EXPIRED,
     AUTH_FAILED,
     HANDSHAKE_TIMEOUT,
     CLUSTER_ID_MISMATCH,

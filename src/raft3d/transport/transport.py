@@ -17,6 +17,7 @@ from raft3d.consensus.types import Message
 from raft3d.transport import stats, wire
 from raft3d.transport.inbound import InboundConnection
 from raft3d.transport.outbound import LinkSettings, PeerLink
+from raft3d.transport.proposals import Forwarding, PeerMessage
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class Transport:
         local_info: Callable[[], wire.HandshakeInfo | None] | None = None,
         on_peer_info: Callable[[str, wire.HandshakeInfo], None] | None = None,
         accept_unknown: Callable[[], bool] | None = None,
+        on_forward: Callable[[Forwarding], None] | None = None,
     ) -> None:
         """``ssl_server``/``ssl_client``: mutual TLS for inbound and outbound connections (both
         or neither); the peer's certificate must then name the node id it claims.
@@ -61,7 +63,10 @@ class Transport:
         names another cluster is refused (``cluster_id_mismatch``), the others' info goes to
         ``on_peer_info``. ``accept_unknown``: while it returns True, dialers that are not peers
         (yet) are challenged too, and accepted if they authenticate (a node that joins, or
-        whose configuration is behind, is contacted by members it does not know)."""
+        whose configuration is behind, is contacted by members it does not know).
+
+        ``on_forward`` gets the forwarded proposals and answers (``proposals``) that arrive;
+        without it they are dropped as malformed."""
         if not node_id:
             raise ValueError("node_id must not be empty")
         if not secret:
@@ -78,6 +83,7 @@ class Transport:
         self.handshake_timeout = handshake_timeout
         self.stats = stats.TransportStats()
         self.deliver = on_message
+        self.deliver_forward = on_forward
         self._listen = listen
         self._on_peer_change = on_peer_change
         self._ssl_server = ssl_server
@@ -162,7 +168,7 @@ class Transport:
 
     # ------------------------------------------------------------ sending
 
-    def send(self, msg: Message) -> None:
+    def send(self, msg: PeerMessage) -> None:
         """Queue ``msg`` for ``msg.to``; never blocks, never raises. Drops are counted."""
         link = self._links.get(msg.to)
         if link is None:

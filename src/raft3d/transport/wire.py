@@ -19,9 +19,10 @@ peer) gets an answer without it, proven over the transcript alone.
 
 After the handshake only the dialer sends, and every body is
 ``mac (16 bytes) || seq (8 bytes, big-endian) || payload`` where ``payload`` is
-``Message.to_wire()`` and ``mac`` is HMAC-SHA256 under the connection's session key over
-``seq || payload``, truncated. ``seq`` starts at 1 and grows by exactly one per frame, so a
-copied, dropped or reordered frame is caught even though its MAC is genuine.
+``Message.to_wire()`` (or a forwarded proposal or its answer: ``proposals``) and ``mac``
+is HMAC-SHA256 under the connection's session key over ``seq || payload``, truncated.
+``seq`` starts at 1 and grows by exactly one per frame, so a copied, dropped or reordered
+frame is caught even though its MAC is genuine.
 """
 
 from __future__ import annotations
