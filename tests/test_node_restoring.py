@@ -5,10 +5,12 @@ committed meanwhile are applied after the snapshot, in order; reads wait."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
 from raft3d.consensus.types import (
@@ -30,6 +32,7 @@ from tests.support.waiting import eventually
 from tests.test_node_driver import (
     FOLLOWER,
     LEADER,
+    VOTERS,
     Node,
     RecordingStateMachine,
     append,
@@ -50,9 +53,11 @@ class HeldRestore(RecordingStateMachine):
         self.hold = True
         self.began = 0
         self.steps = 0
+        self.sources: list[type] = []
 
     def restorer(self, data: SnapshotData) -> Generator[None, None, None]:
         self.began += 1
+        self.sources.append(type(data))
         while self.hold:
             self.steps += 1
             yield
@@ -322,3 +327,64 @@ def test_file_snapshot_data_reads_byte_ranges_and_outlives_the_file(tmp_path: Pa
         path.unlink()  # replaced by a newer one, say: the open descriptor still reads it
     assert data[1000:2000] == payload[1000:2000]
     data.close()
+
+
+def _big_snapshot_in_chunks(index: int, chunks: int) -> list[Message]:
+    """An InstallSnapshot transfer of about 1 MB in ``chunks`` parts, as a leader sends it:
+    the follower assembles the snapshot's bytes itself (none of the messages holds them)."""
+    state = msgpack.packb([index, [bytes([i % 251]) * 50_000 for i in range(1, index + 1)]])
+    size = -(-len(state) // chunks)
+    return [
+        Message(
+            MsgType.SNAP,
+            FOLLOWER,
+            LEADER,
+            1,
+            snapshot_meta=SnapshotMeta(index, 1, VOTERS),
+            offset=offset,
+            data=state[offset : offset + size],
+            done=offset + size >= len(state),
+        )
+        for offset in range(0, len(state), size)
+    ]
+
+
+def _buffers_reachable(roots: list[object], length: int) -> list[object]:
+    """Byte buffers of ``length`` reachable from ``roots`` (frames of tasks included)."""
+    seen: set[int] = set()
+    stack = list(roots)
+    found: list[object] = []
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, type):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            if len(obj) == length:
+                found.append(obj)
+            continue
+        stack.extend(gc.get_referents(obj))
+        if isinstance(obj, asyncio.Task):
+            coro = obj.get_coro()
+            frame = getattr(coro, "cr_frame", None)
+            if frame is not None:
+                stack.extend(frame.f_locals.values())
+    return found
+
+
+async def test_a_follower_restores_a_received_snapshot_from_its_file_not_its_bytes(
+    follower: Node, held: HeldRestore
+) -> None:
+    chunks = _big_snapshot_in_chunks(20, 4)
+    length = sum(len(m.data) for m in chunks)
+    for message in chunks:
+        deliver(follower, message)
+    chunks.clear()
+    await eventually(lambda: held.began == 1, 10, "the snapshot to be durable and restoring")
+    # Durable now: nothing in the node holds the received bytes (the core's receiver, the
+    # Ready, the restore); the restore reads the file, as laggards are served from it.
+    assert held.sources == [SnapshotFileData]
+    assert _buffers_reachable([follower, *asyncio.all_tasks()], length) == []
+    held.hold = False
+    await eventually(lambda: follower.applied_index == 20, 10, "the restore")
+    assert len(held.commands) == 20 and held.commands[19] == bytes([20]) * 50_000

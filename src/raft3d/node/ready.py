@@ -52,9 +52,10 @@ class NodeCounters:
     applied_entries: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Write:
-    """What one Ready makes durable, in ``Storage.persist`` argument order."""
+    """What one Ready makes durable, in ``Storage.persist`` argument order. Once it is
+    durable, a received snapshot's bytes may be dropped from it (``ReadyCarrier``)."""
 
     hard_state: HardState | None
     entries: list[Entry]

@@ -28,7 +28,9 @@ dropped part way is still freed (by reference counting: the state makes no cycle
 A newer snapshot arriving meanwhile replaces the one being restored (its restore is
 dropped unfinished). A crash mid-restore is safe: the snapshot is durable (``Storage.persist``
 for a received one, the node's own file at start) before its restore begins, and the node
-restores it again when it starts.
+restores it again when it starts. Both are restored from that file, read by range: a
+received snapshot's bytes are dropped once durable (``ReadyCarrier``), so a restoring node
+holds its state and the one being built, not the snapshot as well.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ Commit protocol for snapshots: the file is written durably first, then one datab
 transaction compacts or replaces the log and records the snapshot's (index, term) as the log
 base. That transaction is the commit point: after a crash, a snapshot file newer than the
 recorded base belongs to a call that never returned and is removed, so every ``persist`` and
-``save_local_snapshot`` is all-or-nothing.
+``save_local_snapshot`` is all-or-nothing. Which files are committed, the base among them
+and the files staged ahead of their commit are kept by ``snapshot_catalog``.
 
 Threading: one thread writes at a time (the node's persist worker). The read API used by the
 event log endpoint (``read_entries``, ``first_index``, ``last_index``, ``list_snapshots``,
@@ -38,13 +39,9 @@ from raft3d.consensus.types import Entry, HardState, InitialState, Snapshot, Sna
 from raft3d.storage.durable_files import ensure_directory, fsync_directory, lock_directory
 from raft3d.storage.errors import StorageCorruptError, StorageError
 from raft3d.storage.log_db import LogDatabase
-from raft3d.storage.snapshot_file import (
-    InvalidSnapshotFile,
-    SnapshotFileData,
-    SnapshotInfo,
-    read_snapshot_file,
-)
-from raft3d.storage.snapshot_store import SnapshotStore, StreamedWrite, newest_first
+from raft3d.storage.snapshot_catalog import SnapshotCatalog
+from raft3d.storage.snapshot_file import SnapshotFileData, SnapshotInfo
+from raft3d.storage.snapshot_store import SnapshotStore, StreamedWrite
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +64,6 @@ class DurableStorage:
         if trailing_entries < 0:
             raise ValueError("trailing_entries must not be negative")
         self.data_dir = Path(data_dir)
-        self._keep = snapshots_keep
         # A local snapshot at index S keeps entries (S - trailing, S] in the log, for event
         # readers; ``load`` still hands the core only the entries after S.
         self._trailing = trailing_entries
@@ -78,14 +74,12 @@ class DurableStorage:
         # (state on disk unknown, further writes refused).
         self._corruption: str | None = None
         self._failure: str | None = None
-        # Files written ahead of their commit (``stage_local_snapshot``), by (index, term).
-        self._staged: dict[tuple[int, int], SnapshotInfo] = {}
-        self._staged_lock = threading.Lock()
 
         ensure_directory(self.data_dir)
         self._lock_fd = lock_directory(self.data_dir)
         try:
             self._snapshots = SnapshotStore(self.data_dir / SNAPSHOT_DIR_NAME)
+            self._catalog = SnapshotCatalog(self._snapshots, snapshots_keep)
             self._db = LogDatabase(self.data_dir / DB_FILE_NAME, writer=True)
         except BaseException:
             os.close(self._lock_fd)
@@ -118,9 +112,7 @@ class DurableStorage:
         ]
         uncommitted = [s for s in valid if s not in committed]
         self._base_index, self._base_term = base_index, base_term
-        self._catalog: list[SnapshotInfo] = committed
-        self._base_info: SnapshotInfo | None = None
-
+        base = None
         if base_index > 0:
             if not committed or committed[0].index != base_index:
                 self._corruption = (
@@ -128,7 +120,8 @@ class DurableStorage:
                     f"no valid snapshot file for it exists in {self._snapshots.directory}"
                 )
             else:
-                self._base_info = committed[0]
+                base = committed[0]
+        self._catalog.recovered(committed, base)
 
         low, high, count = self._db.bounds()
         # Entries at or below the base are the trailing entries a local snapshot kept.
@@ -146,7 +139,7 @@ class DurableStorage:
         if uncommitted:
             log.info("removing %d snapshot file(s) from interrupted writes", len(uncommitted))
         self._snapshots.remove([s.path for s in uncommitted] + invalid)
-        self._prune()
+        self._catalog.prune()
 
     # Loading ------------------------------------------------------------------------------
 
@@ -160,7 +153,7 @@ class DurableStorage:
             self._check_open()
             if self._corruption is not None:
                 raise StorageCorruptError(self._corruption)
-            snapshot = self._read_base_snapshot()
+            snapshot = self._catalog.read_base()
             with _storage_errors("load"):
                 hard_state = self._db.hard_state()
                 entries = self._db.entries_after(self._base_index)
@@ -218,7 +211,7 @@ class DurableStorage:
             if entries:
                 self._last_index = entries[-1].index
             if info is not None:
-                self._prune()
+                self._catalog.prune()
 
     def stage_local_snapshot(self, snapshot: Snapshot) -> None:
         """Write ``snapshot``'s file durably, from any thread, outside the write lock (under
@@ -229,8 +222,7 @@ class DurableStorage:
         self._check_writable()
         with self._failing_on_error("stage_local_snapshot"):
             info = self._snapshots.write(snapshot, time.time())
-        with self._staged_lock:
-            self._staged[(meta.index, meta.term)] = info
+        self._catalog.stage(meta, info)
 
     def open_local_snapshot(self, meta: SnapshotMeta) -> StreamedWrite:
         """``stage_local_snapshot`` with the data written part by part as it is encoded, so
@@ -239,8 +231,7 @@ class DurableStorage:
         self._check_writable()
 
         def staged(info: SnapshotInfo) -> None:
-            with self._staged_lock:
-                self._staged[(meta.index, meta.term)] = info
+            self._catalog.stage(meta, info)
 
         with self._failing_on_error("stage_local_snapshot"):
             return self._snapshots.streamed(
@@ -252,9 +243,8 @@ class DurableStorage:
 
     def commit_local_snapshot(self, meta: SnapshotMeta) -> None:
         """``save_local_snapshot`` of the snapshot staged by ``open_local_snapshot``."""
-        with self._staged_lock:
-            if (meta.index, meta.term) not in self._staged:
-                raise ValueError(f"no snapshot staged at index {meta.index}, term {meta.term}")
+        if not self._catalog.is_staged(meta):
+            raise ValueError(f"no snapshot staged at index {meta.index}, term {meta.term}")
         self.save_local_snapshot(Snapshot(meta, b""))  # its file is staged: never written
 
     def save_local_snapshot(self, snapshot: Snapshot) -> None:
@@ -262,8 +252,7 @@ class DurableStorage:
 
         The snapshot's index must be in the log (or be the current snapshot) with a matching
         term. Entries at or below its index are deleted but for the last ``trailing_entries``
-        of them; snapshot files beyond the newest
-        ``snapshots_keep`` are removed.
+        of them; snapshot files beyond the newest ``snapshots_keep`` are removed.
         """
         meta = snapshot.meta
         with self._write_lock:
@@ -281,8 +270,7 @@ class DurableStorage:
                         f"snapshot term {meta.term} differs from the log's term {stored_term} "
                         f"at index {meta.index}"
                     )
-            with self._staged_lock:
-                staged = self._staged.pop((meta.index, meta.term), None)
+            staged = self._catalog.take_staged(meta)
             with self._failing_on_error("save_local_snapshot"):
                 info = staged or self._snapshots.write(snapshot, time.time())
                 keep_from = max(self._first_index, meta.index - self._trailing + 1)
@@ -291,7 +279,7 @@ class DurableStorage:
                     self._db.put_base(meta.index, meta.term)
             self._set_base(info)
             self._first_index = min(keep_from, meta.index + 1)
-            self._prune()
+            self._catalog.prune()
 
     def _check_snapshot_order(self, meta: SnapshotMeta) -> None:
         if meta.index < 1:
@@ -309,16 +297,8 @@ class DurableStorage:
 
     def _set_base(self, info: SnapshotInfo) -> None:
         self._base_index, self._base_term = info.index, info.term
-        self._base_info = info
         self._first_index = info.index + 1
-        self._catalog = newest_first([info, *(s for s in self._catalog if s.index < info.index)])
-
-    def _prune(self) -> None:
-        """Keep the newest ``snapshots_keep`` committed snapshot files."""
-        if len(self._catalog) > self._keep:
-            stale = self._catalog[self._keep :]
-            self._catalog = self._catalog[: self._keep]
-            self._snapshots.remove(s.path for s in stale)
+        self._catalog.set_base(info)
 
     # Reading ------------------------------------------------------------------------------
 
@@ -341,36 +321,18 @@ class DurableStorage:
 
     def list_snapshots(self) -> list[SnapshotInfo]:
         """Committed snapshot files, newest first (verified when opened or written)."""
-        return list(self._catalog)
+        return self._catalog.committed()
 
     def latest_snapshot(self) -> Snapshot | None:
         """The snapshot the log continues from, read and verified; None if there is none."""
         self._check_open()
-        return self._read_base_snapshot()
+        return self._catalog.read_base()
 
     def snapshot_data(self, index: int) -> SnapshotFileData | None:
         """The data of the snapshot the log continues from, if it is the one at ``index``,
         read from its file by byte range (``SnapshotFileData``); None otherwise."""
         self._check_open()
-        info = self._base_info
-        if info is None or info.index != index:
-            return None
-        try:
-            return SnapshotFileData(info.path)
-        except InvalidSnapshotFile:
-            return None  # replaced and removed meanwhile: the caller keeps what it holds
-
-    def _read_base_snapshot(self) -> Snapshot | None:
-        while True:
-            info = self._base_info
-            if info is None:
-                return None
-            try:
-                return read_snapshot_file(info.path)[1]
-            except InvalidSnapshotFile as exc:
-                if self._base_info is not info:
-                    continue  # a newer snapshot replaced it while we read; read that one
-                raise StorageCorruptError(f"snapshot file {info.path} is invalid: {exc}") from exc
+        return self._catalog.base_data(index)
 
     # Lifecycle ----------------------------------------------------------------------------
 
