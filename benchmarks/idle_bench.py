@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> None:
         after = {n.status()["term"] for n in nodes}
         timers = ", ".join(f"{k} {v}" for k, v in raft.items()) or "default timers"
         print(
-            f"idle CPU per node ({timers}), {args.rounds} rounds x {args.seconds:g} s, median (min-max), cores"
+            f"idle CPU per node ({timers}), {args.rounds} rounds x {args.seconds:g} s, "
+            "median (min-max), cores"
         )
         worst = 0.0
         for n in nodes:
