@@ -137,6 +137,9 @@ class RecordingTransport:
     def send(self, msg: Message) -> None:
         self.sent.append(msg)
 
+    def flush(self) -> None:
+        pass
+
     def reachable(self, peer: str) -> bool:
         return False
 

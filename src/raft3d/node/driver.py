@@ -107,8 +107,10 @@ class RaftNode(NodeMembership, Generic[R]):
         if state.snapshot is not None:
             step.snapshot_bytes = len(state.snapshot.data)
         self._roles = RoleWatch(self.node_id, core.term, self.counters, step.proposals.fail)
+        transport = self.transport
         self.carrier = ReadyCarrier(
-            core, step, self.storage, self.transport.send, self._disk, self._sm, self._snapshots
+            *(core, step, self.storage, transport.send, self._disk, self._sm, self._snapshots),
+            flush=transport.flush,
         )
         self.carrier.after = self._membership_ready
         self._membership_start(state)
