@@ -5,13 +5,15 @@ commit index goes out to the followers."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 import pytest
 
-from raft3d.consensus.types import Entry, HardState, Message, MsgType, Snapshot
+from raft3d.consensus.types import Entry, Message, MsgType
 from raft3d.node.driver import RaftNode
 from raft3d.node.memory import MemoryNetwork, MemoryStorage, MemoryTransport
 from raft3d.node.options import NodeOptions
@@ -38,33 +40,51 @@ class Journal:
 
 
 class JournalTransport(MemoryTransport):
+    """Writes what is sent at the end of the loop's turn, or at ``flush``, as the real
+    transport does; the journal has each APP when it is written ("wire APP")."""
+
     journal: Journal
+    _unwritten: list[Message]
 
     def send(self, msg: Message) -> None:
-        if msg.type is MsgType.APP:
-            last = msg.entries[-1].index if msg.entries else None
-            self.journal.add(self._node_id, "send APP", (last, msg.commit))
-        super().send(msg)
+        if not getattr(self, "_unwritten", None):
+            self._unwritten = []
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._unwritten.append(msg)
 
     def flush(self) -> None:
-        self.journal.add(self._node_id, "flush")
+        unwritten, self._unwritten = getattr(self, "_unwritten", []), []
+        for msg in unwritten:
+            if msg.type is MsgType.APP:
+                last = msg.entries[-1].index if msg.entries else None
+                self.journal.add(self._node_id, "wire APP", (last, msg.commit))
+            super().send(msg)
 
 
 class JournalStorage(MemoryStorage):
+    """Journals each write as it is handed to the disk thread ("persist"): see
+    ``journal_handovers``."""
+
     def __init__(self, node: str, journal: Journal) -> None:
         super().__init__()
-        self._node = node
-        self._journal = journal
+        self.node = node
+        self.journal = journal
 
-    def persist(
-        self,
-        hard_state: HardState | None,
-        entries: Sequence[Entry],
-        snapshot: Snapshot | None = None,
-    ) -> None:
-        if entries:
-            self._journal.add(self._node, "persist", entries[-1].index)
-        super().persist(hard_state, entries, snapshot)
+
+def journal_handovers(loop: asyncio.AbstractEventLoop) -> None:
+    """Journal every ``JournalStorage.persist`` when the loop hands it to a thread (when it
+    starts on the thread is up to the scheduler)."""
+    handover = loop.run_in_executor
+
+    def run_in_executor(executor: Any, func: Callable[..., Any], *args: Any) -> Any:
+        storage = getattr(func, "__self__", None)
+        if isinstance(storage, JournalStorage) and getattr(func, "__name__", "") == "persist":
+            entries: Sequence[Entry] = args[1]
+            if entries:
+                storage.journal.add(storage.node, "persist", entries[-1].index)
+        return handover(executor, func, *args)
+
+    loop.run_in_executor = run_in_executor  # type: ignore[method-assign, assignment]
 
 
 class Echo(KeptOutcomes[int]):
@@ -87,6 +107,7 @@ class Echo(KeptOutcomes[int]):
 @pytest.fixture
 async def nodes() -> AsyncIterator[tuple[dict[str, RaftNode[int]], Journal]]:
     journal = Journal()
+    journal_handovers(asyncio.get_running_loop())
     network = MemoryNetwork()
     voters = ("a", "b", "c")
     built: dict[str, RaftNode[int]] = {}
@@ -132,15 +153,16 @@ async def test_the_leader_writes_its_appends_out_before_its_own_disk_write(
 ) -> None:
     built, journal = nodes
     leader = await leader_of(built)
+    # Once the followers acknowledged the leader's first entries (until then it probes them
+    # and holds appends back), every proposal's APPs go out with its own write.
+    await leader.propose(b"warm-up")
     indexes = [await leader.propose(b"x%d" % i) for i in range(5)]
     events = journal.of(leader.node_id)
     for index in indexes:
         persisted = events.index(("persist", index))
-        before = events[:persisted]
-        sent = [i for i, (what, detail) in enumerate(before) if what == "send APP"
-                and isinstance(detail, tuple) and detail[0] == index]  # fmt: skip
-        assert sent, f"no APP with entry {index} before the leader's write of it"
-        assert ("flush", None) in before[sent[-1] :], (
+        written = [detail for what, detail in events[:persisted] if what == "wire APP"
+                   and isinstance(detail, tuple) and detail[0] == index]  # fmt: skip
+        assert written, (
             f"the APPs with entry {index} were still queued when the leader's write began"
         )
 
@@ -150,14 +172,26 @@ async def test_a_commit_is_answered_before_the_commit_index_goes_out(
 ) -> None:
     built, journal = nodes
     leader = await leader_of(built)
-    indexes = [await leader.propose(b"y%d" % i) for i in range(5)]
+    indexes = []
+    for i in range(5):
+        index = await leader.propose(b"y%d" % i)  # Echo answers with the index
+        journal.add(leader.node_id, "answered", index)
+        indexes.append(index)
+
+    def commit_written(index: int) -> bool:
+        return any(
+            what == "wire APP" and isinstance(detail, tuple) and detail[1] >= index
+            for what, detail in journal.of(leader.node_id)
+        )
+
+    await eventually(lambda: commit_written(indexes[-1]), 5, "the last commit index written")
     events = journal.of(leader.node_id)
     for index in indexes:
-        applied = events.index(("apply", index))
+        answered = events.index(("answered", index))
         first_commit = next(
             i for i, (what, detail) in enumerate(events)
-            if what == "send APP" and isinstance(detail, tuple) and detail[1] >= index
+            if what == "wire APP" and isinstance(detail, tuple) and detail[1] >= index
         )  # fmt: skip
-        assert applied < first_commit, (
-            f"entry {index}: the commit index went out before the entry was applied here"
+        assert answered < first_commit, (
+            f"entry {index}: the commit index was written out before its proposer was answered"
         )

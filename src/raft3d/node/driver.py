@@ -210,8 +210,10 @@ class RaftNode(NodeMembership, Generic[R]):
         self._wakeup.set()
         deadline = self._timeout(timeout)
         try:
+            # Awaited as it is (no shield): its result reaches us one turn of the loop
+            # sooner. A timeout or a cancel cancels it; Proposals skips a cancelled waiter.
             async with asyncio.timeout(deadline):  # cheaper than wait_for
-                return await asyncio.shield(future)
+                return await future
         except TimeoutError:
             proposals.forget(index, future)
             self.counters.proposals["outcome_unknown"] += 1
