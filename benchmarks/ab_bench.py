@@ -1,12 +1,14 @@
 """Two versions of Raft3D side by side: this checkout and another one (``--code DIR``).
 
-Both run as 3-node clusters at the same time; wrk writes at c=64 to each leader and then
-to a follower of each, the two versions alternating round by round so that the shared
-machine's load falls on both alike. Prints, per version and target, the median writes/s,
-p99 and server CPU per write (user + system of the three nodes, from /proc).
+Both run as 3-node clusters at the same time; wrk writes at c=64 (``--concurrency``) to
+each leader and then to a follower of each (not with ``--leader-only``), the two versions
+alternating round by round so that the shared machine's load falls on both alike. Prints,
+per version and target, the median writes/s, p99 and server CPU per write (user + system
+of the three nodes, from /proc).
 
     git archive main | tar -x -C /tmp/old
     .venv/bin/python -m benchmarks.ab_bench --code /tmp/old [--rounds 4] [--seconds 5]
+    .venv/bin/python -m benchmarks.ab_bench --code /tmp/old --concurrency 1 --leader-only
 """
 
 from __future__ import annotations
@@ -24,14 +26,16 @@ from benchmarks.vs_etcd import RAFT3D_LUA, cpu_seconds
 Row = dict[str, tuple[float, float, float]]  # target -> (writes/s, p99 ms, CPU ms/write)
 
 
-def measure(cluster: ProcessCluster, lua: Path, seconds: float) -> Row:
+def measure(cluster: ProcessCluster, lua: Path, args: argparse.Namespace) -> Row:
+    seconds = args.seconds
     leader = cluster.wait_for_leader(timeout=30)
     follower = next(n for n in cluster.alive() if n is not leader)
     pids = [n.proc.pid for n in cluster.alive() if n.proc is not None]
     row: Row = {}
-    for target, url in (("leader", leader.url), ("follower", follower.url)):
+    targets = [("leader", leader.url)] + ([] if args.leader_only else [("follower", follower.url)])
+    for target, url in targets:
         before = cpu_seconds(pids)
-        rate, _, p99, _ = wrk_load(url, 64, seconds, lua)
+        rate, _, p99, _ = wrk_load(url, args.concurrency, seconds, lua)
         cpu = cpu_seconds(pids) - before
         row[target] = (rate, p99, cpu / max(1.0, rate * seconds) * 1e3)
     return row
@@ -55,13 +59,14 @@ def run(args: argparse.Namespace) -> None:
             for round_no in range(args.rounds):
                 order = list(versions) if round_no % 2 == 0 else list(reversed(versions))
                 for name in order:
-                    results[name].append(measure(clusters[name], lua, args.seconds))
+                    results[name].append(measure(clusters[name], lua, args))
         finally:
             for cluster in clusters.values():
                 cluster.stop()
-    print(f"c=64, {args.rounds} rounds x {args.seconds:g} s, medians ('other': {args.code})")
+    c = args.concurrency
+    print(f"c={c}, {args.rounds} rounds x {args.seconds:g} s, medians ('other': {args.code})")
     for name, rows in results.items():
-        for target in ("leader", "follower"):
+        for target in rows[0]:
             rate, p99, cpu = (statistics.median(r[target][k] for r in rows) for k in range(3))
             print(f"  {name:<5} to the {target:<8} {rate:7.0f}/s p99 {p99:7.1f} ms {cpu:.3f} ms")
 
@@ -71,6 +76,8 @@ def main() -> None:
     parser.add_argument("--code", required=True, help="the other checkout (its src/ is run)")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--leader-only", action="store_true", help="no row to a follower")
     run(parser.parse_args())
 
 
