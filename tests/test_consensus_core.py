@@ -502,10 +502,10 @@ def test_lost_leader_campaign_does_not_wait_for_heartbeats() -> None:
 
 
 def test_default_timers_campaign_soon_after_a_broken_link() -> None:
-    # Defaults: heartbeats every 200 ms, elections after 1-2 s; a follower that loses its
-    # link to the leader campaigns within 150 ms all the same.
+    # Defaults: heartbeats every 200 ms, elections after 0.6-1.2 s; a follower that loses
+    # its link to the leader campaigns within 150 ms all the same.
     raft = RaftSettings()
-    assert (raft.heartbeat_ms, raft.election_timeout_ms) == (200, 1000)
+    assert (raft.heartbeat_ms, raft.election_timeout_ms) == (200, 600)
     config = core_config("b", ABC, raft)
     assert config.lost_leader_ticks * raft.tick_ms == 150
     core = RaftCore(config, InitialState(), random.Random(3))
