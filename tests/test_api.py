@@ -231,6 +231,21 @@ async def test_read_without_quorum_is_503_but_local_read_works(
     assert await get(client, "/api/v1/printers?consistency=local") == [PRINTER]
 
 
+async def test_a_local_read_from_a_node_restoring_a_snapshot_is_a_clear_503(
+    client: Client, node: FakeNode
+) -> None:
+    # Issue 8: while a big snapshot is restored in slices, the old state is stale (maybe empty).
+    await post(client, "/api/v1/printers", PRINTER, 201)
+    node.restoring = True
+    response = await client.get("/api/v1/printers?consistency=local")
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "1"
+    assert error_code(await response.json()) == "restoring"
+    assert await get(client, "/api/v1/printers") == [PRINTER]  # linearizable: waits, answers
+    node.restoring = False
+    assert await get(client, "/api/v1/printers?consistency=local") == [PRINTER]
+
+
 async def test_every_response_names_the_node_and_its_applied_index(client: Client) -> None:
     await seed(client)
     for response, applied in (
@@ -294,6 +309,13 @@ async def test_healthz_and_readyz(client: Client, node: FakeNode) -> None:
     assert response.status == 503
     payload = await response.json()
     assert payload["error"]["message"] == "no leader is known"
+
+    node.leader_id = "n1"
+    node.restoring = True  # applied may even equal commit: a restore is still not ready
+    response = await client.get("/readyz")
+    assert response.status == 503
+    assert (await response.json())["error"]["message"] == "restoring its state from a snapshot"
+    assert await get(client, "/healthz") == {"status": "ok"}
 
 
 # --- metrics ----------------------------------------------------------------------------

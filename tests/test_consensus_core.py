@@ -680,6 +680,52 @@ def test_laggard_receives_the_snapshot_in_chunks() -> None:
     assert [e.index for e in net.applied["c"]] == [6]  # after the snapshot
 
 
+class ReadCounting:
+    """A ``SnapshotData`` twin of a snapshot file: bytes read by range, reads counted."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self.reads: list[tuple[int, int]] = []
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getitem__(self, part: slice, /) -> bytes:
+        start, stop, _ = part.indices(len(self._data))
+        self.reads.append((start, stop))
+        return self._data[part]
+
+
+def test_a_leader_serving_from_a_file_sends_its_chunks_even_mid_transfer() -> None:
+    data = bytes(range(256)) * 4
+    net, leader = compacted_leader(300, data)
+    assert not leader.serve_from(4, ReadCounting(data))  # not the snapshot's index
+    assert not leader.serve_from(5, ReadCounting(data[:-1]))  # not its data
+    net.take()
+    heartbeats = net.tick_until("a", MsgType.HEARTBEAT)
+    net.deliver([m for m in heartbeats if m.to == "c"])
+    net.deliver(net.take(MsgType.HEARTBEAT_RESP))
+    [first] = net.take(MsgType.SNAP)  # sent from the bytes the core held
+    file = ReadCounting(data)
+    assert leader.serve_from(5, file)
+    served = leader.served_snapshot
+    assert served is not None and served.data is file and served.meta.index == 5
+    chunks = [first]
+    net.deliver([first])
+    while "c" not in net.installed:
+        net.flush("c")
+        net.deliver(net.take(MsgType.SNAP_RESP))
+        sent = net.take(MsgType.SNAP)
+        if not sent:
+            continue
+        chunks.extend(sent)
+        net.deliver(sent)
+    assert file.reads == [(300, 600), (600, 900), (900, 1024)]
+    assert b"".join(m.data for m in chunks) == data
+    [installed] = net.installed["c"]
+    assert installed.data == data
+
+
 def snap_chunk(offset: int, data: bytes, done: bool, index: int = 5, term: int = 1) -> Message:
     meta = SnapshotMeta(index, 1, ABC)
     return Message(

@@ -3,6 +3,8 @@ per-Ready decisions (``raft3d.node.ready``) that the driver and the simulation s
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 import pytest
 
 from raft3d.consensus.types import (
@@ -14,6 +16,7 @@ from raft3d.consensus.types import (
     ReadState,
     Ready,
     Snapshot,
+    SnapshotData,
     SnapshotMeta,
 )
 from raft3d.node.errors import OutcomeUnknownError
@@ -183,6 +186,10 @@ class Recorder(KeptOutcomes[str]):
 
     def restore(self, data: bytes) -> None:
         self.restored.append(data)
+
+    def restorer(self, data: SnapshotData) -> Generator[None, None, None]:
+        yield  # one step: a small state
+        self.restore(data[0 : len(data)])
 
 
 def make_step(threshold: int = 0, durable: HardState | None = None) -> ReadyStep[str]:

@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from typing import Any
 
 import pytest
 
-from raft3d.consensus.types import Entry, Message, MsgType
+from raft3d.consensus.types import Entry, Message, MsgType, SnapshotData
 from raft3d.node.driver import RaftNode
 from raft3d.node.memory import MemoryNetwork, MemoryStorage, MemoryTransport
 from raft3d.node.options import NodeOptions
@@ -102,6 +102,9 @@ class Echo(KeptOutcomes[int]):
 
     def restore(self, data: bytes) -> None:
         pass
+
+    def restorer(self, data: SnapshotData) -> Generator[None, None, None]:
+        yield  # nothing to restore: the tests take no snapshot
 
 
 @pytest.fixture

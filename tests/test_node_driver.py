@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Generator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,11 +27,12 @@ from raft3d.consensus.types import (
     Message,
     MsgType,
     Snapshot,
+    SnapshotData,
     SnapshotMeta,
 )
 from raft3d.node.driver import RaftNode
 from raft3d.node.errors import NodeStoppedError, OutcomeUnknownError
-from raft3d.node.seams import SnapshotRecord
+from raft3d.node.seams import SnapshotRecord, SnapshotSink
 from raft3d.node.wiring import build_node, node_options
 from raft3d.storage import DurableStorage
 from tests.support.fakes import single_voter_settings
@@ -68,6 +69,10 @@ class RecordingStateMachine(KeptOutcomes[tuple[int, bytes]]):
     def restore(self, data: bytes) -> None:
         self.last_index, self.commands = msgpack.unpackb(data)
 
+    def restorer(self, data: SnapshotData) -> Generator[None, None, None]:
+        yield  # one step: a small state
+        self.restore(data[0 : len(data)])
+
 
 class GatedStorage:
     """Real storage whose ``persist`` can be held on the disk thread until released."""
@@ -101,6 +106,15 @@ class GatedStorage:
 
     def stage_local_snapshot(self, snapshot: Snapshot) -> None:
         self.inner.stage_local_snapshot(snapshot)
+
+    def snapshot_data(self, index: int) -> SnapshotData | None:
+        return self.inner.snapshot_data(index)
+
+    def open_local_snapshot(self, meta: SnapshotMeta) -> SnapshotSink:
+        return self.inner.open_local_snapshot(meta)
+
+    def commit_local_snapshot(self, meta: SnapshotMeta) -> None:
+        self.inner.commit_local_snapshot(meta)
 
     def save_local_snapshot(self, snapshot: Snapshot) -> None:
         self.inner.save_local_snapshot(snapshot)

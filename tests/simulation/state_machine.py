@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING
 
 import msgpack
 
 from raft3d.consensus import Entry
+from raft3d.consensus.types import SnapshotData
 
 if TYPE_CHECKING:
     from .harness import Cluster
@@ -94,3 +95,7 @@ class SimApp:
 
     def restore(self, data: bytes) -> None:
         self._cluster.restored(self._node, data)
+
+    def restorer(self, data: SnapshotData) -> Generator[None, None, None]:
+        yield  # one step: a small state
+        self.restore(data[0 : len(data)])

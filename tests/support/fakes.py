@@ -127,6 +127,7 @@ class FakeNode(FakeMembers):
         self.transport = FakeTransport()
         self.listeners: list[Callable[[FakeEntry], None]] = []
         self.halted: str | None = None  # halted_reason
+        self.restoring = False  # the state is being replaced from a snapshot
         self.trailing_entries = 0  # log entries kept below a snapshot, as the driver does
 
     def fail_proposals(self, *errors: BaseException) -> None:

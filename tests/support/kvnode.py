@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Generator
 from typing import Any
 
 import msgpack
@@ -28,6 +29,7 @@ import uvloop
 from aiohttp import web
 
 from raft3d.config import load_settings
+from raft3d.consensus.types import SnapshotData
 from raft3d.logs import configure_logging
 from raft3d.node.driver import RaftNode
 from raft3d.node.errors import (
@@ -63,6 +65,10 @@ class KeyValueStateMachine(KeptOutcomes[dict[str, Any]]):
 
     def restore(self, data: bytes) -> None:
         self.last_index, self.data = msgpack.unpackb(data)
+
+    def restorer(self, data: SnapshotData) -> Generator[None, None, None]:
+        yield  # one step: a small state
+        self.restore(data[0 : len(data)])
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(sorted(self.data.items())).encode()).hexdigest()

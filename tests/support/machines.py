@@ -6,8 +6,10 @@ forgotten but, unlike the farm's, are not carried in snapshots.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Generic, TypeVar
+
+from raft3d.consensus.types import SnapshotData
 
 R = TypeVar("R")
 
@@ -55,3 +57,7 @@ class Register(KeptOutcomes[int]):
 
     def restore(self, data: bytes) -> None:
         self.value = int(data)
+
+    def restorer(self, data: SnapshotData) -> Generator[None, None, None]:
+        yield  # one step: a small state
+        self.restore(data[0 : len(data)])

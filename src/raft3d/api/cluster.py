@@ -48,6 +48,8 @@ async def readyz(request: web.Request) -> web.Response:
     }
     if status.leader_id is None:
         raise ServiceUnavailable("not_ready", "no leader is known", facts)
+    if request.app[NODE_KEY].restoring:
+        raise ServiceUnavailable("not_ready", "restoring its state from a snapshot", facts)
     if status.applied_index < status.commit_index:
         raise ServiceUnavailable(
             "not_ready",

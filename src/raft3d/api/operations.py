@@ -46,7 +46,11 @@ def _ok(description: str, schema: type[Schema] | None = None, *, many: bool = Fa
     return Answer(description, schema, many)
 
 
-_READ_ERRORS = {400: "bad query string", 503: "no quorum confirmed the read in time"}
+_READ_ERRORS = {
+    400: "bad query string",
+    503: "no quorum confirmed the read in time, or (?consistency=local) this node is restoring "
+    "its state from a snapshot",
+}
 _WRITE_ERRORS = {
     400: "malformed body or query (bad JSON, wrong types, unknown fields, out-of-range values)",
     409: "duplicate id, not enough filament, or an illegal status change",

@@ -139,6 +139,12 @@ class NodePort(Protocol[R_co]):
         ...
 
     @property
+    def restoring(self) -> bool:
+        """The node's state is being replaced from a snapshot (a follower catching up, or a
+        start from a big snapshot): what it holds now is stale, maybe empty."""
+        ...
+
+    @property
     def halted_reason(self) -> str | None:
         """Why the node halted (disk error, corrupt entry); None while it runs normally.
 

@@ -33,6 +33,12 @@ async def consistent_read(
             "the query string is not valid",
             {CONSISTENCY_PARAM: [f"Must be one of: {LINEARIZABLE}, {LOCAL}."]},
         )
+    if level == LOCAL and request.app[NODE_KEY].restoring:
+        raise ServiceUnavailable(
+            "restoring",
+            "this node is restoring its state from a snapshot; its local state is stale "
+            "until then (a linearizable read waits for it)",
+        )
     if level == LINEARIZABLE:
         timeout = request.app[OPTIONS_KEY].request_timeout_s
         try:

@@ -67,7 +67,9 @@ from raft3d.consensus.types import (
     ReadState,
     Ready,
     Role,
+    ServedSnapshot,
     Snapshot,
+    SnapshotData,
     SnapshotMeta,
 )
 from raft3d.consensus.validation import is_well_formed
@@ -98,7 +100,8 @@ class RaftCore(Elections, Follower, Replication, Reconfiguration, Recovery):
         self._term = hard.term
         self._vote = hard.vote
         self._last_hard_state = hard  # as last handed to the driver
-        self._snapshot = snap  # newest snapshot of our own state, sent to laggards
+        # Newest snapshot of our own state, sent to laggards (from its file: serve_from).
+        self._snapshot = None if snap is None else ServedSnapshot.of(snap)
         self._applied = snap_index
         self._applying = snap_index  # committed entries handed out, not yet advanced
 
@@ -270,22 +273,52 @@ class RaftCore(Elections, Follower, Replication, Reconfiguration, Recovery):
     def compact(self, index: int, data: bytes) -> Snapshot:
         """Record the application's snapshot ``data`` of the state at applied ``index`` and
         drop the log up to it. The snapshot is kept to bring laggards up to date."""
+        return Snapshot(self.compact_served(index, data), data)
+
+    def snapshot_meta(self, index: int) -> SnapshotMeta:
+        """What ``compact`` at ``index`` records with the data (raises as it would), for a
+        caller that writes the snapshot's file before it compacts."""
         if index > self._applied:
             raise ValueError(f"cannot compact at {index}: only {self._applied} is applied")
         if index <= self.snapshot_index:
             if self._snapshot is not None and index == self._snapshot.meta.index:
-                return self._snapshot
+                return self._snapshot.meta
             raise ValueError(f"cannot compact at {index}: already compacted past it")
-        conf = self._confs.state_at(index)
         term = self._log.term_at(index)
         if term is None:
             raise ValueError(f"cannot compact at {index}: not in the log")
+        return SnapshotMeta.of(index, term, self._confs.state_at(index))
+
+    def compact_served(self, index: int, data: SnapshotData) -> SnapshotMeta:
+        """``compact`` with the data in any ``SnapshotData`` form (its durable file, say)."""
+        meta = self.snapshot_meta(index)
+        if index <= self.snapshot_index:
+            return meta  # compacted there already
         keep_from = index - self._cfg.trailing_entries
         if keep_from > self._log.snapshot_index:
             self._log.compact(keep_from)
         self._confs.compact(index)
-        meta = SnapshotMeta.of(index, term, conf)
-        self._snapshot = Snapshot(meta, data)
+        self._snapshot = ServedSnapshot(meta, data)
+        return meta
+
+    def serve_from(self, index: int, data: SnapshotData) -> bool:
+        """Send laggards the snapshot at ``index`` read from ``data`` (the same bytes, e.g.
+        its durable file read chunk by chunk) rather than from the bytes held until now,
+        which are then dropped. False (nothing changes) if the core's snapshot is not the
+        one at ``index`` any more, or ``data`` is not of its length."""
+        snap = self._snapshot
+        if snap is None or snap.meta.index != index or len(data) != len(snap.data):
+            return False
+        self._snapshot = ServedSnapshot(snap.meta, data)
+        # A transfer in progress goes on from the same offset in the same bytes.
+        for pr in self._progress.values():
+            if pr.snapshot is snap:
+                pr.snapshot = self._snapshot
+        return True
+
+    @property
+    def served_snapshot(self) -> ServedSnapshot | None:
+        """The snapshot laggards are sent now (see ``serve_from``)."""
         return self._snapshot
 
     def step(self, msg: Message) -> None:

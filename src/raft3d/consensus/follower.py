@@ -4,7 +4,7 @@ assembling and installing the leader's snapshot."""
 from __future__ import annotations
 
 from raft3d.consensus.parts import CoreParts
-from raft3d.consensus.types import Message, MsgType, NodeId, ReadState
+from raft3d.consensus.types import Message, MsgType, NodeId, ReadState, ServedSnapshot
 
 
 class Follower(CoreParts):
@@ -99,7 +99,7 @@ class Follower(CoreParts):
             log.restore(meta.index, meta.term)
             self._confs.restore(meta.conf_state, meta.index)
             self._apply_conf()
-            self._snapshot = snapshot
+            self._snapshot = ServedSnapshot.of(snapshot)
             self._received_snapshot = snapshot
             self._applying = max(self._applying, meta.index)
         self._send_snapshot_done(msg.frm, meta.index)

@@ -21,6 +21,7 @@ from raft3d.consensus.types import (
     NodeId,
     ReadState,
     Role,
+    ServedSnapshot,
     Snapshot,
     SnapshotMeta,
 )
@@ -57,7 +58,7 @@ class CoreParts:
     _confs: ConfTracker
     _voters: tuple[NodeId, ...]
     _peers: tuple[NodeId, ...]
-    _snapshot: Snapshot | None
+    _snapshot: ServedSnapshot | None
     _applying: int
     _leader_id: NodeId | None
     _election_elapsed: int

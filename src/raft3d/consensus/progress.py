@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 
-from raft3d.consensus.types import Snapshot
+from raft3d.consensus.types import ServedSnapshot
 
 
 class ProgressState(enum.Enum):
@@ -76,7 +76,7 @@ class Progress:
         self.probe_sent = False
         self.recent_active = False
         self.inflights = Inflights(max_inflight)
-        self.snapshot: Snapshot | None = None  # being streamed, in SNAPSHOT state
+        self.snapshot: ServedSnapshot | None = None  # being streamed, in SNAPSHOT state
         self.snap_offset = 0  # next byte of ``snapshot`` the follower has asked for
         self.chunk_heartbeats = 0  # heartbeat intervals the chunk in flight went unanswered
 
@@ -102,7 +102,7 @@ class Progress:
         self.probe_sent = False
         self.inflights.reset()
 
-    def become_snapshot(self, snapshot: Snapshot) -> None:
+    def become_snapshot(self, snapshot: ServedSnapshot) -> None:
         self.state = ProgressState.SNAPSHOT
         self.probe_sent = False
         self.inflights.reset()

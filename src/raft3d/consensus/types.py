@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import msgpack
 
@@ -141,6 +142,28 @@ def contexts_from_wire(value: object) -> Contexts:
 class Snapshot:
     meta: SnapshotMeta
     data: bytes
+
+
+class SnapshotData(Protocol):
+    """A snapshot's data read by byte range: ``bytes`` (in memory: the simulation, a snapshot
+    not yet durable), or a view of its durable file read chunk by chunk, so that a leader
+    serving laggards does not hold the whole snapshot in memory (``RaftCore.serve_from``)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, part: slice, /) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ServedSnapshot:
+    """The snapshot the core sends laggards (InstallSnapshot chunks)."""
+
+    meta: SnapshotMeta
+    data: SnapshotData
+
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> ServedSnapshot:
+        return cls(snapshot.meta, snapshot.data)
 
 
 class MsgType(enum.IntEnum):

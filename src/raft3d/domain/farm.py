@@ -14,6 +14,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import assert_never
 
+import immutables
+from immutables._protocols import MapMutation
+
 from raft3d.domain.commands import (
     Command,
     CreateFilament,
@@ -30,7 +33,7 @@ from raft3d.domain.model import (
     PrintJob,
     is_allowed_transition,
 )
-from raft3d.domain.persistent import FrozenView
+from raft3d.domain.persistent import FrozenView, OrderedPMap
 from raft3d.domain.records import (
     Records,
     decode_filament,
@@ -218,45 +221,97 @@ class FarmBuilder:
     """Rebuilds a farm from a snapshot's objects, given one at a time in snapshot order
     (printers, then filaments, then jobs), so no second copy of the farm is ever held.
 
+    Objects come as their checked snapshot bytes (``add_*``, what a restore does: no object
+    is built, no bytes re-encoded) or as objects. Each kind's map is built in place
+    (``immutables`` mutation: no intermediate map per object) beside its key order; the farm
+    exists only once ``finish`` hands it over.
+
     Raises FarmInconsistentError for anything apply could never have produced.
     """
 
     def __init__(self) -> None:
-        self._farm = Farm()
+        self._printers = _Building()
+        self._filaments = _Building()
+        self._jobs = _Building()
+        self._remaining: dict[str, int] = {}  # filament id -> remaining weight
+        self._reserved: dict[str, int] = {}  # filament id -> weight of its active jobs
 
     def printer(self, printer: Printer) -> None:
-        farm = self._farm
-        if printer.id in farm._printers:
-            raise FarmInconsistentError(f"key {printer.id!r} appears twice")
-        farm._printers.put_encoded(printer.id, encode_record(printer))
+        self.add_printer(printer.id, encode_record(printer))
 
     def filament(self, filament: Filament) -> None:
-        farm = self._farm
-        if farm._jobs:
-            raise FarmInconsistentError("filaments must come before print jobs")
-        if not 0 <= filament.remaining_weight_in_grams <= filament.total_weight_in_grams:
-            raise FarmInconsistentError(f"filament {filament.id!r}: remaining out of range")
-        if filament.id in farm._filaments:
-            raise FarmInconsistentError(f"filament id {filament.id!r} appears twice")
-        farm._reserved_grams[filament.id] = 0
-        farm._filaments.put_encoded(filament.id, encode_record(filament))
+        self.add_filament(
+            filament.id,
+            encode_record(filament),
+            filament.total_weight_in_grams,
+            filament.remaining_weight_in_grams,
+        )
 
     def print_job(self, job: PrintJob) -> None:
-        farm = self._farm
-        if job.printer_id not in farm._printers or job.filament_id not in farm._filaments:
-            raise FarmInconsistentError(f"print job {job.id!r} refers to a missing object")
-        if job.id in farm._jobs:
-            raise FarmInconsistentError(f"key {job.id!r} appears twice")
-        if job.status.reserves_filament:
-            farm._reserved_grams[job.filament_id] += job.print_weight_in_grams
-        farm._jobs.put_encoded(job.id, encode_record(job))
+        self.add_print_job(
+            job.id,
+            encode_record(job),
+            job.printer_id,
+            job.filament_id,
+            job.print_weight_in_grams if job.status.reserves_filament else 0,
+        )
+
+    def add_printer(self, key: str, raw: bytes) -> None:
+        if not self._printers.add(key, raw):
+            raise FarmInconsistentError(f"key {key!r} appears twice")
+
+    def add_filament(self, key: str, raw: bytes, total: int, remaining: int) -> None:
+        if self._jobs.keys:
+            raise FarmInconsistentError("filaments must come before print jobs")
+        if not 0 <= remaining <= total:
+            raise FarmInconsistentError(f"filament {key!r}: remaining out of range")
+        if not self._filaments.add(key, raw):
+            raise FarmInconsistentError(f"filament id {key!r} appears twice")
+        self._reserved[key] = 0
+        self._remaining[key] = remaining
+
+    def add_print_job(
+        self, key: str, raw: bytes, printer_id: str, filament_id: str, reserved: int
+    ) -> None:
+        """``reserved``: the job's print weight if its status reserves filament, else 0."""
+        if printer_id not in self._printers.mutation or filament_id not in self._reserved:
+            raise FarmInconsistentError(f"print job {key!r} refers to a missing object")
+        if not self._jobs.add(key, raw):
+            raise FarmInconsistentError(f"key {key!r} appears twice")
+        self._reserved[filament_id] += reserved
 
     def finish(self) -> Farm:
-        farm = self._farm
-        for filament in farm._filaments.values():
-            if farm._reserved_grams[filament.id] > filament.remaining_weight_in_grams:
-                raise FarmInconsistentError(f"filament {filament.id!r} is over-reserved")
+        remaining = self._remaining
+        for filament_id, reserved in self._reserved.items():
+            if reserved > remaining[filament_id]:
+                raise FarmInconsistentError(f"filament {filament_id!r} is over-reserved")
+        farm = Farm()
+        farm._printers = Records.built(decode_printer, self._printers.finish())
+        farm._filaments = Records.built(decode_filament, self._filaments.finish())
+        farm._jobs = Records.built(decode_print_job, self._jobs.finish())
+        farm._reserved_grams = self._reserved
         return farm
+
+
+class _Building:
+    """One kind's objects while a farm is rebuilt: a map under mutation and the key order."""
+
+    __slots__ = ("keys", "mutation")
+
+    def __init__(self) -> None:
+        self.mutation: MapMutation[str, bytes] = immutables.Map[str, bytes]().mutate()
+        self.keys: list[str] = []
+
+    def add(self, key: str, raw: bytes) -> bool:
+        """False (adding nothing) if ``key`` is there already."""
+        if key in self.mutation:
+            return False
+        self.mutation[key] = raw
+        self.keys.append(key)
+        return True
+
+    def finish(self) -> OrderedPMap[str, bytes]:
+        return OrderedPMap.from_parts(self.mutation.finish(), self.keys)
 
 
 def _duplicate(kind: str, object_id: str) -> Result:

@@ -100,6 +100,14 @@ class OrderedPMap(Generic[K, V]):
         self._keys = list(plain)
         self._head = 0
 
+    @classmethod
+    def from_parts(cls, mapping: immutables.Map[K, V], keys: list[K]) -> OrderedPMap[K, V]:
+        """A map over ``mapping`` whose insertion order is ``keys`` (exactly its keys, each
+        once: the caller built both together, as a restore does)."""
+        built = cls.__new__(cls)
+        built._map, built._keys, built._head = mapping, keys, 0
+        return built
+
     def __len__(self) -> int:
         return len(self._map)
 

@@ -93,6 +93,13 @@ class Records(Generic[T]):
         self._decode = decode
         self._map: OrderedPMap[str, bytes] = OrderedPMap()
 
+    @classmethod
+    def built(cls, decode: Decoder[T], encoded: OrderedPMap[str, bytes]) -> Records[T]:
+        """Records over already encoded (and checked) objects, as a restore builds them."""
+        records = cls(decode)
+        records._map = encoded
+        return records
+
     def __len__(self) -> int:
         return len(self._map)
 

@@ -9,7 +9,7 @@ the node driver calls it from one task.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from typing import ClassVar
 
 from raft3d.domain.commands import Command, decode_command
@@ -18,7 +18,14 @@ from raft3d.domain.idempotency import IdempotencyTable
 from raft3d.domain.model import Filament, JobStatus, ObjectCounts, Printer, PrintJob
 from raft3d.domain.persistent import OrderedPMap
 from raft3d.domain.results import RejectionCode, Result, detached, rejected
-from raft3d.domain.snapshot import StateCapture, decode_snapshot, state_digest
+from raft3d.domain.snapshot import (
+    ByteRanges,
+    RestoredState,
+    StateCapture,
+    decode_snapshot,
+    snapshot_restorer,
+    state_digest,
+)
 
 
 class FarmStateMachine:
@@ -106,7 +113,16 @@ class FarmStateMachine:
 
     def restore(self, data: bytes) -> None:
         """Replace all state with a snapshot's; on SnapshotDecodeError nothing changes."""
-        restored = decode_snapshot(data, self.IDEMPOTENCY_CAPACITY)
+        self._install(decode_snapshot(data, self.IDEMPOTENCY_CAPACITY))
+
+    def restorer(self, data: ByteRanges) -> Generator[None, None, None]:
+        """``restore`` in steps of a fraction of a millisecond each, for a caller that runs
+        other work between them. The state is replaced only as the last step ends; until
+        then (and for good, on SnapshotDecodeError or if the caller drops it part way)
+        everything reads and applies as before."""
+        self._install((yield from snapshot_restorer(data, self.IDEMPOTENCY_CAPACITY)))
+
+    def _install(self, restored: RestoredState) -> None:
         self._farm = restored.farm
         self._idempotency = restored.idempotency
         self._last_applied_index = restored.last_applied_index

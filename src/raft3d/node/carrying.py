@@ -1,5 +1,6 @@
 """Carrying out one Ready, in the order the Ready contract prescribes: send what may go
-before the write, persist (on the disk thread), send the rest, install or apply, advance.
+before the write, persist (on the disk thread), send the rest, install (restoring in
+slices: ``raft3d.node.restoring``) or apply, advance.
 
 Readies that only send (a heartbeat and its answer, most of what an idle node does) can be
 carried out at once, from whatever callback stepped the core: ``carry_inline`` does that
@@ -12,16 +13,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from raft3d.consensus import RaftCore
 from raft3d.consensus.types import Message, Ready
-from raft3d.node.heap import settle_long_lived
 from raft3d.node.ready import ReadyPlan, ReadyStep
+from raft3d.node.restoring import Restorer
 from raft3d.node.seams import StateMachine, Storage
-from raft3d.node.snapshotting import Snapshotter
+from raft3d.node.snapshotting import Snapshotter, serve_from_file
 
 log = logging.getLogger("raft3d.node")
 
@@ -38,6 +38,7 @@ class ReadyCarrier(Generic[R]):
         disk: concurrent.futures.Executor,
         state_machine: StateMachine[R],
         snapshots: Snapshotter[R],
+        restorer: Restorer[R],
         flush: Callable[[], None] = lambda: None,
     ) -> None:
         """``send`` may queue a message until the end of the loop's turn; ``flush`` writes
@@ -50,6 +51,7 @@ class ReadyCarrier(Generic[R]):
         self._disk = disk
         self._sm = state_machine
         self._snapshots = snapshots
+        self.restorer = restorer
         self.after: Callable[[Ready], None] = lambda rd: None  # once a Ready is advanced
 
     def carry_inline(self) -> tuple[Ready, ReadyPlan] | None:
@@ -95,24 +97,22 @@ class ReadyCarrier(Generic[R]):
                 self._disk, self._storage.persist, write.hard_state, write.entries, write.snapshot
             )
             step.written(plan)
+            if write.snapshot is not None:  # a received snapshot, durable now
+                serve_from_file(self._core, self._storage, write.snapshot.meta.index)
         for msg in plan.late:  # votes and acks: only now that what they promise is durable
             send(msg)
         if rd.snapshot is None:
             self._finish(rd)
             return
-        # Decoding a big state takes seconds: on a worker thread, so the loop keeps serving
-        # (reads meanwhile see the state before it; nothing is applied until then).
-        started = time.perf_counter()
-        await asyncio.to_thread(self._sm.restore, rd.snapshot.data)
-        settle_long_lived()
-        step.finish(rd, restored=True)
+        # Restoring a big state takes seconds: in slices beside this loop, which goes on
+        # carrying Readies (raft3d.node.restoring); entries committed meanwhile wait for it.
+        self.restorer.start(rd.snapshot)
         meta = rd.snapshot.meta
         log.info(
-            "snapshot installed node=%s term=%d index=%d size=%d restore_ms=%.0f",
+            "snapshot received node=%s term=%d index=%d size=%d: restoring",
             *(self._core.node_id, self._core.term, meta.index, len(rd.snapshot.data)),
-            (time.perf_counter() - started) * 1000,
         )
-        self._advance(rd)
+        self._finish(rd)
 
     def _finish(self, rd: Ready) -> None:
         self._step.finish(rd)

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from raft3d.consensus.types import Entry, HardState, InitialState, Message, Snapshot
+from raft3d.consensus.types import Entry, HardState, InitialState, Message, Snapshot, SnapshotMeta
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,23 @@ class MemorySnapshotInfo:
     term: int
     size: int
     created_at: float
+
+
+class MemorySnapshotSink:
+    """The twin of ``DurableStorage.open_local_snapshot``: the parts joined in memory."""
+
+    def __init__(self, meta: SnapshotMeta, staged: dict[SnapshotMeta, bytes]) -> None:
+        self._meta, self._staged = meta, staged
+        self._parts: list[bytes] = []
+
+    def write(self, part: bytes) -> None:
+        self._parts.append(part)
+
+    def finish(self) -> None:
+        self._staged[self._meta] = b"".join(self._parts)
+
+    def abort(self) -> None:
+        self._parts = []
 
 
 class MemoryStorage:
@@ -34,6 +51,7 @@ class MemoryStorage:
         self.writes = 0
         self.closed = False
         self._snapshots: list[MemorySnapshotInfo] = []
+        self._staged: dict[SnapshotMeta, bytes] = {}  # finished MemorySnapshotSinks
 
     def load(self) -> InitialState:
         self.closed = False
@@ -63,8 +81,19 @@ class MemoryStorage:
         if hard_state is not None:
             self.hard_state = hard_state
 
+    def snapshot_data(self, index: int) -> bytes | None:
+        """The in-memory twin of ``DurableStorage.snapshot_data``: the bytes themselves."""
+        snapshot = self.snapshot
+        return snapshot.data if snapshot is not None and snapshot.meta.index == index else None
+
     def stage_local_snapshot(self, snapshot: Snapshot) -> None:
         pass  # nothing to write ahead in memory
+
+    def open_local_snapshot(self, meta: SnapshotMeta) -> MemorySnapshotSink:
+        return MemorySnapshotSink(meta, self._staged)
+
+    def commit_local_snapshot(self, meta: SnapshotMeta) -> None:
+        self.save_local_snapshot(Snapshot(meta, self._staged.pop(meta)))
 
     def save_local_snapshot(self, snapshot: Snapshot) -> None:
         drop = snapshot.meta.index - self.snapshot_index

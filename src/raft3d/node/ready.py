@@ -106,6 +106,10 @@ class ReadyStep(Generic[R]):
         # last snapshot (set by the caller once it knows it).
         self.log_bytes_since_capture = 0
         self.snapshot_bytes = 0
+        # A snapshot the caller restores the machine from over time (``begin_restore``), and
+        # the committed entries held meanwhile, to apply after it in order.
+        self.restoring: Snapshot | None = None
+        self._held: list[Entry] = []
 
     def outcome(self, index: int) -> R | None:
         """What applying ``index`` returned, while the machine still holds it."""
@@ -159,20 +163,33 @@ class ReadyStep(Generic[R]):
 
         ``restored``: the caller already restored the machine from ``rd.snapshot`` (off the
         event loop)."""
-        if rd.snapshot is not None:
+        if rd.snapshot is not None and rd.snapshot is not self.restoring:
             self.install(rd.snapshot, restored=restored)
         if rd.committed_entries:
-            self._apply(rd.committed_entries)
+            if self.holding:
+                self._held.extend(rd.committed_entries)
+            else:
+                self._apply(rd.committed_entries)
         for rs in rd.read_states:
             self.reads.confirmed(rs)
         self.reads.release(self.applied)
 
-    def install(self, snapshot: Snapshot, *, restored: bool = False) -> None:
+    def install(
+        self,
+        snapshot: Snapshot,
+        *,
+        restored: bool = False,
+        log_from: int | None = None,
+        size: int | None = None,
+    ) -> None:
+        """``log_from``: the first index the log holds (a node starting from its own
+        snapshot keeps trailing entries below it); after the snapshot when not given.
+        ``size``: the snapshot's size, when its data was not in ``snapshot`` (a file)."""
         if not restored:
             self._sm.restore(snapshot.data)
-        self._sm.forget_outcomes(snapshot.meta.index)  # the log now starts after it
+        self._sm.forget_outcomes((snapshot.meta.index + 1 if log_from is None else log_from) - 1)
         self.applied = self.snapshot_index = snapshot.meta.index
-        self.snapshot_bytes = len(snapshot.data)
+        self.snapshot_bytes = len(snapshot.data) if size is None else size
         self.log_bytes_since_capture = 0
 
     def _apply(self, entries: list[Entry]) -> None:
@@ -196,6 +213,41 @@ class ReadyStep(Generic[R]):
         self.counters.apply_seconds_total += time.perf_counter() - started
         self.counters.applied_entries += len(entries)
 
+    # --- a restore that takes time (the driver's; the simulation restores in ``finish``) ---
+
+    def begin_restore(self, snapshot: Snapshot) -> None:
+        """The caller restores the machine from ``snapshot`` in steps, between Readies: pass
+        the Ready that carries it to ``finish`` as usual. Until ``restored``, and until the
+        entries held meanwhile are applied (``apply_held``), committed entries are held, not
+        applied; the applied index stays where it was, so read barriers wait."""
+        self.restoring = snapshot
+        self._held = [entry for entry in self._held if entry.index > snapshot.meta.index]
+
+    @property
+    def holding(self) -> bool:
+        """Committed entries wait for a restore in progress (or for those held during it)."""
+        return self.restoring is not None or bool(self._held)
+
+    def restored(
+        self, snapshot: Snapshot, log_from: int | None = None, *, size: int | None = None
+    ) -> None:
+        """The machine now holds ``snapshot``'s state (see ``begin_restore``)."""
+        if snapshot is not self.restoring:
+            raise RuntimeError("restored a snapshot that is not the one being restored")
+        self.restoring = None
+        self.install(snapshot, restored=True, log_from=log_from, size=size)
+
+    def apply_held(self, limit: int) -> bool:
+        """Apply up to ``limit`` of the entries held during a restore; True while some are
+        left. Releases the reads they make possible."""
+        if self.restoring is not None:
+            return bool(self._held)
+        batch, self._held = self._held[:limit], self._held[limit:]
+        if batch:
+            self._apply(batch)
+            self.reads.release(self.applied)
+        return bool(self._held)
+
     # --- snapshots ------------------------------------------------------------------------
 
     def snapshot_due(self) -> bool:
@@ -203,6 +255,7 @@ class ReadyStep(Generic[R]):
         ``snapshot_log_ratio`` of its size: rewriting a big state for a small log is waste."""
         return (
             self._threshold > 0
+            and not self.holding
             and self.applied - self.snapshot_index >= self._threshold
             and self.log_bytes_since_capture >= self._log_ratio * self.snapshot_bytes
         )

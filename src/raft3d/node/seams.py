@@ -6,10 +6,18 @@ transport); ``raft3d.node.memory`` has in-memory twins for fast tests.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Protocol, TypeVar
 
-from raft3d.consensus.types import Entry, HardState, InitialState, Message, Snapshot
+from raft3d.consensus.types import (
+    Entry,
+    HardState,
+    InitialState,
+    Message,
+    Snapshot,
+    SnapshotData,
+    SnapshotMeta,
+)
 
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
@@ -33,7 +41,8 @@ class StateMachine(Protocol[R_co]):
 
     ``capture`` runs on the event loop and must be cheap at any state size (O(1) for the
     farm: ``raft3d.domain.persistent``); its ``parts`` are encoded on the loop in slices.
-    ``restore`` may run on a worker thread (never while ``apply`` runs). The machine keeps
+    ``restore`` may run on a worker thread (never while ``apply`` runs); the node restores
+    with ``restorer``, on its loop in slices (``raft3d.node.restoring``). The machine keeps
     each applied entry's outcome until ``forget_outcomes`` (called as the log is compacted)
     and carries the ones it holds in its snapshots, so every entry still in the log has its
     outcome, on every node, across restarts and snapshot installs.
@@ -44,6 +53,12 @@ class StateMachine(Protocol[R_co]):
     def capture(self) -> StateCapture: ...
 
     def restore(self, data: bytes) -> None: ...
+
+    def restorer(self, data: SnapshotData) -> Generator[None, None, None]:
+        """``restore`` in steps of a fraction of a millisecond each; the state is replaced
+        only as the last one ends (nothing changes if it fails or is closed before).
+        ``data`` may be bytes or the snapshot's file, read by range."""
+        ...
 
     def outcome(self, index: int) -> R_co | None: ...
 
@@ -76,6 +91,18 @@ class SnapshotRecord(Protocol):
     def created_at(self) -> float: ...
 
 
+class SnapshotSink(Protocol):
+    """A local snapshot's file written part by part as it is encoded (on one thread)."""
+
+    def write(self, part: bytes) -> None: ...
+
+    def finish(self) -> None:
+        """Durable and staged: ``Storage.commit_local_snapshot`` may commit it."""
+        ...
+
+    def abort(self) -> None: ...
+
+
 class Storage(Protocol):
     """Durable Raft state. ``persist`` and ``save_local_snapshot`` run on the driver's one
     disk thread, in submission order; everything else on the event loop."""
@@ -98,6 +125,21 @@ class Storage(Protocol):
 
     def save_local_snapshot(self, snapshot: Snapshot) -> None:
         """Keep ``snapshot`` of our own state; the log up to it may then be dropped."""
+        ...
+
+    def open_local_snapshot(self, meta: SnapshotMeta) -> SnapshotSink:
+        """``stage_local_snapshot`` without the whole data in hand: it is written part by part
+        (on another thread than the disk thread), never held whole."""
+        ...
+
+    def commit_local_snapshot(self, meta: SnapshotMeta) -> None:
+        """``save_local_snapshot`` of the snapshot a finished ``open_local_snapshot`` staged."""
+        ...
+
+    def snapshot_data(self, index: int) -> SnapshotData | None:
+        """The durable data of the snapshot the log continues from, if it is at ``index``,
+        readable by byte range without holding it all in memory (a file), for the core to
+        serve laggards from; None if that snapshot is not the one at ``index``."""
         ...
 
     def first_index(self) -> int: ...

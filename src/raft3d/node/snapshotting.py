@@ -9,19 +9,24 @@ does:
   (``raft3d.node.heap``).
 - *encode* (``StateCapture.parts``): the farm's objects are stored as their snapshot bytes
   (``raft3d.domain.records``), so encoding is joining stored bytes, about 0.4 s of CPU in
-  all. It runs on the loop, ``ENCODE_SLICE_S`` at a time with a yield between slices, so no
-  request or heartbeat waits longer than a slice. It used to run on a thread at the lowest
-  CPU priority: with per-object packing that was seconds of CPU competing for the GIL, and
-  a low-priority thread holding the GIL while the OS ran other processes held the loop for
-  up to a second (a priority inversion: leader changes in the large-farm benchmark).
+  all. It runs on the loop, ``ENCODE_SLICE_S`` at a time; each slice's parts then go to
+  the file on the writer thread (``encode_into``) while the loop runs other work, so no
+  request or heartbeat waits longer than a slice, and the snapshot is never held whole in
+  memory (it was: 110 MB more per node while a snapshot was taken). It used to run on a
+  thread at the lowest CPU priority: with per-object packing that was seconds of CPU
+  competing for the GIL, and a low-priority thread holding the GIL while the OS ran other
+  processes held the loop for up to a second (a priority inversion: leader changes in the
+  large-farm benchmark).
   Forking a child to encode was considered and not done: the child touches every object's
   reference count, so copy-on-write duplicates the whole state's pages for each snapshot.
-- *write* (``Storage.stage_local_snapshot``): the file, its SHA-256, the fsyncs, on the
-  writer thread; all of it in C with the GIL released. On the disk thread, under the log's
+- *write* (``Storage.open_local_snapshot``): the file part by part, then its header and
+  SHA-256 (the data read back from the page cache) and the fsyncs, on the writer thread;
+  all of it in C with the GIL released. On the disk thread, under the log's
   write lock, it held every log append behind a 110 MB write and fsync for seconds.
-- *commit* (``Storage.save_local_snapshot``): one database transaction on the disk thread,
-  in order with the appends; then the core drops its log prefix (keeping the snapshot for
-  laggards, and ``trailing_entries`` below it for event readers).
+- *commit* (``Storage.commit_local_snapshot``): one database transaction on the disk thread,
+  in order with the appends; then the core drops its log prefix (keeping ``trailing_entries``
+  below it for event readers), and serves laggards from the snapshot's file, chunk by chunk,
+  rather than from its bytes in memory (``serve_from_file``).
 
 A crash before the commit recovers from the previous snapshot and the full log (the staged
 file is removed as uncommitted). One save runs at a time.
@@ -32,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import io
 import logging
 import time
 from collections.abc import Callable
@@ -41,7 +45,7 @@ from typing import Generic, TypeVar
 from raft3d.consensus import RaftCore
 from raft3d.node.heap import settle_long_lived
 from raft3d.node.ready import NodeCounters, ReadyStep
-from raft3d.node.seams import StateCapture, StateMachine, Storage
+from raft3d.node.seams import SnapshotSink, StateCapture, StateMachine, Storage
 
 log = logging.getLogger("raft3d.node")
 
@@ -112,18 +116,26 @@ class Snapshotter(Generic[R]):
         timing: tuple[float, float, float],
     ) -> None:
         loop = asyncio.get_running_loop()
-        data = await encode_in_slices(capture)
+        meta = core.snapshot_meta(index)
+        storage = self._storage
+        sink = await loop.run_in_executor(self._writer, storage.open_local_snapshot, meta)
+        try:
+            size = await encode_into(capture, sink, self._writer)
+            await loop.run_in_executor(self._writer, sink.finish)
+        except BaseException:
+            sink.abort()
+            raise
         if not self._live() or index <= core.snapshot_index:
             return  # stopping, or a snapshot from the leader replaced this state meanwhile
-        snapshot = core.compact(index, data)
-        await loop.run_in_executor(self._writer, self._storage.stage_local_snapshot, snapshot)
-        if not self._live() or index < core.snapshot_index:
-            return  # a snapshot from the leader came meanwhile; the staged file is not used
-        # No await since the check: the commit is queued before any later received snapshot.
-        await loop.run_in_executor(self._disk, self._storage.save_local_snapshot, snapshot)
+        # Committed on the disk thread, in order with the appends; then the core drops its
+        # log prefix and serves laggards from the file.
+        await loop.run_in_executor(self._disk, storage.commit_local_snapshot, meta)
+        data = storage.snapshot_data(index)
+        if data is not None and index > core.snapshot_index:
+            core.compact_served(index, data)
         first = self._storage.first_index()
         step.compacted(index, first)
-        step.snapshot_bytes = len(data)
+        step.snapshot_bytes = size
         self._counters.snapshots += 1
         started, captured_ms, settle_ms = timing
         log.info(
@@ -132,7 +144,7 @@ class Snapshotter(Generic[R]):
             self._node_id,
             core.term,
             index,
-            len(data),
+            size,
             captured_ms,
             settle_ms,
             (time.perf_counter() - started) * 1000,
@@ -143,13 +155,31 @@ class Snapshotter(Generic[R]):
         self._writer.shutdown(wait=True)
 
 
-async def encode_in_slices(capture: StateCapture) -> bytes:
-    """``capture.encode()`` on the loop, yielding it every ``ENCODE_SLICE_S``."""
-    out = io.BytesIO()  # grows in place and hands its buffer over: no second copy
+def serve_from_file(core: RaftCore, storage: Storage, index: int) -> None:
+    """The snapshot at ``index`` is durable: the core sends laggards chunks of its file
+    from now on and drops the bytes it held (a whole snapshot, 110 MB at 1M objects)."""
+    data = storage.snapshot_data(index)
+    if data is not None and not core.serve_from(index, data):
+        log.debug("snapshot at %d replaced before it could be served from its file", index)
+
+
+async def encode_into(
+    capture: StateCapture, sink: SnapshotSink, writer: concurrent.futures.Executor
+) -> int:
+    """Encode ``capture`` on the loop, ``ENCODE_SLICE_S`` at a time, each slice's parts
+    written to ``sink`` on the ``writer`` thread (the loop free meanwhile); returns the size.
+    The snapshot is never held whole: a slice's parts at most (about 0.5 MB)."""
+    loop = asyncio.get_running_loop()
+    batch: list[bytes] = []
+    size = 0
     started = time.perf_counter()
     for part in capture.parts():
-        out.write(part)
+        batch.append(part)
+        size += len(part)
         if time.perf_counter() - started >= ENCODE_SLICE_S:
-            await asyncio.sleep(0)
+            await loop.run_in_executor(writer, sink.write, b"".join(batch))
+            batch = []
             started = time.perf_counter()
-    return out.getvalue()
+    if batch:
+        await loop.run_in_executor(writer, sink.write, b"".join(batch))
+    return size

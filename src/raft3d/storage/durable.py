@@ -38,8 +38,13 @@ from raft3d.consensus.types import Entry, HardState, InitialState, Snapshot, Sna
 from raft3d.storage.durable_files import ensure_directory, fsync_directory, lock_directory
 from raft3d.storage.errors import StorageCorruptError, StorageError
 from raft3d.storage.log_db import LogDatabase
-from raft3d.storage.snapshot_file import InvalidSnapshotFile, SnapshotInfo, read_snapshot_file
-from raft3d.storage.snapshot_store import SnapshotStore, newest_first
+from raft3d.storage.snapshot_file import (
+    InvalidSnapshotFile,
+    SnapshotFileData,
+    SnapshotInfo,
+    read_snapshot_file,
+)
+from raft3d.storage.snapshot_store import SnapshotStore, StreamedWrite, newest_first
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +232,31 @@ class DurableStorage:
         with self._staged_lock:
             self._staged[(meta.index, meta.term)] = info
 
+    def open_local_snapshot(self, meta: SnapshotMeta) -> StreamedWrite:
+        """``stage_local_snapshot`` with the data written part by part as it is encoded, so
+        that it is never held whole (``StreamedWrite``, on one thread at a time, e.g. the
+        writer thread); once it is finished, ``commit_local_snapshot`` commits it."""
+        self._check_writable()
+
+        def staged(info: SnapshotInfo) -> None:
+            with self._staged_lock:
+                self._staged[(meta.index, meta.term)] = info
+
+        with self._failing_on_error("stage_local_snapshot"):
+            return self._snapshots.streamed(
+                meta,
+                time.time(),
+                on_finished=staged,
+                guard=lambda: self._failing_on_error("stage_local_snapshot"),
+            )
+
+    def commit_local_snapshot(self, meta: SnapshotMeta) -> None:
+        """``save_local_snapshot`` of the snapshot staged by ``open_local_snapshot``."""
+        with self._staged_lock:
+            if (meta.index, meta.term) not in self._staged:
+                raise ValueError(f"no snapshot staged at index {meta.index}, term {meta.term}")
+        self.save_local_snapshot(Snapshot(meta, b""))  # its file is staged: never written
+
     def save_local_snapshot(self, snapshot: Snapshot) -> None:
         """Store a snapshot of this node's own applied state and compact the log up to it.
 
@@ -317,6 +347,18 @@ class DurableStorage:
         """The snapshot the log continues from, read and verified; None if there is none."""
         self._check_open()
         return self._read_base_snapshot()
+
+    def snapshot_data(self, index: int) -> SnapshotFileData | None:
+        """The data of the snapshot the log continues from, if it is the one at ``index``,
+        read from its file by byte range (``SnapshotFileData``); None otherwise."""
+        self._check_open()
+        info = self._base_info
+        if info is None or info.index != index:
+            return None
+        try:
+            return SnapshotFileData(info.path)
+        except InvalidSnapshotFile:
+            return None  # replaced and removed meanwhile: the caller keeps what it holds
 
     def _read_base_snapshot(self) -> Snapshot | None:
         while True:

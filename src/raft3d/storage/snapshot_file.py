@@ -29,6 +29,7 @@ import json
 import math
 import os
 import struct
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -70,23 +71,7 @@ def write_snapshot_file(f: BinaryIO, snapshot: Snapshot, created_at: float) -> i
 
     The caller owns durability (fsync, rename).
     """
-    header = json.dumps(
-        {
-            "index": snapshot.meta.index,
-            "term": snapshot.meta.term,
-            "voters": list(snapshot.meta.voters),
-            "learners": list(snapshot.meta.learners),
-            "manual": list(snapshot.meta.manual),
-            "contexts": [
-                [node, base64.b64encode(context).decode("ascii")]
-                for node, context in snapshot.meta.contexts
-            ],
-            "created_at": created_at,
-            "data_len": len(snapshot.data),
-        },
-        separators=(",", ":"),
-        sort_keys=True,
-    ).encode()
+    header = _header_bytes(snapshot.meta, created_at, len(snapshot.data))
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header
     checksum = hashlib.sha256(prefix)
     checksum.update(snapshot.data)
@@ -94,6 +79,69 @@ def write_snapshot_file(f: BinaryIO, snapshot: Snapshot, created_at: float) -> i
     f.write(checksum.digest())
     f.write(snapshot.data)
     return len(prefix) + _CHECKSUM_LEN + len(snapshot.data)
+
+
+# The widest data length the header of a streamed file has room for (20 digits).
+_MAX_DATA_LEN = 10**20 - 1
+
+
+class StreamedSnapshotFile:
+    """Writes one snapshot file as its data is produced, part by part, without ever holding
+    the whole data: room for the header is left first, the data written after it, then the
+    header (its JSON padded with spaces to the room left, which JSON allows) and the checksum
+    over it all (the data read back from the page cache) go in front. The same format as
+    ``write_snapshot_file``; ``f`` must be readable too. The caller owns durability."""
+
+    def __init__(self, f: BinaryIO, meta: SnapshotMeta, created_at: float) -> None:
+        self._f, self._meta, self._created_at = f, meta, created_at
+        self._header_len = len(_header_bytes(meta, created_at, _MAX_DATA_LEN))
+        self._data_offset = _PREFIX.size + self._header_len + _CHECKSUM_LEN
+        self.data_len = 0
+        f.seek(self._data_offset)
+
+    def write(self, part: bytes) -> None:
+        self._f.write(part)
+        self.data_len += len(part)
+
+    def finish(self) -> int:
+        """Write the header and checksum; returns the file's size."""
+        f = self._f
+        header = _header_bytes(self._meta, self._created_at, self.data_len)
+        header = header.ljust(self._header_len)
+        prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, self._header_len) + header
+        checksum = hashlib.sha256(prefix)
+        f.flush()
+        f.seek(self._data_offset)
+        remaining = self.data_len
+        while remaining:
+            chunk = f.read(min(_READ_CHUNK, remaining))
+            if not chunk:
+                raise OSError("snapshot file shorter than what was written to it")
+            checksum.update(chunk)
+            remaining -= len(chunk)
+        f.seek(0)
+        f.write(prefix)
+        f.write(checksum.digest())
+        return self._data_offset + self.data_len
+
+
+def _header_bytes(meta: SnapshotMeta, created_at: float, data_len: int) -> bytes:
+    return json.dumps(
+        {
+            "index": meta.index,
+            "term": meta.term,
+            "voters": list(meta.voters),
+            "learners": list(meta.learners),
+            "manual": list(meta.manual),
+            "contexts": [
+                [node, base64.b64encode(context).decode("ascii")] for node, context in meta.contexts
+            ],
+            "created_at": created_at,
+            "data_len": data_len,
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    ).encode()
 
 
 def read_snapshot_file(path: Path) -> tuple[SnapshotInfo, Snapshot]:
@@ -119,6 +167,44 @@ def verify_snapshot_file(path: Path) -> SnapshotInfo:
             checksum.update(chunk)
         _check(checksum.digest() == expected, "checksum mismatch")
     return SnapshotInfo(header.meta.index, header.meta.term, size, header.created_at, path)
+
+
+class SnapshotFileData:
+    """A snapshot file's data, read by byte range (``os.pread``): what a leader serves its
+    laggards from (``RaftCore.serve_from``) instead of holding the snapshot in memory.
+
+    The descriptor is opened once and held while this lives (closed when it is collected,
+    or by ``close``): a file removed meanwhile (a newer snapshot replaced it) stays readable.
+    The data was verified when the file was written or loaded; it is not verified again.
+    """
+
+    __slots__ = ("__weakref__", "_closer", "_fd", "_length", "_offset")
+
+    def __init__(self, path: Path) -> None:
+        with _open(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            header, _, prefix = _read_header(f, size)
+            self._fd = os.dup(f.fileno())
+        self._offset = len(prefix) + _CHECKSUM_LEN
+        self._length = header.data_len
+        self._closer = weakref.finalize(self, os.close, self._fd)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, part: slice, /) -> bytes:
+        start, stop, step = part.indices(self._length)
+        if step != 1:
+            raise ValueError("only contiguous byte ranges are read")
+        if stop <= start:
+            return b""
+        data = os.pread(self._fd, stop - start, self._offset + start)
+        if len(data) != stop - start:
+            raise OSError(f"snapshot file shorter than its header says at {start}")
+        return data
+
+    def close(self) -> None:
+        self._closer()
 
 
 def _open(path: Path) -> BinaryIO:

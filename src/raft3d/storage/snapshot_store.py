@@ -6,14 +6,17 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import BinaryIO
 
-from raft3d.consensus.types import Snapshot
+from raft3d.consensus.types import Snapshot, SnapshotMeta
 from raft3d.storage.durable_files import ensure_directory, fsync_directory
 from raft3d.storage.snapshot_file import (
     InvalidSnapshotFile,
     SnapshotInfo,
+    StreamedSnapshotFile,
     verify_snapshot_file,
     write_snapshot_file,
 )
@@ -85,6 +88,22 @@ class SnapshotStore:
         fsync_directory(self.directory)
         return SnapshotInfo(meta.index, meta.term, size, created_at, final)
 
+    def streamed(
+        self,
+        meta: SnapshotMeta,
+        created_at: float,
+        *,
+        on_finished: Callable[[SnapshotInfo], None] = lambda info: None,
+        guard: Callable[[], AbstractContextManager[None]] = nullcontext,
+    ) -> StreamedWrite:
+        """Like ``write``, the data given part by part (``StreamedSnapshotFile``);
+        ``on_finished`` is told of the durable file, each step runs under ``guard()``."""
+        final = self.directory / snapshot_file_name(meta.index, meta.term)
+        temp = self.directory / f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}{_TEMP_SUFFIX}"
+        fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        f = os.fdopen(fd, "w+b")
+        return StreamedWrite(self.directory, f, (temp, final), meta, created_at, on_finished, guard)
+
     def remove(self, paths: Iterable[Path]) -> None:
         """Best-effort removal; a file that cannot be removed is only logged."""
         removed = False
@@ -96,3 +115,55 @@ class SnapshotStore:
                 log.warning("cannot remove snapshot file %s: %s", path, exc)
         if removed:
             fsync_directory(self.directory)
+
+
+class StreamedWrite:
+    """One snapshot file being written part by part (``SnapshotStore.streamed``): ``finish``
+    makes it durable under its name (temp file, fsync, rename, fsync the directory); on any
+    failure, or ``abort``, the temp file is removed."""
+
+    def __init__(
+        self,
+        directory: Path,
+        f: BinaryIO,
+        names: tuple[Path, Path],
+        meta: SnapshotMeta,
+        created_at: float,
+        on_finished: Callable[[SnapshotInfo], None],
+        guard: Callable[[], AbstractContextManager[None]],
+    ) -> None:
+        self._directory, self._f, (self._temp, self._final) = directory, f, names
+        self._meta, self._created_at = meta, created_at
+        self._on_finished, self._guard = on_finished, guard
+        try:
+            self._file = StreamedSnapshotFile(f, meta, created_at)
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, part: bytes) -> None:
+        try:
+            with self._guard():
+                self._file.write(part)
+        except BaseException:
+            self.abort()
+            raise
+
+    def finish(self) -> None:
+        try:
+            with self._guard():
+                size = self._file.finish()
+                self._f.flush()
+                os.fsync(self._f.fileno())
+                self._f.close()
+                os.replace(self._temp, self._final)
+                fsync_directory(self._directory)
+        except BaseException:
+            self.abort()
+            raise
+        meta = self._meta
+        self._on_finished(SnapshotInfo(meta.index, meta.term, size, self._created_at, self._final))
+
+    def abort(self) -> None:
+        self._f.close()
+        self._temp.unlink(missing_ok=True)
