@@ -8,6 +8,7 @@ median writes/s, p99 and server CPU per write (user + system of the three nodes,
     git archive main | tar -x -C /tmp/old
     .venv/bin/python -m benchmarks.ab_bench --code /tmp/old [--rounds 4] [--seconds 5] \
         [--concurrency 64] [--targets leader,follower]
+    .venv/bin/python -m benchmarks.ab_bench --code /tmp/old --concurrency 1 --leader-only
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def measure(
 def run(args: argparse.Namespace) -> None:
     versions = {"other": {"PYTHONPATH": str(Path(args.code).resolve() / "src")}, "this": {}}
     results: dict[str, list[Row]] = {name: [] for name in versions}
-    targets = tuple(t for t in ("leader", "follower") if t in args.targets.split(","))
+    wanted = "leader" if args.leader_only else args.targets
+    targets = tuple(t for t in ("leader", "follower") if t in wanted.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         lua = Path(tmp) / "raft3d.lua"
         lua.write_text(RAFT3D_LUA)
@@ -90,6 +92,7 @@ def main() -> None:
     parser.add_argument(
         "--targets", default="leader,follower", help="comma-separated: leader, follower"
     )
+    parser.add_argument("--leader-only", action="store_true", help="as --targets leader")
     run(parser.parse_args())
 
 

@@ -8,6 +8,7 @@ Prints the cores each node used (CPU seconds per second), by role, and the worst
     .venv/bin/python -m benchmarks.idle_bench [--seconds 10] [--rounds 3]
     .venv/bin/python -m benchmarks.idle_bench --py-spy /tmp/idle   # also record each node
     .venv/bin/python -m benchmarks.idle_bench --code /tmp/old      # nodes from another checkout
+    .venv/bin/python -m benchmarks.idle_bench --heartbeat-ms 100 --election-ms 1000  # timers
 
 With ``--py-spy DIR`` (``pip install py-spy``) each node is sampled during the last round
 into ``DIR/<node>-<role>.txt`` (collapsed stacks, idle frames left out).
@@ -71,7 +72,16 @@ def record(
 
 def run(args: argparse.Namespace) -> None:
     env = {"PYTHONPATH": str(Path(args.code).resolve() / "src")} if args.code else {}
-    with tempfile.TemporaryDirectory() as tmp, ProcessCluster(Path(tmp), 3, env=env) as cluster:
+    raft = {
+        key: value
+        for key, value in (
+            ("heartbeat_ms", args.heartbeat_ms),
+            ("election_timeout_ms", args.election_ms),
+        )
+        if value
+    }
+    root = tempfile.TemporaryDirectory()
+    with root as tmp, ProcessCluster(Path(tmp), 3, env=env, raft=raft) as cluster:
         cluster.start()
         leader = cluster.wait_for_leader(timeout=30)
         prefix = uuid.uuid4().hex[:8]
@@ -90,8 +100,10 @@ def run(args: argparse.Namespace) -> None:
         if args.py_spy:
             record(nodes, roles, args.seconds, Path(args.py_spy), args.native)
         after = {n.status()["term"] for n in nodes}
+        timers = ", ".join(f"{k} {v}" for k, v in raft.items()) or "default timers"
         print(
-            f"idle CPU per node, {args.rounds} rounds x {args.seconds:g} s, median (min-max), cores"
+            f"idle CPU per node ({timers}), {args.rounds} rounds x {args.seconds:g} s, "
+            "median (min-max), cores"
         )
         worst = 0.0
         for n in nodes:
@@ -115,6 +127,8 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=20)
     parser.add_argument("--py-spy", default="", help="record each node into this directory")
     parser.add_argument("--native", action="store_true", help="py-spy: C frames too")
+    parser.add_argument("--heartbeat-ms", type=int, default=0, help="default: the node's")
+    parser.add_argument("--election-ms", type=int, default=0, help="default: the node's")
     parser.add_argument(
         "--code", default="", help="run the nodes from this checkout instead (before/after)"
     )

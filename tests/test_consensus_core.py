@@ -40,6 +40,7 @@ def make_core(
 ) -> RaftCore:
     settings.setdefault("election_ticks", 10)
     settings.setdefault("heartbeat_ticks", 2)
+    settings.setdefault("lost_leader_ticks", 0)  # within three heartbeats
     settings.setdefault("trailing_entries", 0)  # compaction drops the whole prefix
     config = replace(core_config(node_id, voters, RaftSettings()), **settings)
     return RaftCore(config, state or InitialState(), random.Random(seed))
@@ -481,6 +482,41 @@ def test_follower_campaigns_soon_after_its_link_to_the_leader_breaks() -> None:
     # heartbeat_ticks is 2 here: within 3 heartbeats, well before the 10-tick minimum timeout.
     assert ticks <= 6
     assert follower.role is Role.PRE_CANDIDATE
+
+
+def test_lost_leader_campaign_does_not_wait_for_heartbeats() -> None:
+    # A heartbeat as long as the election timeout allows: the campaign after a broken link
+    # still comes within lost_leader_ticks, not three heartbeats.
+    net = Net.of(election_ticks=20, heartbeat_ticks=10, lost_leader_ticks=3)
+    net.elect("a")
+    net.heartbeat_round("a")
+    for seed_node in ("b", "c"):
+        follower = net.cores[seed_node]
+        follower.report_unreachable("a")
+        ticks = 0
+        while follower.role is Role.FOLLOWER:
+            follower.tick()
+            ticks += 1
+        assert ticks <= 3
+        assert follower.role is Role.PRE_CANDIDATE
+
+
+def test_default_timers_campaign_soon_after_a_broken_link() -> None:
+    # Defaults: heartbeats every 200 ms, elections after 0.6-1.2 s; a follower that loses
+    # its link to the leader campaigns within 150 ms all the same.
+    raft = RaftSettings()
+    assert (raft.heartbeat_ms, raft.election_timeout_ms) == (200, 600)
+    config = core_config("b", ABC, raft)
+    assert config.lost_leader_ticks * raft.tick_ms == 150
+    core = RaftCore(config, InitialState(), random.Random(3))
+    core.step(Message(MsgType.HEARTBEAT, "b", "a", 1))
+    assert core.leader_id == "a"
+    core.report_unreachable("a")
+    ticks = 0
+    while core.role is Role.FOLLOWER:
+        core.tick()
+        ticks += 1
+    assert ticks * raft.tick_ms <= 150
 
 
 def test_peer_that_lost_the_leader_too_grants_the_pre_vote() -> None:

@@ -153,6 +153,9 @@ class RecordingTransport:
         if type(msg) is Message:
             self.sent.append(msg)
 
+    def flush(self) -> None:
+        pass
+
     def reachable(self, peer: str) -> bool:
         return False
 

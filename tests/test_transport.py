@@ -210,6 +210,25 @@ async def test_a_burst_goes_out_in_one_write() -> None:
         assert a.transport.stats.writes == writes_before + 1
 
 
+async def test_flush_writes_what_is_queued_at_once_and_once() -> None:
+    async with Cluster() as cluster:
+        a = await cluster.add("a", ["b"])
+        b = await cluster.add("b", ["a"])
+        cluster.wire_up()
+        await cluster.connected()
+        writes_before = a.transport.stats.writes
+        sent = [message("a", "b", i) for i in range(3)]
+        for m in sent:
+            a.transport.send(m)
+        assert a.transport.stats.writes == writes_before  # queued for the end of the turn
+        a.transport.flush()  # no await: written now, in one write
+        assert a.transport.stats.writes == writes_before + 1
+        await eventually(lambda: len(b.inbox) == len(sent))
+        assert b.inbox == sent
+        assert a.transport.stats.writes == writes_before + 1  # the end of the turn: nothing left
+        assert cluster.errors == []
+
+
 async def test_large_message_is_delivered_and_one_over_the_limit_is_not_sent() -> None:
     async with Cluster() as cluster:
         a = await cluster.add("a", ["b"], max_frame_bytes=64 * 1024)

@@ -34,6 +34,11 @@ class CoreConfig:
     # The bootstrap voters' contexts (opaque to the core; the driver's member addresses),
     # carried by the bootstrap configuration. Keys must be among ``voters``.
     voter_contexts: Mapping[NodeId, bytes] = field(default_factory=dict, hash=False)
+    # A follower whose link to the leader breaks campaigns within this many ticks (at random,
+    # so that two followers that lost the same leader rarely split the vote); 0: within three
+    # heartbeats. Kept apart from the heartbeat so that a longer heartbeat (cheaper idle
+    # nodes) does not slow down failover when a leader's process dies.
+    lost_leader_ticks: int = 0
     # Start in recovery mode (see ``recovery``): the node lost its log, so it must not vote
     # or campaign until a leader has brought it back up to date.
     recovering: bool = False
@@ -62,5 +67,7 @@ class CoreConfig:
                 raise ValueError(f"{name} must be positive")
         if self.max_entry_bytes < 0:
             raise ValueError("max_entry_bytes must not be negative")
+        if self.lost_leader_ticks < 0:
+            raise ValueError("lost_leader_ticks must not be negative")
         if self.trailing_entries < 0:
             raise ValueError("trailing_entries must not be negative")

@@ -266,7 +266,8 @@ class RaftCore(Elections, Follower, Replication, Reconfiguration, Recovery):
             # a leader that is in fact alive keeps its place (its heartbeats reset the timer,
             # and pre-vote fails while the other followers still hear from it).
             self._leader_id = None
-            delay = 1 + self._rng.randrange(3 * self._cfg.heartbeat_ticks)
+            cfg = self._cfg
+            delay = 1 + self._rng.randrange(cfg.lost_leader_ticks or 3 * cfg.heartbeat_ticks)
             self._election_elapsed = max(self._election_elapsed, self._randomized_timeout - delay)
 
     def compact(self, index: int, data: bytes) -> Snapshot:

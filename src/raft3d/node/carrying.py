@@ -39,11 +39,15 @@ class ReadyCarrier(Generic[R]):
         state_machine: StateMachine[R],
         snapshots: Snapshotter[R],
         restorer: Restorer[R],
+        flush: Callable[[], None] = lambda: None,
     ) -> None:
+        """``send`` may queue a message until the end of the loop's turn; ``flush`` writes
+        what is queued at once."""
         self._core = core
         self._step = step
         self._storage = storage
         self._send = send
+        self._flush = flush
         self._disk = disk
         self._sm = state_machine
         self._snapshots = snapshots
@@ -70,10 +74,23 @@ class ReadyCarrier(Generic[R]):
 
     async def carry(self, rd: Ready, plan: ReadyPlan) -> None:
         step, send = self._step, self._send
+        write = plan.write
+        if write is None and rd.committed_entries and not plan.late and rd.snapshot is None:
+            # Nothing to write and no answer a peer waits for (a leader's commit index going
+            # out): apply first, so the proposers are answered before those messages are
+            # sealed and written.
+            step.finish(rd)
+            for msg in plan.early:
+                send(msg)
+            self._advance(rd)
+            return
         for msg in plan.early:
             send(msg)
-        write = plan.write
         if write is not None:
+            if plan.early:
+                # Out now, not after the write is handed over: the followers' fsyncs then
+                # overlap ours instead of starting after it began.
+                self._flush()
             # On the disk thread: meanwhile requests are accepted and messages stepped, which
             # makes the next batch bigger (group commit) instead of stalling the node.
             await asyncio.get_running_loop().run_in_executor(

@@ -112,15 +112,17 @@ class RaftNode(NodeMembership, Generic[R]):
         if state.snapshot is not None:
             restorer.start_from_storage(state.snapshot, core, self.storage)
         self._roles = RoleWatch(self.node_id, core.term, self.counters, step.proposals.fail)
+        transport = self.transport
         self.carrier = ReadyCarrier(
             core,
             step,
             self.storage,
-            self.transport.send,
+            transport.send,
             self._disk,
             self._sm,
             self._snapshots,
             restorer,
+            flush=transport.flush,
         )
         self.carrier.after = self._membership_ready
         self._membership_start(state)
@@ -228,8 +230,10 @@ class RaftNode(NodeMembership, Generic[R]):
         proposals.add(index, term, future)
         deadline = self._timeout(timeout)
         try:
+            # Awaited as it is (no shield): its result reaches us one turn of the loop
+            # sooner. A timeout or a cancel cancels it; Proposals skips a cancelled waiter.
             async with asyncio.timeout(deadline):  # cheaper than wait_for
-                return await asyncio.shield(future)
+                return await future
         except TimeoutError:
             proposals.forget(index, future)
             self.counters.proposals["outcome_unknown"] += 1

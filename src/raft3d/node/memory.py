@@ -204,6 +204,9 @@ class MemoryTransport:
         elif not self._network._deliver(msg):
             self._dropped["unreachable"] += 1
 
+    def flush(self) -> None:
+        pass  # ``send`` hands every message to the network at once
+
     def reachable(self, peer: str) -> bool:
         linked = self.links is None or peer in self.links
         return linked and self._network.linked(self._node_id, peer)

@@ -166,6 +166,11 @@ class Transport(Protocol):
         proposal whose answer is lost is in doubt)."""
         ...
 
+    def flush(self) -> None:
+        """Write what ``send`` queued now, not at the end of this turn of the loop (the
+        driver calls it before a disk write its messages need not wait for)."""
+        ...
+
     def reachable(self, peer: str) -> bool: ...
 
     @property

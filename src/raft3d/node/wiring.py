@@ -36,6 +36,7 @@ def core_config(
         voter_contexts=dict(contexts or {}),
         election_ticks=raft.election_ticks,
         heartbeat_ticks=raft.heartbeat_ticks,
+        lost_leader_ticks=raft.lost_leader_ticks,
         pre_vote=raft.pre_vote,
         check_quorum=raft.check_quorum,
         max_msg_bytes=raft.max_msg_bytes,

@@ -294,7 +294,14 @@ class PeerLink:
             self._flush_due = True
             self._loop.call_soon(self._flush)
 
+    def flush_now(self) -> None:
+        """Write what ``enqueue`` left for the end of this turn of the loop, now."""
+        if self._flush_due:
+            self._flush()
+
     def _flush(self) -> None:
+        if not self._flush_due:
+            return  # flushed early (flush_now)
         self._flush_due = False
         conn = self._idle_conn
         if conn is None or conn.lost or conn.sealer is None:

@@ -176,6 +176,12 @@ class Transport:
         elif not link.enqueue(msg):
             self.stats.drop(stats.QUEUE_FULL)
 
+    def flush(self) -> None:
+        """Write every link's queued messages now (where its connection is idle), instead of
+        at the end of this turn of the loop."""
+        for link in self._links.values():
+            link.flush_now()
+
     def set_peer_address(self, peer: str, address: tuple[str, int]) -> None:
         """Dial ``peer`` at ``address`` from now on (an established connection is kept).
 
