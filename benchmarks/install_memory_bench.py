@@ -33,6 +33,7 @@ from raft3d.domain.results import Result
 from raft3d.node.driver import RaftNode
 from raft3d.node.wiring import node_options
 from raft3d.storage import DurableStorage
+from raft3d.transport.proposals import PeerMessage
 
 LEADER, FOLLOWER = "a", "b"
 VOTERS = (LEADER, FOLLOWER, "c")
@@ -51,7 +52,10 @@ class SilentPeers:
     async def stop(self) -> None:
         pass
 
-    def send(self, msg: Message) -> None:
+    def send(self, msg: PeerMessage) -> None:
+        pass
+
+    def flush(self) -> None:
         pass
 
     def reachable(self, peer: str) -> bool:

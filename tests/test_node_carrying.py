@@ -18,6 +18,7 @@ from raft3d.node.driver import RaftNode
 from raft3d.node.memory import MemoryNetwork, MemoryStorage, MemoryTransport
 from raft3d.node.options import NodeOptions
 from raft3d.node.wiring import core_config
+from raft3d.transport.proposals import PeerMessage
 from tests.support.machines import EagerCapture, KeptOutcomes
 from tests.support.settings import FAST_RAFT
 from tests.support.waiting import eventually
@@ -44,9 +45,9 @@ class JournalTransport(MemoryTransport):
     transport does; the journal has each APP when it is written ("wire APP")."""
 
     journal: Journal
-    _unwritten: list[Message]
+    _unwritten: list[PeerMessage]
 
-    def send(self, msg: Message) -> None:
+    def send(self, msg: PeerMessage) -> None:
         if not getattr(self, "_unwritten", None):
             self._unwritten = []
             asyncio.get_running_loop().call_soon(self.flush)
@@ -55,7 +56,7 @@ class JournalTransport(MemoryTransport):
     def flush(self) -> None:
         unwritten, self._unwritten = getattr(self, "_unwritten", []), []
         for msg in unwritten:
-            if msg.type is MsgType.APP:
+            if isinstance(msg, Message) and msg.type is MsgType.APP:
                 last = msg.entries[-1].index if msg.entries else None
                 self.journal.add(self._node_id, "wire APP", (last, msg.commit))
             super().send(msg)
@@ -122,7 +123,7 @@ async def nodes() -> AsyncIterator[tuple[dict[str, RaftNode[int]], Journal]]:
             default_timeout_s=5.0,
         )
 
-        def receive(msg: Message, node_id: str = node_id) -> None:
+        def receive(msg: PeerMessage, node_id: str = node_id) -> None:
             built[node_id].receive(msg)
 
         def changed(peer: str, up: bool, node_id: str = node_id) -> None:
