@@ -55,6 +55,8 @@ R = TypeVar("R")
 
 # The longest a restore runs before it lets other work run.
 RESTORE_SLICE_S = 0.002
+# Between two slices the loop thread lets go of the GIL this long (see ``_run``).
+RESTORE_GAP_S = 0.0002
 # Entries held during a restore applied between two yields.
 HELD_BATCH = 64
 # Slices between two freezes of what the restore has built so far (see ``_run``).
