@@ -55,8 +55,8 @@ R = TypeVar("R")
 
 # The longest a restore runs before it lets other work run.
 RESTORE_SLICE_S = 0.002
-# Between two slices the loop thread lets go of the GIL this long (see ``_run``).
-RESTORE_GAP_S = 0.0002
+# Between two slices the loop idles this long, without the GIL (see ``_run``).
+RESTORE_GAP_S = 0.001
 # Entries held during a restore applied between two yields.
 HELD_BATCH = 64
 # Slices between two freezes of what the restore has built so far (see ``_run``).
@@ -141,7 +141,12 @@ class Restorer(Generic[R]):
                         # the state grows (seconds in one step, measured at 1M objects).
                         # Frozen as it is built, like a restored state (node.heap).
                         settle_long_lived()
-                    await asyncio.sleep(0)
+                    # Threads waiting for the GIL (the disk thread with a log append or a
+                    # snapshot to persist) run while the loop idles: ``asyncio.sleep(0)``
+                    # never lets go of it, and the interpreter's forced switch (every 5 ms)
+                    # costs a waiter 5 ms per call that re-takes it, so a long restore
+                    # starved the disk (appends and a newer snapshot waited for its end).
+                    await asyncio.sleep(RESTORE_GAP_S)
                     slices += 1
                     slice_started = time.perf_counter()
         finally:
