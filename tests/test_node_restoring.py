@@ -147,8 +147,8 @@ async def test_a_newer_snapshot_replaces_the_one_being_restored(
     await eventually(lambda: held.began == 2, 10, "the second restore to begin")
     held.hold = False
     await eventually(lambda: follower.applied_index == 30, 10, "the newer snapshot")
-    await asyncio.sleep(0)
-    assert held.last_index == 30 and len(held.commands) == 30
+    await eventually(lambda: held.last_index == 30, 10, "the newer snapshot's state in place")
+    assert len(held.commands) == 30
     assert follower.halted is None
 
 
