@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from prometheus_client import Histogram
 
@@ -36,11 +37,13 @@ class LoopLagMonitor:
         warn_s: float = 0.1,
         idle_interval_s: float = 1.0,
         idle_cpu_share: float = 0.02,
+        cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         self.interval_s = interval_s
         self.warn_s = warn_s
         self.idle_interval_s = max(interval_s, idle_interval_s)
         self.idle_cpu_share = idle_cpu_share
+        self._cpu = cpu_clock  # CPU seconds of the loop's thread (a twin in tests)
         # Not in any registry yet: the app adds it to its own (see create_app's collectors).
         self.histogram = Histogram(
             "raft3d_event_loop_lag_seconds",
@@ -59,7 +62,7 @@ class LoopLagMonitor:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._last, self._last_cpu = self._loop.time(), time.thread_time()
+        self._last, self._last_cpu = self._loop.time(), self._cpu()
         self._schedule(self._last, self.interval_s)
 
     def stop(self) -> None:
@@ -95,9 +98,9 @@ class LoopLagMonitor:
                 "event loop held for %.0f ms (one step ran that long; the loop thread used "
                 "%.0f ms of CPU meanwhile)",
                 lag * 1000,
-                (time.thread_time() - self._last_cpu) * 1000,
+                (self._cpu() - self._last_cpu) * 1000,
             )
-        cpu = time.thread_time()  # this callback runs on the loop's thread
+        cpu = self._cpu()  # this callback runs on the loop's thread
         busy = self._poked or cpu - self._last_cpu > self.idle_cpu_share * (now - self._last)
         self._poked = False
         self._last, self._last_cpu = now, cpu
