@@ -21,7 +21,7 @@ from pathlib import Path
 from tests.support.procs import ProcessCluster
 
 from benchmarks.http_bench import wrk_load
-from benchmarks.vs_etcd import RAFT3D_LUA, cpu_seconds
+from benchmarks.vs_etcd import LIMITS, RAFT3D_LUA, cpu_seconds
 
 Row = dict[str, tuple[float, float, float]]  # target -> (writes/s, p99 ms, CPU ms/write)
 
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> None:
         clusters = {}
         for name, env in versions.items():
             (Path(tmp) / name).mkdir()
-            clusters[name] = ProcessCluster(Path(tmp) / name, 3, env=env)
+            clusters[name] = ProcessCluster(Path(tmp) / name, 3, env=env, tables={"limits": LIMITS})
         try:
             for cluster in clusters.values():
                 cluster.start()
