@@ -41,6 +41,7 @@ import uvloop
 from tests.support.procs import ProcessCluster
 
 from benchmarks.http_bench import WRK_SCRIPT, wrk_load
+from benchmarks.vs_etcd import LIMITS
 from raft3d.consensus.types import HardState, Snapshot, SnapshotMeta
 from raft3d.domain.snapshot import SNAPSHOT_FORMAT
 from raft3d.storage import DurableStorage
@@ -168,7 +169,9 @@ async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         raft = {"snapshot_threshold": args.threshold, "snapshot_log_ratio": 0.0}
-        with ProcessCluster(root, 3, raft=raft) as cluster:
+        # Room for every printer the load creates (see vs_etcd.LIMITS).
+        tables = {"limits": LIMITS}
+        with ProcessCluster(root, 3, raft=raft, tables=tables) as cluster:
             seed(cluster, data)
             del data
             cluster.start()
