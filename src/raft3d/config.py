@@ -35,20 +35,24 @@ Environment overrides: ``RAFT3D_DATA_DIR``, ``RAFT3D_CLUSTER_SECRET``, ``RAFT3D_
 Every value is checked when the file is loaded (type, range, and the relations between
 values of a section), so a node never starts with a setting it would misbehave on. Each
 section is a frozen dataclass; a field's range is declared beside it (``bounded``) and checked
-generically, and relations between fields of a section live in that section's ``check()``.
+generically (``raft3d.config_values``), and relations between fields of a section live in
+that section's ``check()``.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from raft3d.api.options import ApiOptions
+
+# ConfigError is raised here and named by importers of this module.
+from raft3d.config_values import ConfigError as ConfigError
+from raft3d.config_values import bounded, read_section, read_string, read_table
 from raft3d.security.settings import (
     AuthSettings,
     SecurityConfigError,
@@ -57,21 +61,11 @@ from raft3d.security.settings import (
     tls_from_mapping,
 )
 
-T = TypeVar("T")
 MIB = 1024 * 1024
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # The secret shipped in conf/ for the laptop demo; a node using it says so at start.
 DEMO_SECRET = "raft3d-local-demo-secret-do-not-use-in-production"
-
-
-class ConfigError(Exception):
-    """The configuration is missing, malformed or inconsistent."""
-
-
-def bounded(default: T, low: float | None = None, high: float | None = None) -> T:
-    """A settings field whose value must lie in ``[low, high]`` (checked at load)."""
-    return field(default=default, metadata={"low": low, "high": high})
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,15 +304,15 @@ def settings_from_mapping(
     unknown = sorted(set(raw) - SECTIONS)
     if unknown:
         raise ConfigError(f"unknown section [{unknown[0]}] (known: {', '.join(sorted(SECTIONS))})")
-    node = _table(raw, "node")
-    cluster = _table(raw, "cluster")
-    node_id = _string(node, "id", "node")
-    http = Address.parse(env.get("RAFT3D_HTTP") or _string(node, "http", "node"), "node.http")
-    raft = Address.parse(_string(node, "raft", "node"), "node.raft")
+    node = read_table(raw, "node")
+    cluster = read_table(raw, "cluster")
+    node_id = read_string(node, "id", "node")
+    http = Address.parse(env.get("RAFT3D_HTTP") or read_string(node, "http", "node"), "node.http")
+    raft = Address.parse(read_string(node, "raft", "node"), "node.raft")
     if http == raft:
         raise ConfigError(f"node.http and node.raft must differ, both are {http}")
-    chosen_dir = data_dir or env.get("RAFT3D_DATA_DIR") or _string(node, "data_dir", "node")
-    secret = env.get("RAFT3D_CLUSTER_SECRET") or _string(cluster, "secret", "cluster")
+    chosen_dir = data_dir or env.get("RAFT3D_DATA_DIR") or read_string(node, "data_dir", "node")
+    secret = env.get("RAFT3D_CLUSTER_SECRET") or read_string(cluster, "secret", "cluster")
     if len(secret) < 16:
         raise ConfigError("cluster.secret must be at least 16 characters")
 
@@ -332,9 +326,9 @@ def settings_from_mapping(
         where = f"cluster.members[{i}]"
         members.append(
             Member(
-                node_id=_string(m, "id", where),
-                http=Address.parse(_string(m, "http", where), f"{where}.http"),
-                raft=Address.parse(_string(m, "raft", where), f"{where}.raft"),
+                node_id=read_string(m, "id", where),
+                http=Address.parse(read_string(m, "http", where), f"{where}.http"),
+                raft=Address.parse(read_string(m, "raft", where), f"{where}.raft"),
             )
         )
     ids = [m.node_id for m in members]
@@ -361,30 +355,15 @@ def settings_from_mapping(
         data_dir=Path(chosen_dir),
         cluster_secret=secret.encode(),
         members=tuple(members),
-        raft_settings=_section(RaftSettings, raw, "raft"),
-        http_settings=_section(HttpSettings, raw, "http"),
-        limits=_section(LimitSettings, raw, "limits"),
+        raft_settings=read_section(RaftSettings, raw, "raft"),
+        http_settings=read_section(HttpSettings, raw, "http"),
+        limits=read_section(LimitSettings, raw, "limits"),
         log_level=level,
         advertise_http=advertise_http,
         advertise_raft=advertise_raft,
         tls=tls,
         auth=auth,
     )
-
-
-class _Section(Protocol):
-    def check(self) -> None: ...
-
-
-S = TypeVar("S", bound=_Section)
-
-
-def _section(cls: type[S], raw: Mapping[str, Any], name: str) -> S:
-    """One optional ``[name]`` table as ``cls``: each value type- and range-checked, then the
-    section's own ``check()`` for the relations between values."""
-    section = _dataclass_from(cls, raw.get(name, {}), name)
-    section.check()
-    return section
 
 
 _ANY_HOST = frozenset({"0.0.0.0", "::", "[::]", ""})
@@ -419,56 +398,3 @@ def _advertised(
             )
         found.append(advertised)
     return found[0], found[1]
-
-
-def _table(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    value = raw.get(name)
-    if not isinstance(value, dict):
-        raise ConfigError(f"missing [{name}] table")
-    return value
-
-
-def _string(table: Mapping[str, Any], key: str, where: str) -> str:
-    value = table.get(key)
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where}.{key} must be a non-empty string")
-    return value
-
-
-def _type_name(value: object) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def _dataclass_from(cls: type[T], raw: object, where: str) -> T:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"[{where}] must be a table")
-    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in known:
-            raise ConfigError(f"unknown setting {where}.{key}")
-        name = f"{where}.{key}"
-        default = getattr(cls(), key)
-        if type(value) is not type(default) and not (
-            isinstance(default, float) and type(value) is int
-        ):
-            raise ConfigError(f"{name} must be {_type_name(default)}, got {value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{name} must be a finite number, got {value!r}")
-        _check_range(name, value, known[key].metadata)
-        values[key] = float(value) if isinstance(default, float) else value
-    return replace(cls(), **values)  # type: ignore[type-var]
-
-
-def _check_range(name: str, value: object, metadata: Mapping[str, Any]) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return
-    low, high = metadata.get("low"), metadata.get("high")
-    if low is not None and high is not None and not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low!r} and {high!r}, got {value!r}")
-    if low is not None and value < low:
-        raise ConfigError(f"{name} must be at least {low!r}, got {value!r}")
-    if high is not None and value > high:
-        raise ConfigError(f"{name} must be at most {high!r}, got {value!r}")
