@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "front": {"api", "node", "domain", "security"},
 }
 # Where settings become collaborators: the node's wiring, and a front process's entry point.
-WIRING = {"node/wiring.py": {"config"}, "front/process.py": {"config", "logs"}}
+WIRING = {"node/wiring.py": {"config"}, "front/process.py": {"config", "logs", "startup"}}
 
 
 def raft3d_imports(path: Path) -> set[str]:

@@ -20,13 +20,14 @@ from aiohttp import web
 
 from raft3d import cli_members, cli_status, joining
 from raft3d.api.connections import ConnectionGuard, GuardedSite
-from raft3d.config import ConfigError, Settings, api_options, load_settings
+from raft3d.config import Settings, api_options
 from raft3d.front.supervisor import Fronts, ReservedPort, front_command
 from raft3d.logs import configure_logging
 from raft3d.loop_lag import LoopLagMonitor
 from raft3d.security import commands
 from raft3d.security.settings import SecurityConfigError
 from raft3d.security.tls import TlsContexts
+from raft3d.startup import load_node
 from raft3d.storage.errors import StorageError
 
 log = logging.getLogger("raft3d.cli")
@@ -99,18 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     console_level = args.console_level or args.log_level
-    try:
-        settings = load_settings(
-            args.config, data_dir=args.data_dir, log_level=console_level, workers=args.workers
-        )
-        tls = (
-            TlsContexts(settings.tls, settings.node_id, settings.public_http.host.lower())
-            if settings.tls
-            else None
-        )
-    except (ConfigError, SecurityConfigError) as exc:
-        print(f"raft3d: {exc}", file=sys.stderr)
+    loaded = load_node(
+        args.config, data_dir=args.data_dir, log_level=console_level, workers=args.workers
+    )
+    if loaded is None:
         return 2
+    settings, tls = loaded
     configure_logging(settings.log_level, args.log_file, args.file_level)
     if settings.uses_demo_secret:
         log.warning(

@@ -14,20 +14,20 @@ import ctypes
 import logging
 import os
 import signal
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from aiohttp import web
 
 from raft3d.api.connections import ConnectionGuard, GuardedSite
-from raft3d.config import ConfigError, Settings, api_options, load_settings
+from raft3d.config import Settings, api_options
 from raft3d.front.app import create_front_app
 from raft3d.front.channel import NodeChannel
 from raft3d.front.supervisor import FRONT_SOCKET, HTTP_SOCKET
 from raft3d.logs import configure_logging
 from raft3d.security.settings import SecurityConfigError
 from raft3d.security.tls import TlsContexts
+from raft3d.startup import load_node
 
 log = logging.getLogger("raft3d.front")
 
@@ -49,16 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if os.getppid() != args.node_pid:
         return 0  # the node died before this front got going
-    try:
-        settings = load_settings(args.config, data_dir=args.data_dir, log_level=args.log_level)
-        tls = (
-            TlsContexts(settings.tls, settings.node_id, settings.public_http.host.lower())
-            if settings.tls
-            else None
-        )
-    except (ConfigError, SecurityConfigError) as exc:
-        print(f"raft3d: {exc}", file=sys.stderr)
+    loaded = load_node(args.config, data_dir=args.data_dir, log_level=args.log_level)
+    if loaded is None:
         return 2
+    settings, tls = loaded
     configure_logging(settings.log_level)
     import uvloop
 
