@@ -31,45 +31,13 @@ from raft3d.consensus.types import Message, MsgType, SnapshotMeta
 from raft3d.domain import FarmStateMachine
 from raft3d.domain.results import Result
 from raft3d.node.driver import RaftNode
+from raft3d.node.memory import SilentTransport
 from raft3d.node.wiring import node_options
 from raft3d.storage import DurableStorage
-from raft3d.transport.proposals import PeerMessage
 
 LEADER, FOLLOWER = "a", "b"
 VOTERS = (LEADER, FOLLOWER, "c")
 SNAPSHOT_INDEX = 1000
-
-
-class SilentPeers:
-    """A transport to peers that never answer (the leader is this process's script)."""
-
-    def __init__(self) -> None:
-        self.dropped: dict[str, int] = {}
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    def send(self, msg: PeerMessage) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def reachable(self, peer: str) -> bool:
-        return False
-
-    @property
-    def peers(self) -> tuple[str, ...]:
-        return ()
-
-    def connect_peer(self, peer: str, raft_addr: str) -> bool:
-        return True
-
-    def drop_peer(self, peer: str) -> None:
-        pass
 
 
 def reset_peak_rss() -> None:
@@ -86,7 +54,7 @@ async def follower_install(snapshot_file: Path, size: int, data_dir: Path) -> No
     options = replace(node_options(settings), data_dir=None)
     chunk = settings.raft_settings.snapshot_chunk_bytes
     node: RaftNode[Result] = RaftNode(
-        options, DurableStorage(data_dir), SilentPeers(), FarmStateMachine()
+        options, DurableStorage(data_dir), SilentTransport(), FarmStateMachine()
     )
     await node.start()
     pid = os.getpid()

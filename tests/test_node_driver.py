@@ -32,6 +32,7 @@ from raft3d.consensus.types import (
 )
 from raft3d.node.driver import RaftNode
 from raft3d.node.errors import NodeStoppedError, OutcomeUnknownError
+from raft3d.node.memory import SilentTransport
 from raft3d.node.seams import SnapshotRecord, SnapshotSink
 from raft3d.node.wiring import build_node, node_options
 from raft3d.storage import DurableStorage
@@ -136,38 +137,16 @@ class GatedStorage:
         self.inner.close()
 
 
-class RecordingTransport:
+class RecordingTransport(SilentTransport):
     """Peers that never answer; what the node sends is kept in ``sent``."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.sent: list[Message] = []
-        self.dropped: dict[str, int] = {}
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
 
     def send(self, msg: PeerMessage) -> None:
         if type(msg) is Message:
             self.sent.append(msg)
-
-    def flush(self) -> None:
-        pass
-
-    def reachable(self, peer: str) -> bool:
-        return False
-
-    @property
-    def peers(self) -> tuple[str, ...]:
-        return ()
-
-    def connect_peer(self, peer: str, raft_addr: str) -> bool:
-        return True
-
-    def drop_peer(self, peer: str) -> None:
-        pass
 
 
 def make_node(settings: Settings, machine: RecordingStateMachine) -> Node:

@@ -2,7 +2,9 @@
 
 ``MemoryStorage`` keeps what ``persist`` was given (and survives a node's restart if the test
 keeps it); ``MemoryNetwork`` connects nodes of one event loop, delivering each message on a
-later loop iteration, through the wire codec (so a node never shares objects with another).
+later loop iteration, through the wire codec (so a node never shares objects with another);
+``SilentTransport`` is a transport to peers that never answer (a test or benchmark plays the
+leader by calling the node itself).
 """
 
 from __future__ import annotations
@@ -228,3 +230,36 @@ class MemoryTransport:
     @property
     def dropped(self) -> Mapping[str, int]:
         return self._dropped
+
+
+class SilentTransport:
+    """A ``raft3d.node.seams.Transport`` to peers that never answer: it drops every message
+    (a subclass may keep them) and reaches nobody."""
+
+    def __init__(self) -> None:
+        self.dropped: dict[str, int] = {}
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def send(self, msg: PeerMessage) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def reachable(self, peer: str) -> bool:
+        return False
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return ()
+
+    def connect_peer(self, peer: str, raft_addr: str) -> bool:
+        return True
+
+    def drop_peer(self, peer: str) -> None:
+        pass
