@@ -34,8 +34,7 @@ from raft3d.consensus.membership import (
     decode_conf_entry,
     encode_conf_entry,
 )
-
-from .test_consensus_core import ABC, Net, drain, make_core
+from tests.support.cores import ABC, Net, drain, make_core
 
 ADD = ConfChangeType.ADD_LEARNER
 PROMOTE = ConfChangeType.PROMOTE

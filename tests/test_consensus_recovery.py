@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from raft3d.consensus import TRANSFER_CONTEXT, EntryType, Message, MsgType, RaftCore, Role
 from raft3d.consensus.recovery import RECOVERY_CONTEXT_PREFIX
-
-from .test_consensus_core import ABC, Net, drain, make_core
+from tests.support.cores import ABC, Net, drain, make_core
 
 
 def wipe(net: Net, node: str, seed: int = 7) -> RaftCore:

@@ -18,8 +18,7 @@ from raft3d.storage.snapshot_file import (
     read_snapshot_file,
     write_snapshot_file,
 )
-
-from .test_consensus_core import make_core
+from tests.support.cores import make_core
 
 META = SnapshotMeta(7, 2, ("n1", "n2", "n3"), ("n4", "n5"), ("n5",))
 
