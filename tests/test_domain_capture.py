@@ -13,7 +13,7 @@ from raft3d.domain import model as domain_model
 from raft3d.domain.commands import CreatePrinter, IdempotencyTag
 from raft3d.domain.persistent import OrderedPMap
 from raft3d.domain.results import Accepted, Rejected
-from tests.test_domain import accepted, apply, busy_farm, job, printer, status
+from tests.support.farms import accepted, apply, busy_farm, job, printer, status
 
 
 def tag(key: str) -> IdempotencyTag:

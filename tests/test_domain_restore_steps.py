@@ -10,7 +10,7 @@ import pytest
 from raft3d.domain import FarmStateMachine
 from raft3d.domain.errors import SnapshotDecodeError
 from raft3d.domain.snapshot import RESTORE_STEP
-from tests.test_domain import apply, busy_farm, printer
+from tests.support.farms import apply, busy_farm, printer
 from tests.test_domain_capture import big_farm
 
 
