@@ -4,27 +4,15 @@ Inputs are ``tick``, ``step``, ``propose``, ``read_index``, ``compact`` and
 ``report_unreachable``; every effect on the outside world comes out of ``ready()`` as a
 ``Ready`` the driver carries out before calling ``advance()`` (see ``types.Ready``).
 
-Durability rules this class relies on, all guaranteed by the Ready contract (persist, then
-send):
+How the Ready loop keeps what the core sends consistent with what is durable (persist,
+then send) is told in ``ready_loop``.
 
-- every message leaves in the Ready that was built after the state it depends on, so a vote
-  grant goes out with (or after) the hard state that records it and a follower's APP_RESP
-  with (or after) the entries it acknowledges;
-- messages stamped with a term older than the current one are dropped when the Ready is
-  built: events overtook them (a node whose log a newer leader rewrote does not send the old
-  leader an acknowledgement of entries it no longer has);
-- the leader counts its own copy of an entry toward the commit quorum only once the Ready
-  that carried it has been advanced (``_own_match``), so the leader may even send its APPs
-  before its own write finished.
-
-Only one Ready may be outstanding: ``has_ready()`` is False between ``ready()`` and
-``advance()``, while ``tick``/``step``/``propose`` may still be called in between.
-
-This module holds the inputs, the Ready loop and role changes; the rest lives in
-parts combined here (``parts.CoreParts`` declares what they share): ``elections``,
-``follower``, ``replication`` (the leader's side), ``reconfig`` (membership, with the public
-``propose_conf_change``, ``transfer_leadership`` and ``conf_state``) and ``recovery`` (a node
-that lost its log: ``begin_recovery``).
+This module holds the inputs and role changes; the rest lives in parts combined here
+(``parts.CoreParts`` declares what they share): ``elections``, ``follower``,
+``replication`` (the leader's side), ``reconfig`` (membership, with the public
+``propose_conf_change``, ``transfer_leadership`` and ``conf_state``), ``recovery`` (a node
+that lost its log: ``begin_recovery``), ``compaction`` (``compact``, ``serve_from``) and
+``ready_loop`` (``has_ready``, ``ready``, ``advance``).
 
 Decisions that fault-injection tests override live in small methods: ``_grants_vote``,
 ``_candidate_log_ok``, ``_commit_candidate``, ``_own_match``, ``_handle_append``,
@@ -38,6 +26,7 @@ from __future__ import annotations
 import random
 from typing import Unpack
 
+from raft3d.consensus.compaction import Compaction
 from raft3d.consensus.config import CoreConfig
 from raft3d.consensus.elections import Elections
 from raft3d.consensus.follower import Follower
@@ -46,6 +35,7 @@ from raft3d.consensus.membership import ConfTracker, LeadershipTransferError
 from raft3d.consensus.parts import LEADER_MESSAGES, MessageFields
 from raft3d.consensus.progress import Progress, ProgressState
 from raft3d.consensus.read_only import ReadQueue
+from raft3d.consensus.ready_loop import ReadyLoop
 from raft3d.consensus.reconfig import Reconfiguration
 from raft3d.consensus.recovery import Recovery
 from raft3d.consensus.replication import Replication
@@ -57,7 +47,6 @@ from raft3d.consensus.types import (
     Entry,
     EntryTooLargeError,
     EntryType,
-    HardState,
     InitialState,
     Message,
     MsgType,
@@ -65,17 +54,14 @@ from raft3d.consensus.types import (
     NotLeaderError,
     PeerStatus,
     ReadState,
-    Ready,
     Role,
     ServedSnapshot,
     Snapshot,
-    SnapshotData,
-    SnapshotMeta,
 )
 from raft3d.consensus.validation import is_well_formed
 
 
-class RaftCore(Elections, Follower, Replication, Reconfiguration, Recovery):
+class RaftCore(Elections, Follower, Replication, Reconfiguration, Recovery, Compaction, ReadyLoop):
     def __init__(self, config: CoreConfig, state: InitialState, rng: random.Random) -> None:
         self._cfg = config
         self._rng = rng
@@ -159,12 +145,6 @@ class RaftCore(Elections, Follower, Replication, Reconfiguration, Recovery):
     @property
     def last_index(self) -> int:
         return self._log.last_index
-
-    @property
-    def snapshot_index(self) -> int:
-        """Index of the newest snapshot; the log may still hold trailing entries below it."""
-        own = self._snapshot.meta.index if self._snapshot is not None else 0
-        return max(own, self._log.snapshot_index)
 
     def term_at(self, index: int) -> int | None:
         """Term of the entry at ``index`` in this node's log (None if compacted or absent)."""
@@ -270,57 +250,6 @@ class RaftCore(Elections, Follower, Replication, Reconfiguration, Recovery):
             delay = 1 + self._rng.randrange(cfg.lost_leader_ticks or 3 * cfg.heartbeat_ticks)
             self._election_elapsed = max(self._election_elapsed, self._randomized_timeout - delay)
 
-    def compact(self, index: int, data: bytes) -> Snapshot:
-        """Record the application's snapshot ``data`` of the state at applied ``index`` and
-        drop the log up to it. The snapshot is kept to bring laggards up to date."""
-        return Snapshot(self.compact_served(index, data), data)
-
-    def snapshot_meta(self, index: int) -> SnapshotMeta:
-        """What ``compact`` at ``index`` records with the data (raises as it would), for a
-        caller that writes the snapshot's file before it compacts."""
-        if index > self._applied:
-            raise ValueError(f"cannot compact at {index}: only {self._applied} is applied")
-        if index <= self.snapshot_index:
-            if self._snapshot is not None and index == self._snapshot.meta.index:
-                return self._snapshot.meta
-            raise ValueError(f"cannot compact at {index}: already compacted past it")
-        term = self._log.term_at(index)
-        if term is None:
-            raise ValueError(f"cannot compact at {index}: not in the log")
-        return SnapshotMeta.of(index, term, self._confs.state_at(index))
-
-    def compact_served(self, index: int, data: SnapshotData) -> SnapshotMeta:
-        """``compact`` with the data in any ``SnapshotData`` form (its durable file, say)."""
-        meta = self.snapshot_meta(index)
-        if index <= self.snapshot_index:
-            return meta  # compacted there already
-        keep_from = index - self._cfg.trailing_entries
-        if keep_from > self._log.snapshot_index:
-            self._log.compact(keep_from)
-        self._confs.compact(index)
-        self._snapshot = ServedSnapshot(meta, data)
-        return meta
-
-    def serve_from(self, index: int, data: SnapshotData) -> bool:
-        """Send laggards the snapshot at ``index`` read from ``data`` (the same bytes, e.g.
-        its durable file read chunk by chunk) rather than from the bytes held until now,
-        which are then dropped. False (nothing changes) if the core's snapshot is not the
-        one at ``index`` any more, or ``data`` is not of its length."""
-        snap = self._snapshot
-        if snap is None or snap.meta.index != index or len(data) != len(snap.data):
-            return False
-        self._snapshot = ServedSnapshot(snap.meta, data)
-        # A transfer in progress goes on from the same offset in the same bytes.
-        for pr in self._progress.values():
-            if pr.snapshot is snap:
-                pr.snapshot = self._snapshot
-        return True
-
-    @property
-    def served_snapshot(self) -> ServedSnapshot | None:
-        """The snapshot laggards are sent now (see ``serve_from``)."""
-        return self._snapshot
-
     def step(self, msg: Message) -> None:
         if msg.to != self._id or msg.frm == self._id or not is_well_formed(msg):
             return
@@ -360,94 +289,6 @@ class RaftCore(Elections, Follower, Replication, Reconfiguration, Recovery):
             self._step_follower(msg)
         else:
             self._step_candidate(msg)
-
-    # --- Ready loop ------------------------------------------------------------------------
-
-    def has_ready(self) -> bool:
-        if self._ready_outstanding:
-            return False
-        if (
-            self._msgs
-            or self._read_states
-            or self._conf_changed
-            or self._append_due
-            or self._commit_changed
-            or self._read_heartbeat_due
-            or self._received_snapshot is not None
-            or self._recovered_pending
-        ):
-            return True
-        log = self._log
-        if log.has_unstable() or log.committed > self._applying:
-            return True
-        hard = self._last_hard_state
-        return hard.term != self._term or hard.vote != self._vote or hard.commit != log.committed
-
-    def ready(self) -> Ready:
-        if self._ready_outstanding:
-            raise RuntimeError("advance() the previous Ready before asking for another")
-        if self._role is Role.LEADER:
-            self._flush_leader_messages()
-            self._forget_departed()
-            if self._removed_self_committed():
-                self._hand_over()
-        log = self._log
-        rd = Ready()
-        if self._conf_changed:
-            self._conf_changed = False
-            rd.conf_state = self._conf
-        if self._recovered_pending:
-            self._recovered_pending = False
-            rd.recovered = True
-        unstable = log.unstable_entries()
-        if unstable:
-            rd.entries = unstable
-            log.mark_emitted(unstable[-1].index)
-        hard = self._last_hard_state
-        if hard.term != self._term or hard.vote != self._vote or hard.commit != log.committed:
-            hard = HardState(self._term, self._vote, log.committed)
-            rd.hard_state = hard
-            self._last_hard_state = hard
-        if self._received_snapshot is not None:
-            rd.snapshot = self._received_snapshot
-            self._received_snapshot = None
-        if log.committed > self._applying:
-            committed = log.entries_between(
-                self._applying + 1, log.committed, self._cfg.max_committed_bytes_per_ready
-            )
-            rd.committed_entries = committed
-            self._applying = committed[-1].index
-        if self._msgs:
-            rd.messages = self._current_messages(self._msgs)
-            self._msgs = []
-        if self._read_states:
-            rd.read_states = self._read_states
-            self._read_states = []
-        self._ready_outstanding = True
-        return rd
-
-    def advance(self, ready: Ready) -> None:
-        """The driver persisted ``ready``, sent its messages and applied its entries."""
-        if not self._ready_outstanding:
-            raise RuntimeError("advance() without an outstanding Ready")
-        self._ready_outstanding = False
-        if ready.snapshot is not None:
-            self._applied = max(self._applied, ready.snapshot.meta.index)
-        if ready.committed_entries:
-            self._applied = max(self._applied, ready.committed_entries[-1].index)
-        if ready.entries:
-            last = ready.entries[-1]
-            self._log.stable_to(last.index, last.term)
-            if self._role is Role.LEADER:
-                self._maybe_commit()
-        self._maybe_end_recovery()
-
-    def _current_messages(self, msgs: list[Message]) -> list[Message]:
-        """Drop messages stamped with a term older than ours: events overtook them (e.g. an
-        acknowledgement of entries that a newer leader has since replaced). Dropping a
-        message is always safe in Raft."""
-        term = self._term
-        return [m for m in msgs if m.term >= term]
 
     # --- role changes ---------------------------------------------------------------------
     def _become_follower(self, term: int, leader: NodeId | None) -> None:
