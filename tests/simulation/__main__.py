@@ -10,7 +10,9 @@ import sys
 import time
 
 from .checker import InvariantViolation
-from .harness import LivenessViolation, SimConfig, replay_command, run_seed
+from .ending import LivenessViolation
+from .harness import replay_command, run_seed
+from .sim_config import SimConfig
 
 
 def main(argv: list[str] | None = None) -> int:

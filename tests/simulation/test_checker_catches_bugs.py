@@ -18,7 +18,8 @@ from raft3d.node import ready
 
 from . import mutants
 from .checker import InvariantViolation
-from .harness import Cluster, CoreFactory, SimConfig, StorageFactory, default_shape, run_seed
+from .harness import Cluster, CoreFactory, StorageFactory, run_seed
+from .sim_config import SimConfig, default_shape
 from .storage import MemoryStorage
 from .workload import Workload
 

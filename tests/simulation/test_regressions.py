@@ -10,7 +10,9 @@ from __future__ import annotations
 import pytest
 
 from .checker import InvariantViolation
-from .harness import LivenessViolation, SimConfig, run_seed
+from .ending import LivenessViolation
+from .harness import run_seed
+from .sim_config import SimConfig
 from .test_simulation import run_seeds_shaped
 
 # Found during the first long soak (5 nodes, 600 steps): after healing, a follower far behind

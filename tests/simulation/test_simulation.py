@@ -11,7 +11,9 @@ from dataclasses import replace
 import pytest
 
 from .checker import InvariantViolation
-from .harness import LivenessViolation, SimConfig, default_shape, replay_command, run_seed
+from .ending import LivenessViolation
+from .harness import replay_command, run_seed
+from .sim_config import SimConfig, default_shape
 
 CHUNKS = 8
 MAX_REPORTED = 5
