@@ -50,13 +50,13 @@ is no longer trusted: its ghost copy is dropped at once, so a committed entry th
 on a minority of the voters is reported as lost. The same ghost stands for the entries it
 acknowledged to a leader before the loss, until the leader has forgotten them.
 
-ReadIndex linearizability is checked by the workload (``workload.py``).
+ReadIndex linearizability is checked by the workload (``workload.py``). The checks that look
+at the whole cluster after every step live in ``step_checks``.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from raft3d.consensus import (
@@ -74,6 +74,7 @@ from raft3d.consensus import (
 )
 
 from .sim_node import SimNode
+from .step_checks import StepChecks
 from .storage import MemoryStorage
 
 
@@ -87,7 +88,7 @@ class _NodeWatch:
     applied_before_crash: int = 0  # highest index applied in any earlier incarnation
 
 
-class SafetyChecker:
+class SafetyChecker(StepChecks):
     def __init__(self, nodes: dict[NodeId, SimNode]) -> None:
         self._nodes = nodes
         self._all = list(nodes.values())
@@ -364,108 +365,3 @@ class SafetyChecker:
             chosen = self._votes.setdefault((msg.frm, msg.term), msg.to)
             if chosen != msg.to:
                 self._fail(f"{msg.frm} voted for both {chosen} and {msg.to} in term {msg.term}")
-
-    def end_of_step(self) -> None:
-        self._check_committed_still_durable()
-        self._check_one_change_in_flight()
-        self._check_acknowledged_entries_kept()
-        self._check_no_unfit_leader_possible()
-
-    def _log_view(self, node: SimNode) -> tuple[int, int, int, Callable[[int], int | None]]:
-        """(last index, last term, snapshot index, term_at) of the node's log: its core's if
-        it runs, else what it will recover from its durable storage."""
-        core = node.core
-        if core is not None:
-            last = core.last_index
-            last_term = core.term_at(last)
-            assert last_term is not None
-            return last, last_term, core.snapshot_index, core.term_at
-        storage = node.storage
-        last = storage.last_index
-        last_term = storage.term_at(last)
-        assert last_term is not None
-        return last, last_term, storage.snapshot_index, storage.term_at
-
-    def _check_no_unfit_leader_possible(self) -> None:
-        """Leader Completeness, prospectively: no node that holds the newest committed entry
-        would grant its vote (on log grounds) to a node that lacks it. This follows from
-        Raft's safety proof (the newest committed entry is always of the term that committed
-        it) and catches an unsafe commit before a later election exploits it."""
-        known = len(self.ledger_terms)
-        if not known:
-            return
-        term = self.ledger_terms[-1]
-        holders: list[tuple[NodeId, int, int]] = []
-        lacking: list[tuple[NodeId, int, int]] = []
-        for node in self._all:
-            last, last_term, snap_index, term_at = self._log_view(node)
-            if known <= snap_index or term_at(known) == term:
-                holders.append((node.node_id, last, last_term))
-            else:
-                lacking.append((node.node_id, last, last_term))
-        for candidate, c_last, c_term in lacking:
-            for voter, v_last, v_term in holders:
-                if c_term > v_term or (c_term == v_term and c_last >= v_last):
-                    self._fail(
-                        f"{voter} holds committed entry {known} (term {term}) yet would vote "
-                        f"for {candidate}, which lacks it (logs end at ({v_last}, {v_term}) "
-                        f"and ({c_last}, {c_term}))"
-                    )
-
-    def _check_acknowledged_entries_kept(self) -> None:
-        """A follower never loses an entry it acknowledged to the leader of its current term
-        (in memory or on disk): the leader counts that acknowledgement toward commits."""
-        for node in self._all:
-            leader = node.core
-            if leader is None or leader.role is not Role.LEADER:
-                continue
-            term = leader.term
-            for peer in leader.status().peers:
-                match = peer.match_index
-                follower = self._nodes[peer.node_id].core
-                if (
-                    match == 0
-                    or follower is None
-                    or follower.term != term
-                    or match <= follower.snapshot_index
-                ):
-                    continue
-                expected = leader.term_at(match)
-                if (
-                    expected is not None
-                    and follower.term_at(match) != expected
-                    and not self._ghost_holds(peer.node_id, match, expected)
-                ):
-                    self._fail(
-                        f"{peer.node_id} acknowledged entry {match} (term {expected}) to "
-                        f"{node.node_id} in term {term} but no longer has it"
-                    )
-
-    def _check_committed_still_durable(self) -> None:
-        known = len(self.ledger_terms)
-        if known:
-            term = self.ledger_terms[-1]
-            short = self._short_of_majority(known, term, self._ledger_voters[-1])
-            if short:
-                self._fail(f"committed entry {known} (term {term}) is now {short}")
-
-    def _check_one_change_in_flight(self) -> None:
-        """No log holds two configuration changes beyond the known commit point."""
-        known = len(self.ledger_terms)
-        registry = self._entries
-        for node in self._all:
-            core = node.core
-            if core is None:
-                continue
-            changes = []
-            for index in range(max(known, core.snapshot_index) + 1, core.last_index + 1):
-                term = core.term_at(index)
-                assert term is not None
-                item = registry.get((index, term))
-                if item is not None and item[1] is EntryType.CONF_CHANGE:
-                    changes.append(index)
-            if len(changes) > 1:
-                self._fail(
-                    f"{node.node_id} holds uncommitted configuration changes at {changes}: "
-                    "two changes in flight"
-                )
