@@ -9,8 +9,8 @@ import pytest
 
 from raft3d.transport import wire
 from raft3d.transport.transport import parse_address
+from tests.support.transports import LOCAL, Cluster, message
 from tests.support.waiting import eventually
-from tests.test_transport import LOCAL, Cluster, message
 
 
 def info(cluster_id: str, formed: bool = True, addr: str = "") -> wire.HandshakeInfo:
