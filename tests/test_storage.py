@@ -1,74 +1,26 @@
-"""Unit tests of ``raft3d.storage.DurableStorage``."""
+"""Unit tests of ``raft3d.storage.DurableStorage``: round trips, truncation, compaction,
+snapshots from a leader, recovery, reads and lifecycle (snapshot files and the model-based
+test have files of their own)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
-import sqlite3
-import struct
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from raft3d.consensus.types import Entry, EntryType, HardState, Snapshot, SnapshotMeta
-from raft3d.storage import DurableStorage, SnapshotInfo, StorageCorruptError, StorageError
-from raft3d.storage.snapshot_file import InvalidSnapshotFile, read_snapshot_file
-from raft3d.storage.snapshot_store import SnapshotStore
+from raft3d.consensus.types import Entry, EntryType, HardState, Snapshot
+from raft3d.storage import DurableStorage, StorageError
+from tests.support.durable import (
+    make_entries,
+    make_snapshot,
+    query,
+    reopen_and_load,
+    snapshot_files,
+)
 from tests.support.storage_model import StorageModel
-
-VOTERS = ("n1", "n2", "n3")
-
-
-def make_entries(first: int, last: int, term: int, tag: bytes = b"") -> list[Entry]:
-    return [Entry(i, term, b"%s-%d-%d\x00\xff" % (tag, i, term)) for i in range(first, last + 1)]
-
-
-def make_snapshot(index: int, term: int, data: bytes | None = None) -> Snapshot:
-    payload = b"state@%d" % index if data is None else data
-    return Snapshot(SnapshotMeta(index, term, VOTERS), payload)
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "node1"
-
-
-@pytest.fixture
-def storage(data_dir: Path) -> Iterator[DurableStorage]:
-    with DurableStorage(data_dir) as opened:
-        yield opened
-
-
-def reopen_and_load(data_dir: Path) -> StorageModel:
-    with DurableStorage(data_dir) as reopened:
-        return StorageModel.read_from(reopened)
-
-
-def snapshot_files(data_dir: Path) -> list[str]:
-    return sorted(p.name for p in (data_dir / "snapshots").iterdir())
-
-
-def query(data_dir: Path, sql: str) -> tuple[object, ...] | None:
-    """Run one statement directly against the log database (autocommit)."""
-    with closing(sqlite3.connect(data_dir / "raft.db", isolation_level=None)) as db:
-        row: tuple[object, ...] | None = db.execute(sql).fetchone()
-        return row
-
-
-def flip_byte(path: Path, offset: int) -> None:
-    raw = bytearray(path.read_bytes())
-    raw[offset] ^= 0x01
-    path.write_bytes(bytes(raw))
-
 
 # Round trips -----------------------------------------------------------------------------
 
@@ -303,156 +255,6 @@ def test_received_snapshot_older_than_the_stored_one_is_refused(storage: Durable
     assert storage.latest_snapshot() == make_snapshot(8, 1)
 
 
-# Snapshot files: format, validity, crash leftovers ---------------------------------------
-
-
-def test_snapshot_file_header_carries_its_metadata(storage: DurableStorage) -> None:
-    storage.persist(None, make_entries(1, 3, 2))
-    storage.save_local_snapshot(make_snapshot(3, 2, b"payload"))
-    path = storage.list_snapshots()[0].path
-    raw = path.read_bytes()
-
-    magic, version, header_len = struct.unpack_from("<8sHI", raw)
-    assert (magic, version) == (b"R3DSNAP\x00", 1)
-    header = json.loads(raw[14 : 14 + header_len])
-    assert header["index"] == 3
-    assert header["term"] == 2
-    assert header["voters"] == list(VOTERS)
-    assert header["data_len"] == len(b"payload")
-    assert isinstance(header["created_at"], float)
-    checksum = raw[14 + header_len : 14 + header_len + 32]
-    data = raw[14 + header_len + 32 :]
-    assert data == b"payload"
-    assert hashlib.sha256(raw[: 14 + header_len] + data).digest() == checksum
-
-
-def test_any_damaged_byte_or_truncation_invalidates_a_snapshot_file(tmp_path: Path) -> None:
-    store = SnapshotStore(tmp_path / "snaps")
-    info = store.write(make_snapshot(9, 4, bytes(range(256)) * 4), 1_700_000_000.5)
-    intact = info.path.read_bytes()
-    assert read_snapshot_file(info.path) == (info, make_snapshot(9, 4, bytes(range(256)) * 4))
-
-    for offset in range(0, len(intact), 7):
-        flip_byte(info.path, offset)
-        with pytest.raises(InvalidSnapshotFile):
-            read_snapshot_file(info.path)
-        info.path.write_bytes(intact)
-    for length in (0, 5, 20, len(intact) - 1):
-        info.path.write_bytes(intact[:length])
-        with pytest.raises(InvalidSnapshotFile):
-            read_snapshot_file(info.path)
-    info.path.write_bytes(intact + b"\x00")
-    with pytest.raises(InvalidSnapshotFile, match="bytes"):
-        read_snapshot_file(info.path)
-
-
-def test_a_temp_file_left_by_a_crash_is_ignored_and_removed(
-    storage: DurableStorage, data_dir: Path
-) -> None:
-    storage.persist(None, make_entries(1, 30, 1))
-    storage.save_local_snapshot(make_snapshot(10, 1))
-    storage.close()
-    # A complete, valid, newer snapshot that never got its final name.
-    leftover = SnapshotStore(data_dir / "snapshots").write(make_snapshot(25, 1), time.time())
-    temp = leftover.path.with_name(f".{leftover.path.name}.4242.deadbeef.tmp")
-    leftover.path.rename(temp)
-    partial = data_dir / "snapshots" / ".snapshot-x.99.cafe.tmp"
-    partial.write_bytes(b"R3DSNAP\x00\x01")
-
-    recovered = reopen_and_load(data_dir)
-    assert recovered.snapshot == make_snapshot(10, 1)
-    assert recovered.entries == make_entries(11, 30, 1)
-    assert not temp.exists()
-    assert not partial.exists()
-
-
-def test_a_newer_snapshot_file_never_committed_is_ignored(
-    storage: DurableStorage, data_dir: Path
-) -> None:
-    """A crash between writing the snapshot file and the transaction that compacts the log."""
-    storage.persist(None, make_entries(1, 30, 1))
-    storage.save_local_snapshot(make_snapshot(10, 1))
-    storage.close()
-    orphan = SnapshotStore(data_dir / "snapshots").write(make_snapshot(20, 1), time.time())
-
-    with DurableStorage(data_dir) as reopened:
-        recovered = StorageModel.read_from(reopened)
-        assert recovered.snapshot == make_snapshot(10, 1)
-        assert recovered.entries == make_entries(11, 30, 1)
-        assert [s.index for s in reopened.list_snapshots()] == [10]
-    assert not orphan.path.exists()
-
-
-@pytest.mark.parametrize("damage", ["flip", "truncate"])
-def test_a_damaged_older_snapshot_is_skipped(
-    storage: DurableStorage, data_dir: Path, damage: str
-) -> None:
-    storage.persist(None, make_entries(1, 30, 1))
-    storage.save_local_snapshot(make_snapshot(10, 1))
-    storage.save_local_snapshot(make_snapshot(20, 1))
-    older = storage.list_snapshots()[1]
-    storage.close()
-    _damage(older, damage)
-
-    with DurableStorage(data_dir) as reopened:
-        assert [s.index for s in reopened.list_snapshots()] == [20]
-        assert reopened.load().snapshot == make_snapshot(20, 1)
-    assert not older.path.exists()
-
-
-@pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
-def test_a_damaged_current_snapshot_is_reported_as_corruption(
-    storage: DurableStorage, data_dir: Path, damage: str
-) -> None:
-    """The log was compacted to it: falling back to an older one would lose committed entries."""
-    storage.persist(HardState(1, None, 20), make_entries(1, 30, 1))
-    storage.save_local_snapshot(make_snapshot(10, 1))
-    storage.save_local_snapshot(make_snapshot(20, 1))
-    current = storage.list_snapshots()[0]
-    storage.close()
-    _damage(current, damage)
-    files_before = snapshot_files(data_dir)
-
-    with DurableStorage(data_dir) as reopened:
-        with pytest.raises(StorageCorruptError, match="compacted through index 20"):
-            reopened.load()
-        with pytest.raises(StorageCorruptError):
-            reopened.persist(None, make_entries(31, 31, 1))
-        assert reopened.last_index() == 30  # the read API still answers
-    assert snapshot_files(data_dir) == files_before  # evidence left in place
-
-
-def _damage(info: SnapshotInfo, how: str) -> None:
-    if how == "flip":
-        flip_byte(info.path, info.size - 1)
-    elif how == "truncate":
-        info.path.write_bytes(info.path.read_bytes()[: info.size // 2])
-    else:
-        info.path.unlink()
-
-
-def test_a_gap_in_the_stored_log_is_reported(storage: DurableStorage, data_dir: Path) -> None:
-    storage.persist(None, make_entries(1, 10, 1))
-    storage.close()
-    query(data_dir, "DELETE FROM log_entries WHERE idx = 6")
-    with (
-        DurableStorage(data_dir) as reopened,
-        pytest.raises(StorageCorruptError, match="not contiguous"),
-    ):
-        reopened.load()
-
-
-def test_a_log_that_does_not_start_after_the_snapshot_is_reported(
-    storage: DurableStorage, data_dir: Path
-) -> None:
-    storage.persist(None, make_entries(1, 10, 1))
-    storage.save_local_snapshot(make_snapshot(4, 1))
-    storage.close()
-    query(data_dir, "DELETE FROM log_entries WHERE idx = 5")
-    with DurableStorage(data_dir) as reopened, pytest.raises(StorageCorruptError, match="after"):
-        reopened.load()
-
-
 # Recovery --------------------------------------------------------------------------------
 
 
@@ -551,83 +353,3 @@ def test_a_failed_write_stops_further_writes(storage: DurableStorage, data_dir: 
         storage.persist(None, [], snapshot=make_snapshot(5, 2))
     with pytest.raises(StorageError, match="earlier failure"):
         storage.persist(None, make_entries(4, 4, 1))
-
-
-# Model-based: random call sequences with reopens ----------------------------------------
-
-
-class StorageAgainstModel(RuleBasedStateMachine):
-    """Random valid calls applied to the storage and to the model must stay equivalent."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dir = Path(tempfile.mkdtemp(prefix="raft3d-storage-"))
-        self.storage = DurableStorage(self.dir / "node", snapshots_keep=2)
-        self.model = StorageModel()
-        self.term = 1
-
-    def teardown(self) -> None:
-        self.storage.close()
-        shutil.rmtree(self.dir)
-
-    @rule(count=st.integers(1, 12), data=st.binary(max_size=40))
-    def append(self, count: int, data: bytes) -> None:
-        first = self.model.last_index + 1
-        batch = [Entry(i, self.term, data) for i in range(first, first + count)]
-        self._persist(HardState(self.term, "n1", self.model.hard_state.commit), batch)
-
-    @precondition(lambda self: self.model.last_index > self.model.base_index)
-    @rule(back=st.integers(0, 20), count=st.integers(1, 5))
-    def overwrite(self, back: int, count: int) -> None:
-        self.term += 1
-        first = max(self.model.base_index + 1, self.model.last_index + 1 - back)
-        batch = [Entry(i, self.term, b"o") for i in range(first, first + count)]
-        self._persist(HardState(self.term, "n2", 0), batch)
-
-    @precondition(lambda self: self.model.last_index > self.model.base_index)
-    @rule(pick=st.integers(0, 1000))
-    def local_snapshot(self, pick: int) -> None:
-        span = self.model.last_index - self.model.base_index
-        index = self.model.base_index + 1 + pick % span
-        snap = make_snapshot(index, self.model.term_at(index))
-        self.storage.save_local_snapshot(snap)
-        self.model.save_local_snapshot(snap)
-
-    @rule(ahead=st.integers(-5, 10), follow=st.integers(0, 3))
-    def received_snapshot(self, ahead: int, follow: int) -> None:
-        self.term += 1
-        index = max(self.model.base_index + 1, self.model.last_index + ahead)
-        batch = [Entry(i, self.term, b"f") for i in range(index + 1, index + 1 + follow)]
-        self._persist(HardState(self.term, None, index), batch, make_snapshot(index, self.term))
-
-    @rule()
-    def reopen(self) -> None:
-        self.storage.close()
-        self.storage = DurableStorage(self.dir / "node", snapshots_keep=2)
-        assert StorageModel.read_from(self.storage).digest() == self.model.digest()
-
-    @invariant()
-    def same_observable_state(self) -> None:
-        assert self.storage.first_index() == self.model.base_index + 1
-        assert self.storage.last_index() == self.model.last_index
-        assert self.storage.read_entries(0, 1 << 30) == self.model.entries
-        assert self.storage.latest_snapshot() == self.model.snapshot
-        assert len(self.storage.list_snapshots()) <= 2
-
-    def _persist(
-        self,
-        hard: HardState | None,
-        batch: list[Entry],
-        snapshot: Snapshot | None = None,
-    ) -> None:
-        self.storage.persist(hard, batch, snapshot)
-        self.model.persist(hard, batch, snapshot)
-
-
-StorageAgainstModel.TestCase.settings = settings(
-    max_examples=25,
-    stateful_step_count=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-test_storage_matches_the_model = StorageAgainstModel.TestCase

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from raft3d.consensus.types import HardState
 from raft3d.storage import DurableStorage
-from tests.test_storage import make_entries, make_snapshot
+from tests.support.durable import make_entries, make_snapshot
 
 
 def test_a_local_snapshot_keeps_the_trailing_entries(tmp_path: Path) -> None:
