@@ -7,8 +7,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
@@ -20,18 +18,7 @@ from raft3d.domain.results import RejectionCode
 from raft3d.node.errors import NoLeaderError
 from raft3d.node.status import PeerInfo
 from tests.support.fakes import FakeNode, make_app
-
-Client = TestClient[web.Request, web.Application]
-
-PRINTER = {"id": "p1", "company": "Creality", "model": "Ender 3"}
-FILAMENT = {"id": "f1", "type": "PLA", "color": "red", "total_weight_in_grams": 1000}
-JOB = {
-    "id": "j1",
-    "printer_id": "p1",
-    "filament_id": "f1",
-    "filepath": "prints/sword/hilt.gcode",
-    "print_weight_in_grams": 300,
-}
+from tests.support.operability import FILAMENT, JOB, PRINTER, Client
 
 
 @pytest.fixture

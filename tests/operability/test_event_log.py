@@ -4,7 +4,6 @@ compaction, bad queries and linearizable reads."""
 from __future__ import annotations
 
 import pytest
-from pytest_aiohttp import AiohttpClient
 
 from raft3d.api.events import command_payload
 from raft3d.domain.commands import CreatePrinter, decode_command, encode_command
@@ -22,20 +21,8 @@ from tests.support.operability import (
     Client,
     call,
     error_code,
-    operability_app,
     seed,
 )
-
-
-@pytest.fixture
-def node() -> FakeNode:
-    return FakeNode("n1")
-
-
-@pytest.fixture
-async def client(aiohttp_client: AiohttpClient, node: FakeNode) -> Client:
-    return await aiohttp_client(operability_app(node))
-
 
 # --- the event log -----------------------------------------------------------------------
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from pytest_aiohttp import AiohttpClient
-
 from raft3d.node.status import PeerInfo
 from raft3d.transport.stats import DROP_REASONS
 from tests.support.fakes import (
@@ -19,21 +16,9 @@ from tests.support.operability import (
     PRINTER,
     Client,
     call,
-    operability_app,
     scrape,
     seed,
 )
-
-
-@pytest.fixture
-def node() -> FakeNode:
-    return FakeNode("n1")
-
-
-@pytest.fixture
-async def client(aiohttp_client: AiohttpClient, node: FakeNode) -> Client:
-    return await aiohttp_client(operability_app(node))
-
 
 # --- metrics ------------------------------------------------------------------------------
 

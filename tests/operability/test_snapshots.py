@@ -23,21 +23,9 @@ from tests.support.operability import (
     Client,
     call,
     error_code,
-    operability_app,
     scrape,
     seed,
 )
-
-
-@pytest.fixture
-def node() -> FakeNode:
-    return FakeNode("n1")
-
-
-@pytest.fixture
-async def client(aiohttp_client: AiohttpClient, node: FakeNode) -> Client:
-    return await aiohttp_client(operability_app(node))
-
 
 # --- snapshots: taking and listing --------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""The operability endpoints (snapshots, the event log, metrics) over a fake node."""
