@@ -1,7 +1,7 @@
 """What the parts of ``RaftCore`` share: the state they read and write, and the methods one
 part calls on another. Each part is a mixin of its own module (``elections``, ``follower``,
-``replication``, ``reconfig``, ``recovery``); ``core.RaftCore`` combines them and owns the
-state (its ``__init__`` sets every attribute declared here)."""
+``replication``, ``reconfig``, ``recovery``, ``compaction``, ``ready_loop``); ``core.RaftCore``
+combines them and owns the state (its ``__init__`` sets every attribute declared here)."""
 
 from __future__ import annotations
 
