@@ -28,8 +28,7 @@ from raft3d.node.wiring import build_node
 from raft3d.storage import DurableStorage
 from raft3d.storage.snapshot_file import SnapshotFileData
 from tests.support.fakes import single_voter_settings
-from tests.support.waiting import eventually
-from tests.test_node_driver import (
+from tests.support.scripted import (
     FOLLOWER,
     LEADER,
     VOTERS,
@@ -42,6 +41,7 @@ from tests.test_node_driver import (
     sent,
     whole_snapshot,
 )
+from tests.support.waiting import eventually
 
 
 class HeldRestore(RecordingStateMachine):

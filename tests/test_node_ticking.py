@@ -17,8 +17,7 @@ import pytest
 from raft3d.consensus.types import Message, MsgType
 from raft3d.node.ticking import MAX_CATCH_UP, TickClock
 from tests.support.fakes import single_voter_settings
-from tests.support.waiting import eventually
-from tests.test_node_driver import (
+from tests.support.scripted import (
     FOLLOWER,
     LEADER,
     Node,
@@ -28,6 +27,7 @@ from tests.test_node_driver import (
     make_node,
     sent,
 )
+from tests.support.waiting import eventually
 
 TICK = 0.01
 
