@@ -24,6 +24,8 @@ from raft3d.config import ConfigError, Settings, api_options, load_settings
 from raft3d.front.supervisor import Fronts, ReservedPort, front_command
 from raft3d.logs import configure_logging
 from raft3d.loop_lag import LoopLagMonitor
+from raft3d.node.heap import tune_collector
+from raft3d.node.native_heap import limit_arenas
 from raft3d.security import commands
 from raft3d.security.settings import SecurityConfigError
 from raft3d.security.tls import TlsContexts
@@ -129,6 +131,8 @@ def _serve(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, joining=True)
     import uvloop
 
+    tune_collector()  # process-wide, before any thread or state exists (node.heap)
+    limit_arenas()  # likewise (node.native_heap)
     try:
         fronts = front_command(args.config, args.data_dir, console_level)
         return uvloop.run(run_node(settings, tls, plan, fronts))
