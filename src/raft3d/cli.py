@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -28,8 +29,11 @@ from raft3d.node.heap import tune_collector
 from raft3d.node.native_heap import limit_arenas
 from raft3d.security import commands
 from raft3d.security.settings import SecurityConfigError
-from raft3d.security.tls import TlsContexts
 from raft3d.storage.errors import StorageError
+
+if TYPE_CHECKING:
+    # Imported where TLS is configured: ``cryptography`` is 8 MB of a node's memory.
+    from raft3d.security.tls import TlsContexts
 
 log = logging.getLogger("raft3d.cli")
 
@@ -105,11 +109,11 @@ def _serve(args: argparse.Namespace) -> int:
         settings = load_settings(
             args.config, data_dir=args.data_dir, log_level=console_level, workers=args.workers
         )
-        tls = (
-            TlsContexts(settings.tls, settings.node_id, settings.public_http.host.lower())
-            if settings.tls
-            else None
-        )
+        tls = None
+        if settings.tls:
+            from raft3d.security.tls import TlsContexts
+
+            tls = TlsContexts(settings.tls, settings.node_id, settings.public_http.host.lower())
     except (ConfigError, SecurityConfigError) as exc:
         print(f"raft3d: {exc}", file=sys.stderr)
         return 2
