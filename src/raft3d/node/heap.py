@@ -39,7 +39,7 @@ import time
 from typing import Any
 
 # (young, middle, oldest) collection thresholds; CPython's defaults are (700, 10, 10).
-THRESHOLDS = (700, 3, 5)
+THRESHOLDS = (500, 3, 3)
 _OLDEST = 2
 
 
