@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -24,11 +25,16 @@ from raft3d.config import Settings, api_options
 from raft3d.front.supervisor import Fronts, ReservedPort, front_command
 from raft3d.logs import configure_logging
 from raft3d.loop_lag import LoopLagMonitor
+from raft3d.node.heap import tune_collector
+from raft3d.node.native_heap import limit_arenas
 from raft3d.security import commands
 from raft3d.security.settings import SecurityConfigError
-from raft3d.security.tls import TlsContexts
 from raft3d.startup import load_node
 from raft3d.storage.errors import StorageError
+
+if TYPE_CHECKING:
+    # Imported where TLS is configured: ``cryptography`` is 8 MB of a node's memory.
+    from raft3d.security.tls import TlsContexts
 
 log = logging.getLogger("raft3d.cli")
 
@@ -124,6 +130,8 @@ def _serve(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, joining=True)
     import uvloop
 
+    tune_collector()  # process-wide, before any thread or state exists (node.heap)
+    limit_arenas()  # likewise (node.native_heap)
     try:
         fronts = front_command(args.config, args.data_dir, console_level)
         return uvloop.run(run_node(settings, tls, plan, fronts))

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from raft3d.config import ConfigError, Settings, load_settings
 from raft3d.security.settings import SecurityConfigError
-from raft3d.security.tls import TlsContexts
+
+if TYPE_CHECKING:
+    # Imported where TLS is configured: ``cryptography`` is 8 MB of a node's memory.
+    from raft3d.security.tls import TlsContexts
 
 
 def load_node(
@@ -23,11 +27,11 @@ def load_node(
     printed on stderr, if the file or its certificates are refused (exit status 2)."""
     try:
         settings = load_settings(config, data_dir=data_dir, log_level=log_level, workers=workers)
-        tls = (
-            TlsContexts(settings.tls, settings.node_id, settings.public_http.host.lower())
-            if settings.tls
-            else None
-        )
+        tls = None
+        if settings.tls:
+            from raft3d.security.tls import TlsContexts
+
+            tls = TlsContexts(settings.tls, settings.node_id, settings.public_http.host.lower())
     except (ConfigError, SecurityConfigError) as exc:
         print(f"raft3d: {exc}", file=sys.stderr)
         return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from raft3d.config import RaftSettings, Settings
 from raft3d.consensus import CoreConfig, NodeId
@@ -13,10 +13,12 @@ from raft3d.node.driver import RaftNode
 from raft3d.node.options import MemberAddress, NodeOptions
 from raft3d.node.recovery import bootstrap_cluster_id
 from raft3d.node.seams import StateMachine
-from raft3d.security.tls import TlsContexts
 from raft3d.storage import DurableStorage
 from raft3d.storage.identity import read_identity
 from raft3d.transport import Transport
+
+if TYPE_CHECKING:
+    from raft3d.security.tls import TlsContexts  # cryptography: imported only with TLS
 
 R = TypeVar("R")
 
