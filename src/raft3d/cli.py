@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import dataclasses
 import errno
+import gc
 import logging
 import os
 import resource
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from raft3d import cli_members, cli_status, joining
+from raft3d import cli_members, cli_status, joining, runtime
 from raft3d.api.connections import ConnectionGuard, GuardedSite
 from raft3d.config import ConfigError, Settings, api_options, load_settings
 from raft3d.front.supervisor import Fronts, ReservedPort, front_command
@@ -129,6 +130,10 @@ def _serve(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, joining=True)
     import uvloop
 
+    # The process serves from here on: its interpreter settings (raft3d.runtime), and what
+    # start-up built (modules, schemas, settings) out of the collector's walks.
+    runtime.tune_for_serving()
+    gc.freeze()
     try:
         fronts = front_command(args.config, args.data_dir, console_level)
         return uvloop.run(run_node(settings, tls, plan, fronts))
