@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
+from raft3d.api.rendering import json_answer
 from raft3d.config import Address, Member
 from raft3d.node.errors import (
     EntryTooLargeError,
@@ -434,3 +435,15 @@ async def test_put_retry_of_a_post_status_change_is_a_replay(
     assert first.status == again.status == 200
     assert await first.json() == await again.json()
     assert again.headers["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"id": "p1", "company": "Prusa", "model": "MK4"}, {"ünï": "cödé", "n": [1, 2.5, None]}],
+)
+def test_json_answer_is_what_json_response_sends(value: dict[str, object]) -> None:
+    ours = json_answer(value, 201)
+    theirs = web.json_response(value, status=201)
+    assert ours.body == theirs.body
+    assert ours.status == theirs.status == 201
+    assert dict(ours.headers) == dict(theirs.headers)
