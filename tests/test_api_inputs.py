@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, make_mocked_request
 from pytest_aiohttp import AiohttpClient
 
+from raft3d.api.errors import UnsupportedMediaType
+from raft3d.api.inputs import PLAIN_JSON_TYPES, _check_content_type, _is_json_media_type
 from tests.support.fakes import FakeNode, make_app
 
 Client = TestClient[web.Request, web.Application]
@@ -267,3 +269,19 @@ async def test_allow_header_lists_the_route_methods(seeded: tuple[Client, FakeNo
     assert response.status == 405
     assert set(response.headers["Allow"].split(",")) == {"POST", "PUT"}
     assert set((await response.json())["error"]["details"]["allowed_methods"]) == {"POST", "PUT"}
+
+
+@pytest.mark.parametrize("content_type", sorted(PLAIN_JSON_TYPES))
+def test_content_types_taken_as_they_are_pass_the_full_check(content_type: str) -> None:
+    """The values accepted without parsing are ones the parsed check accepts too."""
+    request = make_mocked_request("POST", P, headers={"Content-Type": content_type})
+    assert _is_json_media_type(request.content_type)
+    assert (request.charset or "utf-8").lower() in ("utf-8", "utf8")
+    _check_content_type(request)  # and the whole check: no error
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=latin-1", "text/json"])
+def test_other_content_types_are_still_parsed_and_refused(content_type: str) -> None:
+    request = make_mocked_request("POST", P, headers={"Content-Type": content_type})
+    with pytest.raises(UnsupportedMediaType):
+        _check_content_type(request)

@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
+from raft3d.api.rendering import json_answer
 from raft3d.config import Address, Member
 from raft3d.node.errors import (
     EntryTooLargeError,
@@ -273,3 +274,15 @@ async def test_lost_answer_with_key_is_safely_resent(
     assert response.status == 201
     assert response.headers["X-Raft3D-Node"] == "flaky"
     assert leader.calls == 2
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"id": "p1", "company": "Prusa", "model": "MK4"}, {"ünï": "cödé", "n": [1, 2.5, None]}],
+)
+def test_json_answer_is_what_json_response_sends(value: dict[str, object]) -> None:
+    ours = json_answer(value, 201)
+    theirs = web.json_response(value, status=201)
+    assert ours.body == theirs.body
+    assert ours.status == theirs.status == 201
+    assert dict(ours.headers) == dict(theirs.headers)

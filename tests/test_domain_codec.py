@@ -3,24 +3,30 @@ and malformed bytes or fields are refused."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from raft3d.domain import (
     Command,
     CommandDecodeError,
     CreateFilament,
     CreatePrinter,
+    CreatePrintJob,
     FilamentType,
     IdempotencyTag,
     InvalidCommandError,
     JobStatus,
     UpdateJobStatus,
+    commands,
     decode_command,
     encode_command,
 )
+from raft3d.domain.commands import parse_command
 from tests.support.farms import (
     filament,
     job,
@@ -43,13 +49,70 @@ ALL_COMMANDS: list[Command] = [
 ]
 
 
+def _field_types(command: Command) -> list[type]:
+    return [type(getattr(command, f.name)) for f in dataclasses.fields(command)]
+
+
 @pytest.mark.parametrize("command", ALL_COMMANDS, ids=repr)
 def test_codec_round_trips_every_command(command: Command) -> None:
     data = encode_command(command)
-    decoded = decode_command(data)
+    decoded = parse_command(data)  # the bytes themselves, not the encoder's own copy
     assert decoded == command
     assert type(decoded) is type(command)
+    assert _field_types(decoded) == _field_types(command)
     assert encode_command(decoded) == data
+
+
+@pytest.mark.parametrize("command", ALL_COMMANDS, ids=repr)
+def test_a_command_this_process_encoded_is_applied_without_parsing(command: Command) -> None:
+    data = encode_command(command)
+    assert decode_command(data) is command
+    # Once only: a second decode of the same entry (an events listing) parses it.
+    again = decode_command(data)
+    assert again == command and again is not command
+
+
+class _Text(str):
+    """A str subclass: msgpack gives it back as a plain str."""
+
+
+def test_a_command_holding_a_str_subclass_is_parsed_back_to_plain_str() -> None:
+    command = CreatePrinter(_Text("p9"), "Prusa", "MK4")
+    decoded = decode_command(encode_command(command))
+    assert decoded == command and decoded is not command
+    assert type(decoded.id) is str
+
+
+def test_the_encoded_commands_kept_are_bounded() -> None:
+    first = encode_command(CreatePrinter("bound-0", "Prusa", "MK4"))
+    for n in range(1, commands.ENCODED_KEPT + 50):
+        encode_command(CreatePrinter(f"bound-{n}", "Prusa", "MK4"))
+    assert len(commands._encoded) == commands.ENCODED_KEPT
+    assert first not in commands._encoded  # the oldest went first
+    assert decode_command(first) == CreatePrinter("bound-0", "Prusa", "MK4")
+
+
+_texts = st.text(st.characters(codec="utf-8"), max_size=20)  # no lone surrogates
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.builds(CreatePrinter, _texts, _texts, _texts),
+        st.builds(CreatePrintJob, _texts, _texts, _texts, _texts, st.integers(1, 2**63 - 1)),
+        st.builds(UpdateJobStatus, _texts, st.sampled_from(JobStatus)),
+    ),
+    st.one_of(st.none(), st.builds(IdempotencyTag, _texts, _texts)),
+)
+def test_what_is_kept_is_what_parsing_gives_back(
+    command: Command, tag: IdempotencyTag | None
+) -> None:
+    command = dataclasses.replace(command, idempotency=tag)
+    data = encode_command(command)
+    kept = decode_command(data)
+    parsed = parse_command(data)
+    assert kept == parsed and type(kept) is type(parsed)
+    assert _field_types(kept) == _field_types(parsed)
 
 
 def test_encoding_is_a_versioned_envelope() -> None:

@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import dataclasses
 import errno
+import gc
 import logging
 import os
 import resource
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from raft3d import cli_members, cli_status, joining
+from raft3d import cli_members, cli_status, joining, runtime
 from raft3d.api.connections import ConnectionGuard, GuardedSite
 from raft3d.config import Settings, api_options
 from raft3d.front.supervisor import Fronts, ReservedPort, front_command
@@ -130,8 +131,14 @@ def _serve(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, joining=True)
     import uvloop
 
-    tune_collector()  # process-wide, before any thread or state exists (node.heap)
-    limit_arenas()  # likewise (node.native_heap)
+    # The process serves from here on, before any thread or state exists: the collector's
+    # passes bounded (node.heap), malloc's arenas capped (node.native_heap), the young
+    # generation's threshold and the GIL's hand-over (raft3d.runtime), and what start-up
+    # built (modules, schemas, settings) out of the collector's walks.
+    tune_collector()
+    limit_arenas()
+    runtime.tune_for_serving()
+    gc.freeze()
     try:
         fronts = front_command(args.config, args.data_dir, console_level)
         return uvloop.run(run_node(settings, tls, plan, fronts))

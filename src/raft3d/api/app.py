@@ -12,12 +12,12 @@ from prometheus_client.registry import Collector
 from raft3d.api import auth, cluster, events, farm, members, members_alias, snapshots, stream
 from raft3d.api.forwarding import LeaderForwarder
 from raft3d.api.metrics import create_metrics
-from raft3d.api.middleware import add_node_headers, error_middleware, metrics_middleware
+from raft3d.api.middleware import add_node_headers, serving_middleware
 from raft3d.api.objects import get_filament, get_print_job, get_printer
 from raft3d.api.openapi import install as install_openapi
 from raft3d.api.openapi import openapi_document
 from raft3d.api.options import ApiOptions
-from raft3d.api.origins import add_cors_headers, preflight_middleware
+from raft3d.api.origins import add_cors_headers
 from raft3d.api.pages import api_docs, dashboard, static_asset
 from raft3d.api.ports import NodePort
 from raft3d.api.snapshot_render import SnapshotRenderer
@@ -56,8 +56,8 @@ def create_app(
     """
     app = web.Application(
         client_max_size=options.max_body_bytes,
-        # Outermost first: metrics see the status the error middleware rendered.
-        middlewares=[metrics_middleware, preflight_middleware, error_middleware],
+        # Metrics, CORS preflight, errors and authentication, in that order, as one step.
+        middlewares=[serving_middleware],
     )
     app.on_response_prepare.append(add_cors_headers)
     install_openapi(app)
@@ -68,7 +68,7 @@ def create_app(
     app.on_response_prepare.append(add_node_headers)
     app[CLIENT_SSL_KEY] = client_ssl
     app.cleanup_ctx.append(_forwarding_session)
-    auth.install(app)
+    auth.install(app, middleware=False)  # serving_middleware authorizes
     app.cleanup_ctx.append(_snapshot_renderer)
     stream.setup_event_streams(app)
     _add_routes(app.router)

@@ -139,8 +139,8 @@ class Authenticator:
 AUTHENTICATOR_KEY = web.AppKey("authenticator", Authenticator)
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def authorize(request: web.Request) -> None:
+    """Establish the caller (``identity_of``); raises ``Unauthorized`` or ``Forbidden``."""
     identity = await request.app[AUTHENTICATOR_KEY].identify(request)
     if identity is not None:
         needed = required_role(request.method, request.path)
@@ -151,15 +151,24 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 {"role": identity.role, "needed": needed},
             )
         request[_IDENTITY] = identity
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    await authorize(request)
     return await handler(request)
 
 
-def install(app: web.Application) -> None:
-    """Check every request; call before the app is frozen, after the error middleware."""
+def install(app: web.Application, *, middleware: bool = True) -> None:
+    """Check every request; call before the app is frozen, after the error middleware.
+
+    ``middleware=False``: the app's own middleware calls ``authorize`` (the node's app does,
+    in ``raft3d.api.middleware.serving_middleware``)."""
     node = app[NODE_KEY]
 
     def is_member(node_id: str) -> bool:
         return any(member.node_id == node_id for member in node.membership().members)
 
     app[AUTHENTICATOR_KEY] = Authenticator(app[OPTIONS_KEY], is_member)
-    app.middlewares.append(auth_middleware)
+    if middleware:
+        app.middlewares.append(auth_middleware)

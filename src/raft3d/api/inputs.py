@@ -41,9 +41,25 @@ def _is_json_media_type(mime: str) -> bool:
     return main == "application" and (sub == "json" or sub.endswith("+json"))
 
 
+# Content-Type values as clients send them, which the check below accepts: taken as they
+# are, without parsing the header into its parameters (a cost on every write).
+PLAIN_JSON_TYPES = frozenset(
+    {
+        "application/json",
+        "application/json; charset=utf-8",
+        "application/json;charset=utf-8",
+        "application/json; charset=UTF-8",
+        "application/json;charset=UTF-8",
+    }
+)
+
+
 def _check_content_type(request: web.Request) -> None:
-    if hdrs.CONTENT_TYPE not in request.headers:
+    given = request.headers.get(hdrs.CONTENT_TYPE)
+    if given is None:
         return  # tolerated: the body must still parse as JSON
+    if given in PLAIN_JSON_TYPES:
+        return
     if not _is_json_media_type(request.content_type):
         raise UnsupportedMediaType(
             "unsupported_media_type",

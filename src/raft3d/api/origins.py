@@ -15,7 +15,6 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler
 
 from raft3d.api import headers
 from raft3d.api.typedefs import NODE_KEY, OPTIONS_KEY
@@ -58,20 +57,22 @@ def allowed_origin(request: web.Request) -> str | None:
     return origin if key is not None and key in _member_origins(request) else None
 
 
-@web.middleware
-async def preflight_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer a browser's CORS preflight (``OPTIONS`` with ``Access-Control-Request-Method``)."""
-    if (
+def is_preflight(request: web.Request) -> bool:
+    """A browser's CORS preflight: ``OPTIONS`` with ``Access-Control-Request-Method``."""
+    return (
         request.method == hdrs.METH_OPTIONS
         and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers
-    ):
-        response = web.Response(status=204)
-        if allowed_origin(request) is not None:
-            response.headers[hdrs.ACCESS_CONTROL_ALLOW_METHODS] = _ALLOWED_METHODS
-            response.headers[hdrs.ACCESS_CONTROL_ALLOW_HEADERS] = _ALLOWED_HEADERS
-            response.headers[hdrs.ACCESS_CONTROL_MAX_AGE] = str(_PREFLIGHT_MAX_AGE_S)
-        return response
-    return await handler(request)
+    )
+
+
+def preflight_response(request: web.Request) -> web.Response:
+    """The answer to a preflight: the methods and headers allowed, to a member's origin."""
+    response = web.Response(status=204)
+    if allowed_origin(request) is not None:
+        response.headers[hdrs.ACCESS_CONTROL_ALLOW_METHODS] = _ALLOWED_METHODS
+        response.headers[hdrs.ACCESS_CONTROL_ALLOW_HEADERS] = _ALLOWED_HEADERS
+        response.headers[hdrs.ACCESS_CONTROL_MAX_AGE] = str(_PREFLIGHT_MAX_AGE_S)
+    return response
 
 
 async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:

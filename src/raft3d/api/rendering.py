@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
 
 from raft3d.api import headers
@@ -35,15 +37,24 @@ def outcome_json(result: Result | None) -> dict[str, object] | None:
     }
 
 
+def json_answer(value: object, status: int) -> web.Response:
+    """``web.json_response(value, status=status)``, the same bytes and headers, for about
+    half its cost: the body is given encoded rather than as text to encode."""
+    return web.Response(
+        body=json.dumps(value).encode(),
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
+    )
+
+
 def render_result(result: Result, *, success_status: int) -> web.Response:
     """One response for a result: a replay renders exactly like the original, plus a header."""
     if isinstance(result, Accepted):
-        response = web.json_response(result.value, status=success_status)
+        response = json_answer(result.value, success_status)
     else:
         status = REJECTION_STATUS[RejectionCode(result.code)]
-        response = web.json_response(
-            error_body(result.code, result.message, result.details), status=status
-        )
+        response = json_answer(error_body(result.code, result.message, result.details), status)
     if result.replayed:
         response.headers[headers.IDEMPOTENT_REPLAYED] = "true"
     return response

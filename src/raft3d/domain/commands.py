@@ -17,6 +17,8 @@ cannot be proposed; presentation limits (id length, empty strings) belong to the
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -153,6 +155,15 @@ def command_arguments(cmd: Command) -> dict[str, Any]:
     return args
 
 
+# Commands this process encoded, by their bytes, until the entry holding them is applied
+# here: a node applies the commands it proposed (or forwarded) without parsing them back.
+# Only commands whose decoding is known to give back an equal command of the same types
+# (``_round_trips``) are kept; at most ENCODED_KEPT, the oldest let go first (a proposal
+# that never commits, or a front that never applies).
+ENCODED_KEPT = 4096
+_encoded: OrderedDict[bytes, Command] = OrderedDict()  # each step one call, safe in threads
+
+
 def encode_command(cmd: Command) -> bytes:
     """Canonical bytes for ``cmd``: equal commands always encode to equal bytes."""
     tag = cmd.idempotency
@@ -162,11 +173,41 @@ def encode_command(cmd: Command) -> bytes:
         "args": command_arguments(cmd),
         "idempotency": None if tag is None else {"key": tag.key, "fingerprint": tag.fingerprint},
     }
-    return msgpack.packb(envelope, use_bin_type=True)  # type: ignore[no-any-return]
+    data: bytes = msgpack.packb(envelope, use_bin_type=True)
+    if _round_trips(cmd):
+        _encoded[data] = cmd
+        if len(_encoded) > ENCODED_KEPT:
+            with suppress(KeyError):  # another thread emptied it meanwhile
+                _encoded.popitem(last=False)
+    return data
+
+
+def _round_trips(cmd: Command) -> bool:
+    """Whether ``decode_command(encode_command(cmd))`` equals ``cmd`` value for value and
+    type for type: msgpack gives back exact ``str`` and ``int`` (``check_int`` admits no
+    other), and the enum fields decode to the same members; a ``str`` subclass would come
+    back as a plain ``str``, so a command holding one is decoded like any other entry."""
+    if type(cmd) not in _ARGUMENT_NAMES:
+        return False
+    for name in _ARGUMENT_NAMES[type(cmd)]:
+        if name not in _ENUM_FIELDS and type(getattr(cmd, name)) not in (str, int):
+            return False
+    tag = cmd.idempotency
+    return tag is None or (
+        type(tag) is IdempotencyTag and type(tag.key) is str and type(tag.fingerprint) is str
+    )
 
 
 def decode_command(data: bytes) -> Command:
     """Parse an entry written by ``encode_command``; anything else raises CommandDecodeError."""
+    known = _encoded.pop(data, None)
+    if known is not None:
+        return known
+    return parse_command(data)
+
+
+def parse_command(data: bytes) -> Command:
+    """``decode_command`` without looking at the commands this process encoded."""
     try:
         envelope = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
