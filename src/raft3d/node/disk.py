@@ -107,6 +107,8 @@ class DiskThread(concurrent.futures.Executor):
             if self._closed:
                 raise RuntimeError(f"{self._name}: the disk thread is shut down")
             if self._thread is None:
+                # A daemon: a process that ends without ``shutdown`` loses at most a write
+                # nobody was told is durable (SQLite rolls an unfinished transaction back).
                 self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
                 self._thread.start()
             self._queued += 1
