@@ -1,8 +1,8 @@
 """The disk thread (``raft3d.node.disk``): jobs run off the loop, one at a time, in the
 order handed over, their results and errors reach the loop; ``waiting`` tells a restore
-when to let go of the GIL; a node runs with a short switch interval; and a plain append
-costs the log database no DELETE (one sqlite call less, each of which makes the disk thread
-take the GIL back)."""
+when to let go of the GIL (it idles between its slices only then); a node runs with a
+short switch interval; and a plain append costs the log database no DELETE (one sqlite call
+less, each of which makes the disk thread take the GIL back)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,20 @@ import asyncio
 import random
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from raft3d.consensus.types import Entry, HardState
+from raft3d.consensus.types import Entry, HardState, Snapshot, SnapshotData, SnapshotMeta
+from raft3d.node import restoring
 from raft3d.node.disk import SWITCH_INTERVAL_S, DiskThread, tune_switch_interval
 from raft3d.node.driver import RaftNode
 from raft3d.node.memory import MemoryNetwork, MemoryStorage, MemoryTransport
 from raft3d.node.options import NodeOptions
+from raft3d.node.ready import ReadyStep
 from raft3d.node.wiring import core_config
 from raft3d.storage import DurableStorage
 from tests.support.machines import Register
@@ -145,3 +149,50 @@ def test_a_plain_append_runs_no_delete_but_a_conflicting_one_does(tmp_path: Path
             (1, 1, b"x"),
             (2, 2, b"w"),
         ]
+
+
+class SlowRestore(Register):
+    """Each restore step takes longer than a slice: the restore yields after every one."""
+
+    def restorer(self, data: SnapshotData) -> Generator[None, None, None]:
+        for _ in range(4):
+            end = time.perf_counter() + restoring.RESTORE_SLICE_S * 1.5
+            while time.perf_counter() < end:
+                pass  # CPU work, as a restore's is
+            yield
+        self.restore(data[0 : len(data)])
+
+
+@pytest.mark.parametrize("disk_busy", [False, True])
+async def test_a_restore_idles_between_its_slices_only_while_the_disk_has_work(
+    monkeypatch: pytest.MonkeyPatch, disk_busy: bool
+) -> None:
+    delays: list[float] = []
+
+    class RecordingAsyncio:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(asyncio, name)
+
+        @staticmethod
+        async def sleep(delay: float) -> None:
+            delays.append(delay)
+            await asyncio.sleep(delay)
+
+    monkeypatch.setattr(restoring, "asyncio", RecordingAsyncio())
+    machine = SlowRestore()
+    step: ReadyStep[int] = ReadyStep(
+        machine, durable=HardState(), applied=0, snapshot_threshold=0, read_retry=1.0
+    )
+    errors: list[BaseException] = []
+    restorer = restoring.Restorer(
+        "a", machine, step, wake=lambda: None, on_error=errors.append,
+        disk_waiting=lambda: disk_busy,
+    )  # fmt: skip
+    restorer.start(Snapshot(SnapshotMeta(5, 1, ("a",)), b"42"))
+    await eventually(lambda: not restorer.active, 10, "the restore to end")
+    assert not errors and machine.value == 42 and step.applied == 5
+    assert len(delays) >= 3  # a yield after each slice
+    if disk_busy:
+        assert set(delays) == {restoring.RESTORE_GAP_S}  # the disk thread gets the GIL
+    else:
+        assert set(delays) == {0}  # nothing waits for the GIL: the restore goes straight on
