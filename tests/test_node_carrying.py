@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from raft3d.consensus.types import Entry, Message, MsgType, SnapshotData
+from raft3d.node.disk import DiskThread
 from raft3d.node.driver import RaftNode
 from raft3d.node.memory import MemoryNetwork, MemoryStorage, MemoryTransport
 from raft3d.node.options import NodeOptions
@@ -72,20 +73,20 @@ class JournalStorage(MemoryStorage):
         self.journal = journal
 
 
-def journal_handovers(loop: asyncio.AbstractEventLoop) -> None:
-    """Journal every ``JournalStorage.persist`` when the loop hands it to a thread (when it
-    starts on the thread is up to the scheduler)."""
-    handover = loop.run_in_executor
+def journal_handovers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Journal every ``JournalStorage.persist`` when the loop hands it to the disk thread
+    (when it starts on the thread is up to the scheduler)."""
+    handover = DiskThread.run
 
-    def run_in_executor(executor: Any, func: Callable[..., Any], *args: Any) -> Any:
+    def run(disk: DiskThread, func: Callable[..., Any], *args: Any) -> Any:
         storage = getattr(func, "__self__", None)
         if isinstance(storage, JournalStorage) and getattr(func, "__name__", "") == "persist":
             entries: Sequence[Entry] = args[1]
             if entries:
                 storage.journal.add(storage.node, "persist", entries[-1].index)
-        return handover(executor, func, *args)
+        return handover(disk, func, *args)
 
-    loop.run_in_executor = run_in_executor  # type: ignore[method-assign, assignment]
+    monkeypatch.setattr(DiskThread, "run", run)
 
 
 class Echo(KeptOutcomes[int]):
@@ -109,9 +110,11 @@ class Echo(KeptOutcomes[int]):
 
 
 @pytest.fixture
-async def nodes() -> AsyncIterator[tuple[dict[str, RaftNode[int]], Journal]]:
+async def nodes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[tuple[dict[str, RaftNode[int]], Journal]]:
     journal = Journal()
-    journal_handovers(asyncio.get_running_loop())
+    journal_handovers(monkeypatch)
     network = MemoryNetwork()
     voters = ("a", "b", "c")
     built: dict[str, RaftNode[int]] = {}

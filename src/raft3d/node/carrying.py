@@ -10,14 +10,13 @@ its loop task (``carry``). Every decision about a Ready is ``ReadyStep``'s; this
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import logging
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from raft3d.consensus import RaftCore
 from raft3d.consensus.types import Message, Ready, Snapshot, SnapshotData
+from raft3d.node.disk import DiskThread
 from raft3d.node.ready import ReadyPlan, ReadyStep, Write
 from raft3d.node.restoring import Restorer
 from raft3d.node.seams import StateMachine, Storage
@@ -35,7 +34,7 @@ class ReadyCarrier(Generic[R]):
         step: ReadyStep[R],
         storage: Storage,
         send: Callable[[Message], None],
-        disk: concurrent.futures.Executor,
+        disk: DiskThread,
         state_machine: StateMachine[R],
         snapshots: Snapshotter[R],
         restorer: Restorer[R],
@@ -93,8 +92,8 @@ class ReadyCarrier(Generic[R]):
                 self._flush()
             # On the disk thread: meanwhile requests are accepted and messages stepped, which
             # makes the next batch bigger (group commit) instead of stalling the node.
-            await asyncio.get_running_loop().run_in_executor(
-                self._disk, self._storage.persist, write.hard_state, write.entries, write.snapshot
+            await self._disk.run(
+                self._storage.persist, write.hard_state, write.entries, write.snapshot
             )
             step.written(plan)
         for msg in plan.late:  # votes and acks: only now that what they promise is durable

@@ -6,13 +6,14 @@ tick that does more than count) and I/O. Every decision about a Ready
 (what to write, what may be sent before the write, applying, proposals, read barriers,
 when to snapshot) is made by ``raft3d.node.ready.ReadyStep``, the same code the
 deterministic simulation runs; this loop only carries it out, one Ready at a time, in the
-order the Ready contract prescribes: persist, send, apply, release reads, advance.
+order the Ready contract prescribes: persist (on the disk thread, ``raft3d.node.disk``),
+send, apply, release reads, advance. What callers read of the applied history (events,
+outcomes, snapshots) is ``raft3d.node.history``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import os
@@ -22,17 +23,19 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from raft3d.consensus import RaftCore
-from raft3d.consensus.types import Message, NotLeaderError, Ready, Role, Snapshot
+from raft3d.consensus.types import Message, NotLeaderError, Ready, Role
 from raft3d.node.carrying import ReadyCarrier
+from raft3d.node.disk import DiskThread, tune_switch_interval
 from raft3d.node.errors import NodeStoppedError
-from raft3d.node.events import CommittedEvent, EventFeed, EventPage
+from raft3d.node.events import EventFeed
 from raft3d.node.forwarding import ProposalForwarding
+from raft3d.node.history import NodeHistory
 from raft3d.node.membership import NodeMembership
 from raft3d.node.options import NodeOptions
 from raft3d.node.ready import NodeCounters, ReadyPlan, ReadyStep
 from raft3d.node.restoring import Restorer
 from raft3d.node.roles import RoleWatch
-from raft3d.node.seams import SnapshotRecord, StateMachine, Storage, Transport
+from raft3d.node.seams import StateMachine, Storage, Transport
 from raft3d.node.snapshotting import Snapshotter
 from raft3d.node.ticking import TickClock
 from raft3d.transport.proposals import ForwardedProposal, PeerMessage, ProposalAnswer
@@ -43,7 +46,7 @@ log = logging.getLogger("raft3d.node")
 R = TypeVar("R")
 
 
-class RaftNode(NodeMembership, Generic[R]):
+class RaftNode(NodeMembership, NodeHistory[R], Generic[R]):
     def __init__(
         self,
         options: NodeOptions,
@@ -67,7 +70,7 @@ class RaftNode(NodeMembership, Generic[R]):
         self._handed: tuple[Ready, ReadyPlan] | None = None  # a Ready for the task to finish
         # Every disk write runs on this one thread, in submission order: the event loop never
         # waits on fsync, and a snapshot save is ordered before the appends that follow it.
-        self._disk = concurrent.futures.ThreadPoolExecutor(1, f"raft-disk-{options.node_id}")
+        self._disk = DiskThread(f"raft-disk-{options.node_id}")  # raft3d.node.disk
         self._snapshots = Snapshotter(
             options.node_id,
             state_machine,
@@ -89,6 +92,7 @@ class RaftNode(NodeMembership, Generic[R]):
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        tune_switch_interval()  # the disk thread gets the GIL back sooner (node.disk)
         # On the disk thread: reading and checking a big snapshot file (110 MB at 1M objects)
         # is done there with the GIL released, not on the loop.
         state = await asyncio.get_running_loop().run_in_executor(self._disk, self.storage.load)
@@ -107,7 +111,12 @@ class RaftNode(NodeMembership, Generic[R]):
             on_apply=self._events.offer,
         )
         restorer = self._restorer = Restorer(
-            self.node_id, self._sm, step, wake=self._wakeup.set, on_error=self._halt
+            self.node_id,
+            self._sm,
+            step,
+            wake=self._wakeup.set,
+            on_error=self._halt,
+            disk_waiting=lambda: self._disk.waiting,
         )
         if state.snapshot is not None:
             restorer.start_from_storage(state.snapshot, core, self.storage)
@@ -177,15 +186,6 @@ class RaftNode(NodeMembership, Generic[R]):
     @property
     def node_id(self) -> str:
         return self.options.node_id
-
-    @property
-    def applied_index(self) -> int:
-        return 0 if self._step is None else self._step.applied
-
-    @property
-    def restoring(self) -> bool:
-        """The state is being replaced from a snapshot: what it holds now is stale."""
-        return self._step is not None and self._step.holding
 
     @property
     def core(self) -> RaftCore:
@@ -268,52 +268,6 @@ class RaftNode(NodeMembership, Generic[R]):
 
     def _timeout(self, timeout: float | None) -> float:
         return self.options.default_timeout_s if timeout is None else timeout
-
-    async def take_snapshot(self) -> int:
-        """Snapshot the state machine now (at the applied index) and wait until it is durable.
-
-        Returns the index of the newest snapshot (unchanged if nothing was applied since, or
-        if a snapshot received from the leader is about to replace the applied state).
-        """
-        self._check_running()
-        snapshots = self._snapshots
-        if snapshots.pending is not None:
-            await asyncio.shield(snapshots.pending)
-        snapshots.start(self.core, self.step)
-        if snapshots.pending is not None:
-            await asyncio.shield(snapshots.pending)
-        return self.step.snapshot_index
-
-    def snapshots(self) -> list[SnapshotRecord]:
-        """This node's snapshot files, newest first."""
-        return list(self.storage.list_snapshots())
-
-    def latest_snapshot(self) -> Snapshot | None:
-        return self.storage.latest_snapshot()
-
-    def outcome(self, index: int) -> R | None:
-        """The recorded outcome of the entry at ``index``, if still held in the log."""
-        return self._sm.outcome(index)
-
-    def events(self, after: int, limit: int) -> EventPage[R]:
-        """Committed entries with index > ``after`` (at most ``limit``), applied on this node."""
-        self._check_running()
-        step = self.step
-        applied = step.applied
-        events = [
-            self._events.event(entry)
-            for entry in self.storage.read_entries(after, limit)
-            if entry.index <= applied
-        ]
-        return EventPage(self.storage.first_index(), applied, step.snapshot_index, events)
-
-    def subscribe(self, listener: Callable[[CommittedEvent[R]], None]) -> Callable[[], None]:
-        """Offer every entry applied from now on to ``listener``; returns the unsubscriber."""
-        return self._events.subscribe(listener)
-
-    @property
-    def event_listeners(self) -> list[Callable[[CommittedEvent[R]], None]]:
-        return self._events.listeners
 
     @property
     def halted_reason(self) -> str | None:

@@ -55,7 +55,8 @@ R = TypeVar("R")
 
 # The longest a restore runs before it lets other work run.
 RESTORE_SLICE_S = 0.002
-# Between two slices the loop idles this long, without the GIL (see ``_run``).
+# Between two slices, while the disk thread has work, the loop idles this long, without the
+# GIL (see ``_run``).
 RESTORE_GAP_S = 0.001
 # Entries held during a restore applied between two yields.
 HELD_BATCH = 64
@@ -72,12 +73,16 @@ class Restorer(Generic[R]):
         *,
         wake: Callable[[], None],
         on_error: Callable[[BaseException], None],
+        disk_waiting: Callable[[], bool] = lambda: True,
     ) -> None:
+        """``disk_waiting``: the disk thread has a job queued or running
+        (``raft3d.node.disk.DiskThread.waiting``)."""
         self._node_id = node_id
         self._sm = state_machine
         self._step = step
         self._wake = wake  # the Raft loop: held entries applied, reads may be released
         self._on_error = on_error
+        self._disk_waiting = disk_waiting
         self._task: asyncio.Task[None] | None = None
         self.slices = 0  # yields to the loop, over every restore (for tests and logs)
 
@@ -141,12 +146,12 @@ class Restorer(Generic[R]):
                         # the state grows (seconds in one step, measured at 1M objects).
                         # Frozen as it is built, like a restored state (node.heap).
                         settle_long_lived()
-                    # Threads waiting for the GIL (the disk thread with a log append or a
-                    # snapshot to persist) run while the loop idles: ``asyncio.sleep(0)``
-                    # never lets go of it, and the interpreter's forced switch (every 5 ms)
-                    # costs a waiter 5 ms per call that re-takes it, so a long restore
-                    # starved the disk (appends and a newer snapshot waited for its end).
-                    await asyncio.sleep(RESTORE_GAP_S)
+                    # The disk thread (a log append or a snapshot to persist) runs while the
+                    # loop idles: ``asyncio.sleep(0)`` never lets go of the GIL, and each
+                    # call of the thread that re-takes it waits for a forced switch, so a
+                    # long restore starved the disk (appends and a newer snapshot waited
+                    # for its end). With nothing on the disk, the restore goes on at once.
+                    await asyncio.sleep(RESTORE_GAP_S if self._disk_waiting() else 0)
                     slices += 1
                     slice_started = time.perf_counter()
         finally:

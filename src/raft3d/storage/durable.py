@@ -201,7 +201,8 @@ class DurableStorage:
                         self._db.delete_all()
                         self._db.put_base(snapshot.meta.index, snapshot.meta.term)
                     if entries:
-                        self._db.delete_from(entries[0].index)
+                        if entries[0].index <= last_index:  # a conflicting suffix goes
+                            self._db.delete_from(entries[0].index)
                         self._db.insert_entries(entries)
                     if hard_state is not None:
                         self._db.put_hard_state(hard_state)
