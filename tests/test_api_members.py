@@ -1,4 +1,4 @@
-"""Membership endpoints (SPEC §6) over a fake node: inputs, error mapping, aliases, forwarding
+"""Membership endpoints (SPEC §6) over a fake node: inputs, error mapping, forwarding
 to the leader, roles."""
 
 from __future__ import annotations
@@ -6,8 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from raft3d.node.errors import (
@@ -24,31 +22,17 @@ from raft3d.node.errors import (
 )
 from raft3d.node.status import MemberInfo
 from tests.support.fakes import FakeNode, make_app
-
-Client = TestClient[web.Request, web.Application]
-
-NEW = {"node_id": "n4", "raft_addr": "127.0.0.1:9004", "http_addr": "http://127.0.0.1:8083"}
-N2 = MemberInfo("n2", "127.0.0.1:9002", "http://127.0.0.1:8081", "voter", True, 7)
+from tests.support.members_api import NEW, Client, error, member_ids, two_member_node
 
 
 @pytest.fixture
 def node() -> FakeNode:
-    node = FakeNode("n1")
-    node.members.append(N2)
-    return node
+    return two_member_node()
 
 
 @pytest.fixture
 async def client(aiohttp_client: AiohttpClient, node: FakeNode) -> Client:
     return await aiohttp_client(make_app(node))
-
-
-async def error(response: Any) -> tuple[int, str]:
-    return response.status, (await response.json())["error"]["code"]
-
-
-def member_ids(body: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(m["node_id"], m["suffrage"]) for m in body["members"]]
 
 
 # --- listing ----------------------------------------------------------------------------
@@ -350,65 +334,3 @@ async def test_transfer_leadership(client: Client, node: FakeNode) -> None:
     node.leader_id = "n1"
     response = await client.post("/cluster/leader", json={})
     assert response.status == 200
-
-
-# --- aliases ----------------------------------------------------------------------------
-
-
-async def test_raft_state_is_one_word(client: Client, node: FakeNode) -> None:
-    response = await client.get("/raft/state")
-    assert (response.status, await response.text()) == (200, "Leader")
-    assert response.content_type == "text/plain"
-    node.leader_id = "n2"
-    assert await (await client.get("/raft/state")).text() == "Follower"
-    node.suffrage = "learner"
-    assert await (await client.get("/raft/state")).text() == "Learner"
-    assert await error(await client.get("/raft/state?x=1")) == (400, "invalid_query")
-
-
-async def test_join_alias_adds_a_member(client: Client, node: FakeNode) -> None:
-    response = await client.post(
-        "/join?node_id=n4&addr=127.0.0.1:9004&http=http://127.0.0.1:8083&promote=false"
-    )
-    assert response.status == 200
-    assert ("n4", "learner") in member_ids(await response.json())
-    assert node.member_calls == [("add", {**NEW, "promote": False})]
-
-
-@pytest.mark.parametrize(
-    ("query", "expected"),
-    [
-        ("addr=h:1&http=http://h:2", (400, "invalid_query")),
-        ("node_id=n4&http=http://h:2", (400, "invalid_query")),
-        ("node_id=n4&addr=h:1", (400, "invalid_query")),
-        ("node_id=n%204&addr=h:1&http=http://h:2", (400, "invalid_query")),
-        ("node_id=n4&addr=h:1&http=http://h:2&voter=true", (400, "invalid_query")),
-        ("node_id=n4&addr=h:1&http=http://h:2&promote=maybe", (400, "invalid_query")),
-        ("node_id=n4&addr=h&http=http://h:2", (400, "invalid_address")),
-        ("node_id=n4&addr=h:1&http=h:2", (400, "invalid_address")),
-    ],
-)
-async def test_join_alias_checks_its_query(
-    client: Client, node: FakeNode, query: str, expected: tuple[int, str]
-) -> None:
-    assert await error(await client.post(f"/join?{query}")) == expected
-    assert node.member_calls == []
-
-
-async def test_join_alias_takes_no_body(client: Client, node: FakeNode) -> None:
-    response = await client.post("/join?node_id=n4&addr=h:1&http=http://h:2", json=NEW)
-    assert await error(response) == (400, "invalid_body")
-    assert node.member_calls == []
-
-
-async def test_servers_alias_removes_a_member(client: Client, node: FakeNode) -> None:
-    response = await client.delete("/cluster/servers?id=n2&force=true")
-    assert response.status == 200
-    assert member_ids(await response.json()) == [("n1", "voter")]
-    assert node.member_calls == [("remove", {"node_id": "n2", "force": True})]
-    for query in ("", "?id=", "?id=n2&x=1", "?id=n2&force=2"):
-        assert await error(await client.delete(f"/cluster/servers{query}")) == (
-            400,
-            "invalid_query",
-        )
-    assert len(node.member_calls) == 1
