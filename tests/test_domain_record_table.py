@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import random
 
 import msgpack
@@ -113,3 +114,14 @@ def test_keys_whose_hashes_all_collide_are_still_found(monkeypatch: pytest.Monke
     assert "k-1" not in table
     # Splitting cannot separate equal hashes: the directory grows no faster than the table.
     assert len(table._directory) <= 2 * len(table)
+
+
+def test_the_collector_has_nothing_of_the_table_to_walk() -> None:
+    table = RecordTable()
+    for n in range(20 * BUCKET):
+        table.put(f"k{n}", record(f"k{n}"))
+    gc.collect()  # tuples of untracked items are untracked by a collection
+    assert table._depth > 2
+    tracked = [table._chunks, table._directory]  # two lists: what the collector walks
+    assert not any(gc.is_tracked(part) for part in (*table._chunks, *table._directory))
+    assert all(gc.is_tracked(part) for part in tracked)

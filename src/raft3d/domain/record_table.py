@@ -15,23 +15,27 @@ So a ``RecordTable`` keeps only the records, and finds them by a hash index that
   (``RecordsView``) shares the chunk list and copies the tail (at most 63 pointers): O(1).
   The first change to the chunk list after a view was taken copies the list (one pointer
   per 64 records: 15,600 at a million objects, some 20 µs) and never touches the view's.
-- *the index*, extendible hashing: a directory of ``2**depth`` buckets, each two C arrays
-  (the key's 64-bit hash, the record's position), split in two when it reaches ``BUCKET``
-  entries, the directory doubled (a C list copy) when a bucket as deep as it splits. Every
-  step is bounded: no rehash of the whole table ever. A lookup scans one bucket (C array
-  search) and confirms a hash match against the id inside the record (``ID_AT``).
+- *the index*, extendible hashing: a directory of ``2**depth`` buckets, each a ``bytearray``
+  of its local depth (one byte) and entries of the key's 64-bit hash and the record's
+  position (``_ENTRY``), split in two when it reaches ``BUCKET`` entries, the directory
+  doubled (a C list copy) when a bucket as deep as it splits. Every step is bounded: no
+  rehash of the whole table ever. A lookup searches one bucket (``bytearray.find``, in C)
+  and confirms a hash match against the id inside the record (``ID_AT``).
 
-About 20 B per object for the index and 8 for its slot in a chunk, against about 130 B for
-an id string, its trie entry and its order-list slot. Records are never removed (nothing in
-the domain deletes an object). The hash is Python's ``hash(str)``: it differs between
-processes, and nothing of the index leaves the process, so replicas still agree on everything
-they compare (the records and their order).
+About 16 B per object for the index and 8 for its slot in a chunk, against about 130 B for
+an id string, its trie entry and its order-list slot. And the collector has next to nothing
+to walk: ``bytes``, ``bytearray`` and tuples of bytes are not tracked (the trie's nodes and
+arrays are), so a full collection no longer grows with the farm.
+
+Records are never removed (nothing in the domain deletes an object). The hash is Python's
+``hash(str)``: it differs between processes, and nothing of the index leaves the process, so
+replicas still agree on everything they compare (the records and their order).
 """
 
 from __future__ import annotations
 
 import itertools
-from array import array
+import struct
 from collections.abc import Iterator
 
 import msgpack
@@ -40,6 +44,9 @@ CHUNK = 64  # records per chunk tuple (a power of two: positions split with shif
 _SHIFT = CHUNK.bit_length() - 1
 _LOW = CHUNK - 1
 BUCKET = 32  # index entries per bucket before it splits
+_ENTRY = struct.Struct("<QI")  # hash, position
+_HASH = struct.Struct("<Q")
+_WIDTH = _ENTRY.size
 _MASK64 = (1 << 64) - 1
 # A record is a msgpack map (a fixmap: at most 15 fields) whose first field is "id": one
 # header byte, the packed key "id" (3 bytes), then the packed id.
@@ -107,27 +114,20 @@ class RecordsView:
             yield list(self._tail)
 
 
-class _Bucket:
-    __slots__ = ("depth", "hashes", "positions")
-
-    def __init__(self, depth: int) -> None:
-        self.depth = depth
-        self.hashes = array("Q")
-        self.positions = array("I")
-
-
 class RecordTable:
     """Records by id, in creation order; see the module docstring. Not thread-safe: views
     are what other threads read."""
 
     __slots__ = ("_chunks", "_depth", "_directory", "_mask", "_shared", "_size", "_tail")
 
+    # A bucket: ``bytearray([local depth])`` then its entries, ``_ENTRY`` each.
+
     def __init__(self) -> None:
         self._chunks: list[tuple[bytes, ...]] = []
         self._tail: list[bytes] = []
         self._size = 0
         self._shared = False  # a view holds ``_chunks``: copy it before changing it
-        self._directory = [_Bucket(0)]
+        self._directory = [bytearray(1)]
         self._depth = 0
         self._mask = 0
 
@@ -142,16 +142,16 @@ class RecordTable:
 
     def _find(self, key: str, hashed: int) -> int:
         bucket = self._directory[hashed & self._mask]
-        hashes = bucket.hashes
-        if hashed not in hashes:
-            return -1
-        want = packed_id(key)
-        start = 0
-        while (start := _index(hashes, hashed, start)) >= 0:
-            position = bucket.positions[start]
-            if self._at(position).startswith(want, ID_AT):
-                return position
-            start += 1
+        pattern = _HASH.pack(hashed)
+        found = bucket.find(pattern, 1)
+        want = None
+        while found > 0:
+            if (found - 1) % _WIDTH == 0:  # an entry's hash, not bytes across two entries
+                position: int = _ENTRY.unpack_from(bucket, found)[1]
+                want = want or packed_id(key)
+                if self._at(position).startswith(want, ID_AT):
+                    return position
+            found = bucket.find(pattern, found + 1)
         return -1
 
     def __contains__(self, key: str) -> bool:
@@ -218,36 +218,27 @@ class RecordTable:
     def _index_add(self, hashed: int, position: int) -> None:
         while True:
             bucket = self._directory[hashed & self._mask]
-            full = len(bucket.hashes) >= BUCKET
-            if full and bucket.depth == self._depth and len(self._directory) > self._size:
+            full = len(bucket) >= 1 + BUCKET * _WIDTH
+            if full and bucket[0] == self._depth and len(self._directory) > self._size:
                 full = False  # skewed hashes: let this bucket grow rather than the directory
             if not full:
-                bucket.hashes.append(hashed)
-                bucket.positions.append(position)
+                bucket += _ENTRY.pack(hashed, position)
                 return
             self._split(bucket, hashed)
 
-    def _split(self, bucket: _Bucket, hashed: int) -> None:
-        if bucket.depth == self._depth:
+    def _split(self, bucket: bytearray, hashed: int) -> None:
+        depth = bucket[0]
+        if depth == self._depth:
             self._directory = self._directory + self._directory
             self._depth += 1
             self._mask = (1 << self._depth) - 1
-        bit = 1 << bucket.depth
-        low, high = _Bucket(bucket.depth + 1), _Bucket(bucket.depth + 1)
-        for entry, position in zip(bucket.hashes, bucket.positions, strict=True):
-            half = high if entry & bit else low
-            half.hashes.append(entry)
-            half.positions.append(position)
+        bit = 1 << depth
+        low, high = bytearray((depth + 1,)), bytearray((depth + 1,))
+        for entry in _ENTRY.iter_unpack(memoryview(bucket)[1:]):
+            (high if entry[0] & bit else low).extend(_ENTRY.pack(*entry))
         directory = self._directory
         for slot in range(hashed & (bit - 1), len(directory), bit):
             directory[slot] = high if slot & bit else low
-
-
-def _index(hashes: array[int], value: int, start: int) -> int:
-    try:
-        return hashes.index(value, start)
-    except ValueError:
-        return -1
 
 
 def _check(raw: bytes, key: str) -> None:
