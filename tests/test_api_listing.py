@@ -20,7 +20,7 @@ from raft3d.config import LimitSettings
 from raft3d.domain.farm import Farm
 from raft3d.domain.idempotency import IdempotencyTable
 from raft3d.domain.model import Filament, FilamentType, JobStatus, Printer, PrintJob
-from raft3d.domain.persistent import OrderedPMap
+from raft3d.domain.persistent import IndexedValues
 from raft3d.domain.snapshot import StateCapture
 from raft3d.domain.state import FarmStateMachine
 from tests.support.fakes import FakeNode, make_app
@@ -47,7 +47,7 @@ def farm_state(jobs: int, printers: int = 3) -> FarmStateMachine:
     farm = Farm.from_objects(printer_list, [roll], job_list)
     state = FarmStateMachine()
     state.restore(
-        StateCapture(0, farm.view(), IdempotencyTable(10).view(), OrderedPMap().view()).encode()
+        StateCapture(0, farm.view(), IdempotencyTable(10).view(), IndexedValues().view()).encode()
     )
     return state
 

@@ -8,7 +8,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from raft3d.domain import FarmStateMachine, JobStatus, Printer, persistent
+from raft3d.domain import FarmStateMachine, JobStatus, Printer, persistent, record_table
 from raft3d.domain import model as domain_model
 from raft3d.domain.commands import CreatePrinter, IdempotencyTag
 from raft3d.domain.persistent import OrderedPMap
@@ -42,6 +42,10 @@ class _Counting:
             monkeypatch.setattr(
                 persistent.OrderedPMap, name, self._wrap(getattr(persistent.OrderedPMap, name))
             )
+        for name in ("values", "chunks", "slice_values"):
+            monkeypatch.setattr(
+                record_table.RecordsView, name, self._wrap(getattr(record_table.RecordsView, name))
+            )
 
     def _wrap(self, method: Any) -> Any:
         def counted(*args: Any, **kwargs: Any) -> Any:
@@ -60,7 +64,7 @@ def test_capture_does_no_per_record_work_at_any_size(
     capture = machine.capture()
     assert counting.calls == 0  # nothing walked, nothing encoded
     # It shares the live state's structures instead of copying them.
-    assert capture.farm.printers._map is machine._farm._printers._map._map
+    assert capture.farm.printers._chunks is machine._farm._printers._map._chunks
     assert capture.idempotency._map is machine._idempotency._records._map
     assert len(capture.farm.printers) == size + 1
     capture.encode()

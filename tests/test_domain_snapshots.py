@@ -51,6 +51,53 @@ def test_snapshot_restore_round_trips_exactly() -> None:
     assert copy.digest() == original.digest()
 
 
+def _document(version: int, jobs: int) -> dict[str, Any]:
+    """A snapshot document as plain msgpack (how the earliest encoder wrote them)."""
+    state = {
+        "printers": [{"id": "p1", "company": "Prusa", "model": "MK4"}],
+        "filaments": [
+            {
+                "id": "f1",
+                "type": "PLA",
+                "color": "red",
+                "total_weight_in_grams": 10 * jobs,
+                "remaining_weight_in_grams": 10 * jobs,
+            }
+        ],
+        "print_jobs": [
+            {
+                "id": f"j{n}",
+                "printer_id": "p1",
+                "filament_id": "f1",
+                "filepath": f"prints/{n}.gcode",
+                "print_weight_in_grams": 5,
+                "status": "Queued" if n % 3 else "Done",
+            }
+            for n in range(jobs)
+        ],
+        "idempotency": [["k1", "fp1", ["accepted", {"id": "p1"}]]],
+    }
+    document: dict[str, Any] = {"format": version, "last_applied_index": 7, "state": state}
+    if version >= 2:
+        document["outcomes"] = [[7, ["accepted", {"id": "p1"}], False]]
+    return document
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_snapshot_written_by_earlier_versions_loads_and_encodes_back_unchanged(
+    version: int,
+) -> None:
+    document = _document(version, 1000)  # past a few record chunks and index splits
+    machine = FarmStateMachine()
+    machine.restore(msgpack.packb(document, use_bin_type=True))
+    assert len(machine.print_jobs()) == 1000
+    assert machine.print_job("j999") is not None and machine.print_job("j1000") is None
+    assert machine.reserved_grams("f1") == 5 * sum(1 for n in range(1000) if n % 3)
+    document["format"] = 2
+    document.setdefault("outcomes", [])
+    assert machine.snapshot() == msgpack.packb(document, use_bin_type=True)
+
+
 def test_restore_discards_earlier_state() -> None:
     machine = busy_farm()
     machine.restore(FarmStateMachine().snapshot())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -93,6 +94,21 @@ def test_counters_are_read_at_scrape_time() -> None:
     # A reason the transport adds later is reported too, not silently lost.
     assert found[("raft3d_transport_dropped_total", (("reason", "future_reason"),))] == 9
     assert found[("raft3d_transport_dropped_total", (("reason", "replay"),))] == 0
+
+
+def test_the_frozen_objects_gauge_follows_the_collectors_permanent_generation() -> None:
+    collector = NodeCollector(StandInNode())
+    assert "# TYPE raft3d_gc_frozen_objects gauge" in exposition(collector)
+    held = [[n] for n in range(1000)]  # tracked objects, alive while frozen
+    gc.freeze()
+    try:
+        frozen = parse(exposition(collector))[("raft3d_gc_frozen_objects", ())]
+        assert frozen >= 1000
+        gc.unfreeze()
+        assert parse(exposition(collector))[("raft3d_gc_frozen_objects", ())] < frozen - 1000
+    finally:
+        gc.unfreeze()
+    del held
 
 
 def test_collector_does_not_depend_on_the_http_layer() -> None:

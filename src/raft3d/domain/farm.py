@@ -1,8 +1,8 @@
 """The print farm's state and SPEC §3's business rules.
 
 ``Farm.execute`` is the one place state changes. It checks every rule against the current
-state and either applies the whole command or nothing. Objects live in ``OrderedPMap``s
-(creation order, O(1) frozen views for snapshots: see ``raft3d.domain.persistent``), each
+state and either applies the whole command or nothing. Objects live in ``RecordTable``s
+(creation order, O(1) frozen views for snapshots: see ``raft3d.domain.record_table``), each
 kept as its snapshot bytes (``raft3d.domain.records``), and each
 filament's reserved weight (the sum over its Queued/Running jobs) is kept up to date as jobs
 are created and finish, so rule 2 is an O(1) check rather than a scan of all jobs.
@@ -13,9 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import assert_never
-
-import immutables
-from immutables._protocols import MapMutation
 
 from raft3d.domain.commands import (
     Command,
@@ -33,7 +30,7 @@ from raft3d.domain.model import (
     PrintJob,
     is_allowed_transition,
 )
-from raft3d.domain.persistent import FrozenView, OrderedPMap
+from raft3d.domain.record_table import RecordsView, RecordTable
 from raft3d.domain.records import (
     Records,
     decode_filament,
@@ -222,17 +219,17 @@ class FarmBuilder:
     (printers, then filaments, then jobs), so no second copy of the farm is ever held.
 
     Objects come as their checked snapshot bytes (``add_*``, what a restore does: no object
-    is built, no bytes re-encoded) or as objects. Each kind's map is built in place
-    (``immutables`` mutation: no intermediate map per object) beside its key order; the farm
-    exists only once ``finish`` hands it over.
+    is built, no bytes re-encoded) or as objects. Each kind's table is built in place; the
+    farm exists only once ``finish`` hands it over.
 
     Raises FarmInconsistentError for anything apply could never have produced.
     """
 
     def __init__(self) -> None:
-        self._printers = _Building()
-        self._filaments = _Building()
-        self._jobs = _Building()
+        self._printers = RecordTable()
+        self._filaments = RecordTable()
+        self._jobs = RecordTable()
+        self._printer_ids: set[str] = set()  # for the jobs' checks: a set is the fastest
         self._remaining: dict[str, int] = {}  # filament id -> remaining weight
         self._reserved: dict[str, int] = {}  # filament id -> weight of its active jobs
 
@@ -259,9 +256,10 @@ class FarmBuilder:
     def add_printer(self, key: str, raw: bytes) -> None:
         if not self._printers.add(key, raw):
             raise FarmInconsistentError(f"key {key!r} appears twice")
+        self._printer_ids.add(key)
 
     def add_filament(self, key: str, raw: bytes, total: int, remaining: int) -> None:
-        if self._jobs.keys:
+        if len(self._jobs):
             raise FarmInconsistentError("filaments must come before print jobs")
         if not 0 <= remaining <= total:
             raise FarmInconsistentError(f"filament {key!r}: remaining out of range")
@@ -274,7 +272,7 @@ class FarmBuilder:
         self, key: str, raw: bytes, printer_id: str, filament_id: str, reserved: int
     ) -> None:
         """``reserved``: the job's print weight if its status reserves filament, else 0."""
-        if printer_id not in self._printers.mutation or filament_id not in self._reserved:
+        if printer_id not in self._printer_ids or filament_id not in self._reserved:
             raise FarmInconsistentError(f"print job {key!r} refers to a missing object")
         if not self._jobs.add(key, raw):
             raise FarmInconsistentError(f"key {key!r} appears twice")
@@ -286,32 +284,11 @@ class FarmBuilder:
             if reserved > remaining[filament_id]:
                 raise FarmInconsistentError(f"filament {filament_id!r} is over-reserved")
         farm = Farm()
-        farm._printers = Records.built(decode_printer, self._printers.finish())
-        farm._filaments = Records.built(decode_filament, self._filaments.finish())
-        farm._jobs = Records.built(decode_print_job, self._jobs.finish())
+        farm._printers = Records.built(decode_printer, self._printers)
+        farm._filaments = Records.built(decode_filament, self._filaments)
+        farm._jobs = Records.built(decode_print_job, self._jobs)
         farm._reserved_grams = self._reserved
         return farm
-
-
-class _Building:
-    """One kind's objects while a farm is rebuilt: a map under mutation and the key order."""
-
-    __slots__ = ("keys", "mutation")
-
-    def __init__(self) -> None:
-        self.mutation: MapMutation[str, bytes] = immutables.Map[str, bytes]().mutate()
-        self.keys: list[str] = []
-
-    def add(self, key: str, raw: bytes) -> bool:
-        """False (adding nothing) if ``key`` is there already."""
-        if key in self.mutation:
-            return False
-        self.mutation[key] = raw
-        self.keys.append(key)
-        return True
-
-    def finish(self) -> OrderedPMap[str, bytes]:
-        return OrderedPMap.from_parts(self.mutation.finish(), self.keys)
 
 
 def _duplicate(kind: str, object_id: str) -> Result:
@@ -326,6 +303,6 @@ def _duplicate(kind: str, object_id: str) -> Result:
 class FarmView:
     """Every object as it was when ``Farm.view`` was called; readable from any thread."""
 
-    printers: FrozenView[str, bytes]  # each object's snapshot bytes (domain.records)
-    filaments: FrozenView[str, bytes]
-    print_jobs: FrozenView[str, bytes]
+    printers: RecordsView  # each object's snapshot bytes (domain.records)
+    filaments: RecordsView
+    print_jobs: RecordsView

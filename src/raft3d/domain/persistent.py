@@ -23,6 +23,7 @@ than the oldest is not supported: nothing in the domain needs it.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Hashable, Iterable, Iterator
 from typing import Generic, TypeVar
 
@@ -152,3 +153,70 @@ class OrderedPMap(Generic[K, V]):
     def view(self) -> FrozenView[K, V]:
         """O(1): no copying, whatever the size."""
         return FrozenView(self._map, self._keys, self._head, len(self._keys))
+
+
+class IndexedValues(Generic[V]):
+    """Values under increasing integer keys (log indexes), appended in key order, dropped
+    from the oldest: what the state machine keeps of each applied entry's outcome.
+
+    Two parallel lists and a ``head`` offset, like ``OrderedPMap``'s order list, without the
+    map: a lookup is a bisection, dropping every key up to one is a bisection and a new
+    ``head``, O(log n) however many go (one snapshot drops some 10,000 outcomes; one map
+    deletion each held the loop 6-12 ms). Views are O(1), as ``OrderedPMap``'s: appends go
+    past their end, and a trim of the dead front builds new lists.
+    """
+
+    __slots__ = ("_head", "_keys", "_values")
+
+    def __init__(self, items: Iterable[tuple[int, V]] = ()) -> None:
+        self._keys: list[int] = []
+        self._values: list[V] = []
+        self._head = 0
+        for key, value in items:
+            self.append(key, value)
+
+    def __len__(self) -> int:
+        return len(self._keys) - self._head
+
+    def append(self, key: int, value: V) -> None:
+        if len(self._keys) > self._head and key <= self._keys[-1]:
+            raise ValueError(f"key {key} is not after the last key {self._keys[-1]}")
+        self._keys.append(key)
+        self._values.append(value)
+
+    def get(self, key: int) -> V | None:
+        keys = self._keys
+        at = bisect.bisect_left(keys, key, self._head)
+        return self._values[at] if at < len(keys) and keys[at] == key else None
+
+    def drop_through(self, key: int) -> None:
+        """Forget every value whose key is ``key`` or less."""
+        self._head = bisect.bisect_right(self._keys, key, self._head)
+        if self._head >= _TRIM_AT and self._head * 2 >= len(self._keys):
+            # New lists: views taken earlier keep reading the old ones.
+            self._keys = self._keys[self._head :]
+            self._values = self._values[self._head :]
+            self._head = 0
+
+    def view(self) -> IndexedView[V]:
+        """O(1): no copying, whatever the size."""
+        return IndexedView(self._keys, self._values, self._head, len(self._keys))
+
+
+class IndexedView(Generic[V]):
+    """An unchanging picture of an ``IndexedValues``; safe to read from any thread."""
+
+    __slots__ = ("_end", "_head", "_keys", "_values")
+
+    def __init__(self, keys: list[int], values: list[V], head: int, end: int) -> None:
+        self._keys, self._values, self._head, self._end = keys, values, head, end
+
+    def __len__(self) -> int:
+        return self._end - self._head
+
+    def item_chunks(self, size: int) -> Iterator[list[tuple[int, V]]]:
+        """The items in key order, ``size`` at a time."""
+        keys, values = self._keys, self._values
+        for start in range(self._head, self._end, size):
+            stop = min(start + size, self._end)
+            yield list(zip(keys[start:stop], values[start:stop], strict=True))

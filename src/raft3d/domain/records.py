@@ -9,9 +9,11 @@ on a thread that held the GIL the event loop needs. Stored as bytes: about 280 B
 So each object is kept as one ``bytes``: exactly the msgpack map a snapshot holds for it
 (``msgpack.packb(obj.to_dict())``). One object per record instead of eight or so; ``bytes``
 and ``str`` are not tracked by the cyclic collector; and a snapshot's object arrays are the
-stored bytes joined in creation order (``FrozenView.joined``), C-speed copying in short
-slices instead of per-object Python work. The snapshot format is unchanged: old snapshots
-load as before, new ones are byte-for-byte what the old encoder wrote.
+stored bytes joined in creation order (``RecordsView.chunks``), C-speed copying in short
+slices instead of per-object Python work. The records are found by the id inside them, no
+separate key kept (``raft3d.domain.record_table``: about 200 B per object in all). The
+snapshot format is unchanged: old snapshots load as before, new ones are byte-for-byte what
+the old encoder wrote.
 
 Reads decode on access (a few microseconds per object); a write encodes once. Lists are
 ``RecordSequence``: frozen, decoding only the slice asked for, so a paginated or sliced
@@ -26,7 +28,7 @@ from typing import Any, Generic, Protocol, TypeVar, overload
 import msgpack
 
 from raft3d.domain.model import Filament, FilamentType, JobStatus, Printer, PrintJob
-from raft3d.domain.persistent import FrozenView, OrderedPMap
+from raft3d.domain.record_table import RecordsView, RecordTable
 
 _packb = msgpack.Packer(use_bin_type=True).pack
 _unpackb = msgpack.unpackb
@@ -91,10 +93,10 @@ class Records(Generic[T]):
 
     def __init__(self, decode: Decoder[T]) -> None:
         self._decode = decode
-        self._map: OrderedPMap[str, bytes] = OrderedPMap()
+        self._map = RecordTable()
 
     @classmethod
-    def built(cls, decode: Decoder[T], encoded: OrderedPMap[str, bytes]) -> Records[T]:
+    def built(cls, decode: Decoder[T], encoded: RecordTable) -> Records[T]:
         """Records over already encoded (and checked) objects, as a restore builds them."""
         records = cls(decode)
         records._map = encoded
@@ -115,16 +117,16 @@ class Records(Generic[T]):
 
     def put(self, obj: T) -> None:
         """Insert (at the end of the order) or replace (keeping its place) ``obj``."""
-        self._map[obj.id] = encode_record(obj)
+        self._map.put(obj.id, encode_record(obj))
 
     def put_encoded(self, key: str, raw: bytes) -> None:
-        self._map[key] = raw
+        self._map.put(key, raw)
 
     def values(self) -> RecordSequence[T]:
         """Every object now, in creation order: frozen, decoded as it is read."""
         return RecordSequence(self._map.view(), self._decode)
 
-    def view(self) -> FrozenView[str, bytes]:
+    def view(self) -> RecordsView:
         """O(1) frozen picture of the encoded records, for snapshots."""
         return self._map.view()
 
@@ -137,7 +139,7 @@ class RecordSequence(Sequence[T]):
 
     __slots__ = ("_decode", "_view")
 
-    def __init__(self, view: FrozenView[str, bytes], decode: Decoder[T]) -> None:
+    def __init__(self, view: RecordsView, decode: Decoder[T]) -> None:
         self._view = view
         self._decode = decode
 

@@ -38,7 +38,7 @@ from raft3d.domain.errors import SnapshotDecodeError
 from raft3d.domain.farm import Farm, FarmBuilder, FarmView
 from raft3d.domain.idempotency import IdempotencyRecord, IdempotencyTable
 from raft3d.domain.model import FilamentType, JobStatus
-from raft3d.domain.persistent import FrozenView
+from raft3d.domain.persistent import FrozenView, IndexedView
 from raft3d.domain.results import Accepted, Rejected, Result, detached
 
 SNAPSHOT_FORMAT = 2
@@ -77,7 +77,7 @@ class StateCapture:
     last_applied_index: int
     farm: FarmView
     idempotency: FrozenView[str, IdempotencyRecord]
-    outcomes: FrozenView[int, Result]
+    outcomes: IndexedView[Result]
 
     def encode(self) -> bytes:
         """The snapshot bytes (msgpack: strings as UTF-8, never escaped). O(state size)."""

@@ -16,7 +16,7 @@ from raft3d.domain.commands import Command, decode_command
 from raft3d.domain.farm import Farm
 from raft3d.domain.idempotency import IdempotencyTable
 from raft3d.domain.model import Filament, JobStatus, ObjectCounts, Printer, PrintJob
-from raft3d.domain.persistent import OrderedPMap
+from raft3d.domain.persistent import IndexedValues
 from raft3d.domain.results import RejectionCode, Result, detached, rejected
 from raft3d.domain.snapshot import (
     ByteRanges,
@@ -39,7 +39,7 @@ class FarmStateMachine:
         # What each applied entry returned, kept until ``forget_outcomes`` (the node calls it
         # as its log is compacted, so outcomes live exactly as long as their entries). Carried
         # in snapshots, so a node restarted from one can still report its retained entries.
-        self._outcomes: OrderedPMap[int, Result] = OrderedPMap()
+        self._outcomes: IndexedValues[Result] = IndexedValues()
 
     @property
     def last_applied_index(self) -> int:
@@ -60,7 +60,7 @@ class FarmStateMachine:
         command = decode_command(data)
         result = self._apply_command(command)
         self._last_applied_index = index
-        self._outcomes[index] = result
+        self._outcomes.append(index, result)
         return result
 
     def outcome(self, index: int) -> Result | None:
@@ -69,9 +69,7 @@ class FarmStateMachine:
 
     def forget_outcomes(self, through: int) -> None:
         """Drop the outcomes of entries up to and including ``through``."""
-        outcomes = self._outcomes
-        while (oldest := outcomes.oldest()) is not None and oldest <= through:
-            outcomes.pop_oldest()
+        self._outcomes.drop_through(through)
 
     def _apply_command(self, command: Command) -> Result:
         tag = command.idempotency
@@ -126,7 +124,7 @@ class FarmStateMachine:
         self._farm = restored.farm
         self._idempotency = restored.idempotency
         self._last_applied_index = restored.last_applied_index
-        self._outcomes = OrderedPMap(restored.outcomes)
+        self._outcomes = IndexedValues(restored.outcomes)
 
     def digest(self) -> str:
         """Hex SHA-256 of the objects and the idempotency table, in order.

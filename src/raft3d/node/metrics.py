@@ -19,14 +19,24 @@ Metrics (counters get prometheus_client's ``_total`` suffix):
   no per-entry quantiles; ``rate(_sum) / rate(_count)`` is the mean time per entry.
 - ``raft3d_transport_dropped_total{reason}``: peer messages, frames or connections the
   transport dropped, for every reason it knows (zeros included).
+- ``raft3d_gc_frozen_objects``: objects in the collector's permanent generation
+  (``gc.get_freeze_count()``, process-wide): what ``raft3d.node.heap`` froze and is still
+  alive. Frozen objects are never collected, so a count that keeps growing under a steady
+  load is garbage cycles frozen before they died: a leak.
 """
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
-from prometheus_client.core import CounterMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 from raft3d.node.forwarding import FORWARD_EVENTS
@@ -111,6 +121,11 @@ class NodeCollector(Collector):
             "reason",
             self._node.transport.dropped,
             DROP_REASONS,
+        )
+        yield GaugeMetricFamily(
+            "raft3d_gc_frozen_objects",
+            "Objects in the garbage collector's permanent generation (never collected)",
+            value=gc.get_freeze_count(),
         )
 
 

@@ -4,10 +4,11 @@ the loop in short slices, write the file on a thread of its own, commit on the d
 Where the time goes at a million objects (109 MB snapshot), and why each step runs where it
 does:
 
-- *capture* (``StateMachine.capture``): O(1), 0.02-0.05 ms; the state is persistent maps
-  (``raft3d.domain.persistent``). Nothing is frozen for the collector here any more: its
-  full collections freeze what survives them (``raft3d.node.heap``); a freeze here used
-  to cost the loop 5-16 ms per snapshot at 1M objects.
+- *capture* (``StateMachine.capture``): O(1), 0.02-0.05 ms; the state is persistent
+  structures (``raft3d.domain.record_table``, ``raft3d.domain.persistent``). Nothing is
+  frozen for the collector here any more: its full collections freeze what survives them
+  (``raft3d.node.heap``); a freeze here used to cost the loop 5-16 ms per snapshot at 1M
+  objects.
 - *encode* (``StateCapture.parts``): the farm's objects are stored as their snapshot bytes
   (``raft3d.domain.records``), so encoding is joining stored bytes, about 0.4 s of CPU in
   all. It runs on the loop, ``ENCODE_SLICE_S`` at a time; each slice's parts then go to
