@@ -185,7 +185,11 @@ async def test_the_threshold_waits_for_the_log_to_weigh_against_the_snapshot(
     async with solo_farm(tmp_path, snapshot_threshold=3, snapshot_log_ratio=1.0) as node:
         for n in range(3):
             await node.propose(command(n, company=big))  # ~6 kB of log: first snapshot due
-        await eventually(lambda: node.status().snapshot_index >= 3, 10, "the first snapshot")
+        await eventually(
+            lambda: node.status().snapshot_index >= 3 and node._snapshots.pending is None,
+            10,
+            "the first snapshot, saved to its end",
+        )
         first = node.status().snapshot_index
         size = node.step.snapshot_bytes
         assert size > 6000  # the state, and the outcomes of the entries still held

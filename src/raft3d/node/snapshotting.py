@@ -140,12 +140,14 @@ class Snapshotter(Generic[R]):
         if data is not None and index > core.snapshot_index:
             core.compact_served(index, data)
         first = self._storage.first_index()
+        # The snapshot's index, size and count change together, with no await between: a
+        # threshold check in between would weigh the new log against the old size.
         step.compacted(index, first)
+        step.snapshot_bytes = size
+        self._counters.snapshots += 1
         # The encode's slices, the file's buffers and the log prefix just dropped: their
         # pages go back to the system (node.native_heap), off the loop.
         await loop.run_in_executor(self._writer, trim)
-        step.snapshot_bytes = size
-        self._counters.snapshots += 1
         started, captured_ms, settle_ms = timing
         log.info(
             "snapshot taken and log compacted node=%s term=%d index=%d size=%d "
