@@ -133,6 +133,31 @@ async def test_many_concurrent_forwarded_writes_each_get_their_own_result(
     assert follower.counters.forwarded["sent"] == 50
 
 
+async def test_a_forwarded_proposer_resumes_in_the_turn_its_entry_is_applied(
+    cluster: Cluster,
+) -> None:
+    """Not a turn of the loop later (as through ``asyncio.shield``): on a busy follower a
+    turn is a whole batch of HTTP requests."""
+    _, follower = await roles(cluster)
+    loop = asyncio.get_running_loop()
+    order: list[str] = []
+    journal = machine(cluster, follower)
+    apply = journal.apply
+
+    def applying(index: int, data: bytes) -> tuple[int, bytes]:
+        if data == b"turn":
+            # Runs next turn, before the proposer's wake-up (queued once this returns), and
+            # queues the marker behind that wake-up.
+            loop.call_soon(loop.call_soon, order.append, "a turn later")
+        return apply(index, data)
+
+    journal.apply = applying  # type: ignore[method-assign]
+    await follower.propose(b"turn", 5.0)
+    order.append("proposer")
+    await eventually(lambda: len(order) == 2, 5, "the marker to run")
+    assert order == ["proposer", "a turn later"]
+
+
 async def test_the_forwarded_counts_are_metrics(cluster: Cluster) -> None:
     leader, follower = await roles(cluster)
     await follower.propose(b"x", 5.0)

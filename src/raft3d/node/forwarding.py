@@ -156,8 +156,11 @@ class ProposalForwarding(Generic[R]):
         )
         self.counts["sent"] += 1
         try:
+            # Awaited as it is, not through a shield: a shield answers one turn of the loop
+            # later. A timeout (or the caller leaving) cancels the future; everything that
+            # settles it skips a future that is done.
             async with asyncio.timeout_at(deadline):
-                return await asyncio.shield(waiting.future)
+                return await waiting.future
         except TimeoutError:
             if not waiting.index:
                 self.counts["lost"] += 1

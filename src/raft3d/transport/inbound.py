@@ -202,10 +202,15 @@ class InboundConnection(asyncio.Protocol):
         payload = self._opener.open(body)  # raises on a bad MAC or sequence
         ctx = self._ctx
         try:
-            msg = proposals.decode(bytes(payload))
+            msgs = proposals.decode_all(bytes(payload))
         except ValueError:
             ctx.stats.drop(stats.MALFORMED)
             return
+        for msg in msgs:  # a grouped frame's all share one sender and recipient
+            self._on_message(msg)
+
+    def _on_message(self, msg: proposals.PeerMessage) -> None:
+        ctx = self._ctx
         if msg.frm != self.peer_id:
             ctx.stats.drop(stats.WRONG_SENDER)
             return

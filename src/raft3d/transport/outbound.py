@@ -19,7 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from raft3d.transport import stats, wire
-from raft3d.transport.proposals import ForwardedProposal, PeerMessage
+from raft3d.transport.proposals import (
+    ForwardedProposal,
+    PeerMessage,
+    ProposalAnswer,
+    encode_group,
+    take_group,
+)
 from raft3d.transport.sockets import peer_certificate_name, tune_socket
 
 log = logging.getLogger(__name__)
@@ -319,25 +325,34 @@ class PeerLink:
         max_payload = self._settings.max_frame_bytes - wire.DATA_HEADER_BYTES
         counters = self._stats
         frames: list[bytes] = []
-        size = 0
+        size = sent = 0
         while queue and size < MAX_BATCH_BYTES:
             msg = queue.popleft()
-            if type(msg) is ForwardedProposal and msg.remaining_ms() <= 0:
-                counters.drop(stats.EXPIRED)  # its proposer gave up on it: never sent
-                continue
+            kind = type(msg)
+            count = 1
             try:
-                payload = msg.to_wire()
+                if kind is ForwardedProposal or kind is ProposalAnswer:
+                    group, expired = take_group(msg, queue, max_payload)  # type: ignore[arg-type]
+                    if expired:
+                        counters.drop(stats.EXPIRED, expired)  # proposers gave up: never sent
+                    if not group:
+                        continue
+                    count = len(group)
+                    payload = encode_group(group)
+                else:
+                    payload = msg.to_wire()
             except Exception:
                 log.exception("cannot encode a message for %s", self.peer_id)
-                counters.drop(stats.UNENCODABLE)
+                counters.drop(stats.UNENCODABLE, count)
                 continue
             if len(payload) > max_payload:
-                counters.drop(stats.TOO_LARGE)
+                counters.drop(stats.TOO_LARGE, count)
                 continue
             sealed = sealer.seal(payload)
             frames.append(sealed)
             size += len(sealed)
-        counters.sent += len(frames)
+            sent += count
+        counters.sent += sent
         return b"".join(frames)
 
     def _set_connected(self, up: bool) -> None:
