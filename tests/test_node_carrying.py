@@ -1,8 +1,7 @@
 """The order in which the driver carries out a Ready, as seen from its seams: a leader's
 replication messages are written before its own disk write begins (the followers' fsyncs
-overlap the leader's), a Ready with nothing to write answers its proposers before the
-commit index goes out to the followers, and a follower's acknowledgement is written before
-it applies what the same Ready commits."""
+overlap the leader's), and a Ready with nothing to write answers its proposers before the
+commit index goes out to the followers."""
 
 from __future__ import annotations
 
@@ -50,8 +49,6 @@ class JournalTransport(MemoryTransport):
     _unwritten: list[PeerMessage]
 
     def send(self, msg: PeerMessage) -> None:
-        if isinstance(msg, Message) and msg.type is MsgType.APP_RESP and not msg.reject:
-            self.journal.add(self._node_id, "queued ACK", msg.index)
         if not getattr(self, "_unwritten", None):
             self._unwritten = []
             asyncio.get_running_loop().call_soon(self.flush)
@@ -63,8 +60,6 @@ class JournalTransport(MemoryTransport):
             if isinstance(msg, Message) and msg.type is MsgType.APP:
                 last = msg.entries[-1].index if msg.entries else None
                 self.journal.add(self._node_id, "wire APP", (last, msg.commit))
-            elif isinstance(msg, Message) and msg.type is MsgType.APP_RESP and not msg.reject:
-                self.journal.add(self._node_id, "wire ACK", msg.index)
             super().send(msg)
 
 
@@ -207,36 +202,3 @@ async def test_a_commit_is_answered_before_the_commit_index_goes_out(
         assert answered < first_commit, (
             f"entry {index}: the commit index was written out before its proposer was answered"
         )
-
-
-async def test_a_follower_writes_its_ack_before_it_applies_what_the_same_ready_commits(
-    nodes: tuple[dict[str, RaftNode[int]], Journal],
-) -> None:
-    built, journal = nodes
-    leader = await leader_of(built)
-    await leader.propose(b"warm-up")
-
-    async def writer(k: int) -> None:  # proposals always in flight, as under load
-        for i in range(10):
-            await leader.propose(b"z%d-%d" % (k, i))
-
-    await asyncio.gather(*(writer(k) for k in range(8)))
-    followers = [n for n in built if n != leader.node_id]
-    await eventually(
-        lambda: all(("apply", leader.applied_index) in journal.of(f) for f in followers),
-        5,
-        "the followers to apply everything",
-    )
-    checked = 0
-    for follower in followers:
-        events = journal.of(follower)
-        for at, (what, index) in enumerate(events):
-            if what != "queued ACK":
-                continue
-            written = events.index(("wire ACK", index), at + 1)
-            applied = [i for w, i in events[at + 1 : written] if w == "apply"]
-            assert not applied, (
-                f"{follower} applied {applied} while its ack of {index} waited to be written"
-            )
-            checked += any(w == "apply" for w, _ in events[written + 1 : written + 2])
-    assert checked, "no follower Ready both acknowledged and applied: nothing was tested"

@@ -1,7 +1,6 @@
 """Carrying out one Ready, in the order the Ready contract prescribes: send what may go
-before the write, persist (on the disk thread), send the rest (written out at once when
-there is something to apply), install (restoring in slices: ``raft3d.node.restoring``) or
-apply, advance.
+before the write, persist (on the disk thread), send the rest, install (restoring in
+slices: ``raft3d.node.restoring``) or apply, advance.
 
 Readies that only send (a heartbeat and its answer, most of what an idle node does) can be
 carried out at once, from whatever callback stepped the core: ``carry_inline`` does that
@@ -99,11 +98,6 @@ class ReadyCarrier(Generic[R]):
             step.written(plan)
         for msg in plan.late:  # votes and acks: only now that what they promise is durable
             send(msg)
-        if plan.late and (rd.committed_entries or rd.snapshot is not None):
-            # Out before this Ready's entries are applied (or its snapshot restored), not at
-            # the end of the turn: a follower's ack is on the leader's commit path, and at
-            # c=64 it applies ~50 entries of the previous batch here.
-            self._flush()
         if rd.snapshot is None:
             self._finish(rd)
             return
