@@ -154,6 +154,33 @@ def test_a_request_that_completes_its_head_in_time_is_not_cut(strict_node: NodeP
         sock.close()
 
 
+def test_a_body_slower_than_the_header_timeout_is_not_cut_once_its_head_is_in(
+    strict_node: NodeProcess,
+) -> None:
+    # The head clock stops when the app starts handling the request (the node app's one
+    # middleware stops it): reading a slow body is the handler's business, not a slowloris.
+    body = json.dumps({"id": "slow-body", "company": "Acme", "model": "M1"}).encode()
+    head = (
+        "POST /api/v1/printers HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    sock = connect(strict_node)
+    try:
+        sock.sendall(head)
+        pieces = [body[i : i + 10] for i in range(0, len(body), 10)]
+        pace = 1.6 / len(pieces)  # the body takes 1.6 s, past the 1 s header timeout
+        for piece in pieces:
+            time.sleep(pace)  # the client's pace, not synchronisation
+            sock.sendall(piece)
+        status, _, answer = read_response(sock)
+        assert status == 201, answer
+        assert json.loads(answer)["id"] == "slow-body"
+        sock.sendall(GET_STATUS)  # and the connection still serves the next request
+        assert read_response(sock)[0] == 200
+    finally:
+        sock.close()
+
+
 def test_connections_over_the_cap_get_503_json_and_the_node_recovers(
     tmp_path: Path,
 ) -> None:

@@ -150,3 +150,41 @@ async def test_a_proposal_past_its_deadline_is_a_timeout_not_a_leadership_change
         assert solo.is_leader and solo.core.term == term
     finally:
         disk.open_gate()
+
+
+async def test_a_timed_out_proposal_is_forgotten_and_counted_and_its_entry_still_commits(
+    solo: Node,
+) -> None:
+    disk = gate(solo)
+    disk.close_gate()
+    unknown = solo.counters.proposals["outcome_unknown"]
+    try:
+        with pytest.raises(TimeoutError, match=r"not seen to commit within 0\.2 s"):
+            await solo.propose(b"late", 0.2)
+        index = solo.core.last_index
+        assert index not in solo.step.proposals  # nobody waits for it any more
+        assert solo.counters.proposals["outcome_unknown"] == unknown + 1
+    finally:
+        disk.open_gate()
+    await eventually(lambda: solo.applied_index >= index, 10, "the late entry to apply")
+    assert solo.outcome(index) == (index, b"LATE")
+    # The next proposal is not failed by the expired one's deadline.
+    assert await solo.propose(b"next", 5.0) == (index + 1, b"NEXT")
+
+
+async def test_a_cancelled_proposer_is_cancelled_not_timed_out_and_is_forgotten(
+    solo: Node,
+) -> None:
+    disk = gate(solo)
+    disk.close_gate()
+    unknown = solo.counters.proposals["outcome_unknown"]
+    try:
+        waiting = asyncio.ensure_future(solo.propose(b"gone", 0.3))
+        await eventually(lambda: len(solo.step.proposals) == 1, 5, "the proposal to wait")
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert len(solo.step.proposals) == 0
+        assert solo.counters.proposals["outcome_unknown"] == unknown
+    finally:
+        disk.open_gate()

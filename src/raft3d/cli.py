@@ -22,6 +22,7 @@ from aiohttp import web
 
 from raft3d import cli_members, cli_status, joining, runtime
 from raft3d.api.connections import ConnectionGuard, GuardedSite
+from raft3d.api.typedefs import GUARD_KEY
 from raft3d.config import Settings, api_options
 from raft3d.front.supervisor import Fronts, ReservedPort, front_command
 from raft3d.logs import configure_logging
@@ -220,7 +221,7 @@ async def run_node(
         app = build_app(settings, tls, lag, on_halt=lambda _exc: halted.set())
     except (OSError, StorageError) as exc:
         raise BindError(f"cannot start node {settings.node_id}: {exc}") from None
-    app.middlewares.insert(0, guard.track_requests)
+    app[GUARD_KEY] = guard  # serving_middleware stops its head clock: no middleware more
     runner = web.AppRunner(
         app,
         handle_signals=False,

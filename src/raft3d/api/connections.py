@@ -11,8 +11,9 @@ aiohttp's protocol:
   at most once per ``LOG_INTERVAL_S`` with a count.
 - A request head (request line and headers) must arrive within ``header_timeout_s`` of its first
   byte; otherwise the connection gets ``408`` (JSON) and is closed. The clock stops when the
-  app starts handling the request (``track_requests``, the outermost middleware): body reads
-  and slow handlers are not the head's business.
+  app starts handling the request (``track_requests``, the outermost middleware, or the
+  node app's one middleware when the guard is its ``GUARD_KEY``): body reads and slow
+  handlers are not the head's business.
 
 ``GuardedSite`` is aiohttp's ``TCPSite`` with the guard in front.
 """
@@ -104,14 +105,22 @@ class ConnectionGuard:
         """Wrap aiohttp's protocol factory (``runner.server``) for ``loop.create_server``."""
         return lambda: _GuardedConnection(self, inner)
 
-    @web.middleware
-    async def track_requests(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Outermost middleware: stops the head clock while the app handles a request."""
+    def request_started(self, request: web.Request) -> _GuardedConnection | None:
+        """The app starts handling ``request``: its connection's head clock stops until
+        ``request_finished`` on what this returns (None: not a guarded connection)."""
         transport = request.transport
         conn = None if transport is None else self._by_transport.get(transport)
+        if conn is not None:
+            conn.request_started()
+        return conn
+
+    @web.middleware
+    async def track_requests(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Outermost middleware: stops the head clock while the app handles a request (the
+        node's app does this in its one middleware instead: ``GUARD_KEY``)."""
+        conn = self.request_started(request)
         if conn is None:
             return await handler(request)
-        conn.request_started()
         try:
             return await handler(request)
         finally:

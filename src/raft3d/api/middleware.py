@@ -21,7 +21,7 @@ from raft3d.api.errors import (
 )
 from raft3d.api.metrics import route_label
 from raft3d.api.origins import is_preflight, preflight_response
-from raft3d.api.typedefs import METRICS_KEY, NODE_KEY
+from raft3d.api.typedefs import GUARD_KEY, METRICS_KEY, NODE_KEY
 from raft3d.node.errors import (
     EntryTooLargeError,
     ForwardLostError,
@@ -98,9 +98,13 @@ async def serving_middleware(request: web.Request, handler: Handler) -> web.Stre
     errors rendered as ``error_middleware`` does, and ``auth.authorize``, in that order.
 
     Each middleware is a coroutine and a call of its own on every request; at the leader's
-    write rate those four cost more than the route's own check of its body.
+    write rate those four cost more than the route's own check of its body. So the
+    connection guard's head clock (``ConnectionGuard.track_requests``) is stopped here too,
+    first, when the app has a ``GUARD_KEY``.
     """
     started = time.perf_counter()
+    guard = request.app.get(GUARD_KEY)
+    conn = None if guard is None else guard.request_started(request)
     status = 500  # if an unexpected exception escapes, aiohttp answers 500
     try:
         if is_preflight(request):
@@ -128,6 +132,8 @@ async def serving_middleware(request: web.Request, handler: Handler) -> web.Stre
         request.app[METRICS_KEY].observe(
             route_label(request), request.method, status, time.perf_counter() - started
         )
+        if conn is not None:
+            conn.request_finished()
 
 
 async def add_node_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from raft3d.api.connections import ConnectionGuard
 from raft3d.api.forwarding import LeaderForwarder
 from raft3d.api.metrics import ApiMetrics
 from raft3d.api.options import ApiOptions
@@ -20,3 +21,6 @@ METRICS_KEY = web.AppKey("metrics", ApiMetrics)
 FORWARDER_KEY = web.AppKey("forwarder", LeaderForwarder)
 # The worker process that renders snapshot downloads (started on first use).
 RENDERER_KEY = web.AppKey("snapshot_renderer", SnapshotRenderer)
+# The listener's connection guard, when the app is served through one (``raft3d serve``):
+# the app's middleware stops a connection's head clock while it handles a request.
+GUARD_KEY = web.AppKey("connection_guard", ConnectionGuard)

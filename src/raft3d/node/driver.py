@@ -32,6 +32,7 @@ from raft3d.node.forwarding import ProposalForwarding
 from raft3d.node.history import NodeHistory
 from raft3d.node.membership import NodeMembership
 from raft3d.node.options import NodeOptions
+from raft3d.node.proposals import Expired, expire
 from raft3d.node.ready import NodeCounters, ReadyPlan, ReadyStep
 from raft3d.node.restoring import Restorer
 from raft3d.node.roles import RoleWatch
@@ -225,16 +226,17 @@ class RaftNode(NodeMembership, NodeHistory[R], Generic[R]):
             except NotLeaderError:
                 self.counters.proposals["not_leader"] += 1
                 raise
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
         proposals = self.step.proposals
         proposals.add(index, term, future)
         deadline = self._timeout(timeout)
+        # Awaited as it is (no shield): its result reaches us a loop turn sooner. Proposals
+        # skips a waiter that expired or was cancelled (the caller left).
+        timer = loop.call_later(deadline, expire, future)  # not asyncio.timeout: see expire
         try:
-            # Awaited as it is (no shield): its result reaches us one turn of the loop
-            # sooner. A timeout or a cancel cancels it; Proposals skips a cancelled waiter.
-            async with asyncio.timeout(deadline):  # cheaper than wait_for
-                return await future
-        except TimeoutError:
+            return await future
+        except Expired:
             proposals.forget(index, future)
             self.counters.proposals["outcome_unknown"] += 1
             raise TimeoutError(
@@ -243,6 +245,8 @@ class RaftNode(NodeMembership, NodeHistory[R], Generic[R]):
         except asyncio.CancelledError:
             proposals.forget(index, future)  # the caller left; nobody will read the result
             raise
+        finally:
+            timer.cancel()
 
     def propose_here(self, data: bytes) -> tuple[int, int]:
         """Append ``data`` on this node's core (as leader) and wake the loop to replicate it."""

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from raft3d.node.errors import NotCommittedError, OutcomeUnknownError
 from raft3d.node.seams import Waiter
 
 R = TypeVar("R")
+
+
+class Expired(Exception):
+    """A proposal's deadline passed before its entry was applied (``expire``)."""
+
+
+def expire(waiter: asyncio.Future[Any]) -> None:
+    """A proposer's deadline timer (``loop.call_later``): fails its waiter with ``Expired``
+    unless it is done. ``asyncio.timeout`` around the await did the same for 3 % of the
+    leader's loop at c=64 (a context manager, a reschedule, the task's cancel and uncancel)."""
+    if not waiter.done():
+        waiter.set_exception(Expired())
 
 
 @dataclass(slots=True)
