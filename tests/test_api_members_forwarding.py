@@ -14,9 +14,10 @@ from raft3d.api.auth import required_role
 from raft3d.node.errors import ConfChangeInProgressError
 from raft3d.node.status import MemberInfo
 from tests.support.fakes import FakeNode, forwarded_by, make_app, peers_named
+from tests.support.members_api import N2, NEW, Client, error
 from tests.support.secure import bearer
 from tests.test_api_auth import auth_settings
-from tests.test_api_members import CHANGES, N2, NEW, Client, error
+from tests.test_api_members import CHANGES
 
 PRINTER = {"id": "p1", "company": "Creality", "model": "Ender 3"}
 

@@ -32,7 +32,6 @@ from raft3d.node.forwarding import ProposalForwarding
 from raft3d.node.history import NodeHistory
 from raft3d.node.membership import NodeMembership
 from raft3d.node.options import NodeOptions
-from raft3d.node.proposals import Expired, expire
 from raft3d.node.ready import NodeCounters, ReadyPlan, ReadyStep
 from raft3d.node.restoring import Restorer
 from raft3d.node.roles import RoleWatch
@@ -226,27 +225,7 @@ class RaftNode(NodeMembership, NodeHistory[R], Generic[R]):
             except NotLeaderError:
                 self.counters.proposals["not_leader"] += 1
                 raise
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[R] = loop.create_future()
-        proposals = self.step.proposals
-        proposals.add(index, term, future)
-        deadline = self._timeout(timeout)
-        # Awaited as it is (no shield): its result reaches us a loop turn sooner. Proposals
-        # skips a waiter that expired or was cancelled (the caller left).
-        timer = loop.call_later(deadline, expire, future)  # not asyncio.timeout: see expire
-        try:
-            return await future
-        except Expired:
-            proposals.forget(index, future)
-            self.counters.proposals["outcome_unknown"] += 1
-            raise TimeoutError(
-                f"entry {index} (term {term}) was not seen to commit within {deadline:g} s"
-            ) from None
-        except asyncio.CancelledError:
-            proposals.forget(index, future)  # the caller left; nobody will read the result
-            raise
-        finally:
-            timer.cancel()
+        return await self.step.proposals.wait(index, term, self._timeout(timeout))
 
     def propose_here(self, data: bytes) -> tuple[int, int]:
         """Append ``data`` on this node's core (as leader) and wake the loop to replicate it."""

@@ -69,6 +69,30 @@ class Proposals(Generic[R]):
             self._unknown(index, previous)
         self._pending[index] = pending
 
+    async def wait(self, index: int, term: int, deadline: float) -> R:
+        """The result of the entry just proposed at (index, term), once applied here; raises
+        TimeoutError when ``deadline`` seconds pass first (the entry may still commit later;
+        its leadership did not change, so it is not reported as such)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        self.add(index, term, future)
+        # Awaited as it is (no shield): its result reaches us a loop turn sooner. A waiter
+        # that expired or was cancelled (the caller left) is skipped when its entry applies.
+        timer = loop.call_later(deadline, expire, future)  # not asyncio.timeout: see expire
+        try:
+            return await future
+        except Expired:
+            self.forget(index, future)
+            self._counts["outcome_unknown"] += 1
+            raise TimeoutError(
+                f"entry {index} (term {term}) was not seen to commit within {deadline:g} s"
+            ) from None
+        except asyncio.CancelledError:
+            self.forget(index, future)  # nobody will read the result
+            raise
+        finally:
+            timer.cancel()
+
     def forget(self, index: int, waiter: Waiter[R]) -> None:
         """The proposer left (timed out, cancelled): nobody is waiting at ``index`` now."""
         pending = self._pending.get(index)
