@@ -34,7 +34,7 @@ class _Counting:
         self.calls = 0
         for cls in (domain_model.Printer, domain_model.Filament, domain_model.PrintJob):
             monkeypatch.setattr(cls, "to_dict", self._wrap(cls.to_dict))
-        for name in ("items", "values", "chunks"):
+        for name in ("items", "values"):
             monkeypatch.setattr(
                 persistent.FrozenView, name, self._wrap(getattr(persistent.FrozenView, name))
             )

@@ -58,32 +58,11 @@ class FrozenView(Generic[K, V]):
         for key in self._keys[self._head : self._end]:
             yield mapping[key]
 
-    def at(self, index: int) -> V:
-        """The value at ``index`` in insertion order (negative counts from the end)."""
-        size = self._end - self._head
-        if not -size <= index < size:
-            raise IndexError("view index out of range")
-        return self._map[self._keys[self._head + index % size]]
-
-    def slice_values(self, part: slice) -> list[V]:
-        """The values of ``part`` of the insertion order, looked up only for that part."""
-        start, stop, step = part.indices(self._end - self._head)
-        keys = self._keys[self._head + start : self._head + stop : step] if step > 0 else []
-        if step < 0:
-            keys = [self._keys[self._head + i] for i in range(start, stop, step)]
-        return list(map(self._map.__getitem__, keys))
-
     def item_chunks(self, size: int) -> Iterator[list[tuple[K, V]]]:
         """The items in insertion order, ``size`` at a time."""
         mapping, keys = self._map, self._keys
         for start in range(self._head, self._end, size):
             yield [(key, mapping[key]) for key in keys[start : min(start + size, self._end)]]
-
-    def chunks(self, size: int) -> Iterator[list[V]]:
-        """The values in insertion order, ``size`` at a time (each chunk looked up in C)."""
-        getitem, keys = self._map.__getitem__, self._keys
-        for start in range(self._head, self._end, size):
-            yield list(map(getitem, keys[start : min(start + size, self._end)]))
 
 
 class OrderedPMap(Generic[K, V]):
@@ -100,14 +79,6 @@ class OrderedPMap(Generic[K, V]):
         self._map: immutables.Map[K, V] = immutables.Map(plain)  # built in C, in one go
         self._keys = list(plain)
         self._head = 0
-
-    @classmethod
-    def from_parts(cls, mapping: immutables.Map[K, V], keys: list[K]) -> OrderedPMap[K, V]:
-        """A map over ``mapping`` whose insertion order is ``keys`` (exactly its keys, each
-        once: the caller built both together, as a restore does)."""
-        built = cls.__new__(cls)
-        built._map, built._keys, built._head = mapping, keys, 0
-        return built
 
     def __len__(self) -> int:
         return len(self._map)
