@@ -1,16 +1,19 @@
 """How long one log write takes on the disk thread while another thread runs Python, by how
 the entries are inserted.
 
-``DurableStorage.persist`` (one transaction, fsync on) is called with batches of N entries on
-a thread of its own, the way the node's disk thread does, while the main thread runs Python
-work without a pause (a leader's loop at c=64 is busy about 0.8 of the time). Every SQLite
+``DurableStorage.persist`` (one transaction, fsync on) is called with batches of N entries
+while another thread runs Python work without a pause, as the loop thread beside a node's
+disk thread does at load (a leader's loop at c=64 is busy about 0.8 of the time). Every SQLite
 statement lets go of the GIL while SQLite runs and takes it back after; each take waits for
-the busy thread, up to the switch interval (the node's, ``raft3d.node.disk``). Modes:
+the busy thread, up to the switch interval (the node's, ``raft3d.node.disk``). Modes, each
+a way of writing one Ready (its entries and hard state):
 
-- ``per-row``: one statement per entry (``executemany``, how the log was written before);
-- ``batched``: ``LogDatabase.insert_entries`` as it is now (a few multi-row statements).
+- ``per-row``: BEGIN, one INSERT per entry (``executemany``), the hard state, COMMIT (how
+  the log was written before);
+- ``one-insert``: BEGIN, one multi-row INSERT, the hard state, COMMIT;
+- ``one-statement``: ``LogDatabase.write`` as it is now, one statement for all of it.
 
-The two modes alternate round by round; it prints the medians over rounds of each round's
+The modes alternate round by round; it prints the medians over rounds of each round's
 p50 and p90, in ms.
 
     .venv/bin/python -m benchmarks.log_insert_bench [--batches 1,8,64] [--writes 150]
@@ -35,22 +38,43 @@ from raft3d.storage.log_db import LogDatabase
 RECORD = b"x" * 200
 
 
-def per_row_insert(db: LogDatabase, entries: Sequence[Entry]) -> None:
-    """The insert as it was: one statement per entry."""
-    db._conn.executemany(
-        "INSERT INTO log_entries (idx, term, type, data) VALUES (?, ?, ?, ?)",
-        [(e.index, e.term, int(e.type), e.data) for e in entries],
-    )
+def _old_write(
+    db: LogDatabase, entries: Sequence[Entry], hard: HardState | None, one: bool
+) -> None:
+    conn = db._conn
+    conn.execute("BEGIN IMMEDIATE")
+    rows = [(e.index, e.term, int(e.type), e.data) for e in entries]
+    insert = "INSERT INTO log_entries (idx, term, type, data) VALUES "
+    if one and rows:
+        conn.execute(insert + ", ".join(["(?, ?, ?, ?)"] * len(rows)), [v for r in rows for v in r])
+    elif rows:
+        conn.executemany(insert + "(?, ?, ?, ?)", rows)
+    if hard is not None:
+        conn.execute(
+            "INSERT OR REPLACE INTO hard_state (id, term, vote, commit_index) VALUES (0, ?, ?, ?)",
+            (hard.term, hard.vote, hard.commit),
+        )
+    conn.execute("COMMIT")
 
 
-BATCHED = LogDatabase.insert_entries
+def per_row(db: LogDatabase, entries: Sequence[Entry], hard: HardState | None = None) -> None:
+    _old_write(db, entries, hard, one=False)
+
+
+def one_insert(db: LogDatabase, entries: Sequence[Entry], hard: HardState | None = None) -> None:
+    _old_write(db, entries, hard, one=True)
+
+
+WRITE = LogDatabase.write
+MODES: dict[str, Callable[[LogDatabase, Sequence[Entry], HardState | None], None]] = {
+    "per-row": per_row,
+    "one-insert": one_insert,
+    "one-statement": WRITE,
+}
 
 
 def one_round(data_dir: Path, mode: str, batch: int, writes: int) -> list[float]:
-    chosen: Callable[[LogDatabase, Sequence[Entry]], None] = (
-        per_row_insert if mode == "per-row" else BATCHED
-    )
-    LogDatabase.insert_entries = chosen  # type: ignore[method-assign,assignment]
+    LogDatabase.write = MODES[mode]  # type: ignore[method-assign,assignment]
     storage = DurableStorage(data_dir)
     took: list[float] = []
     try:
@@ -63,7 +87,7 @@ def one_round(data_dir: Path, mode: str, batch: int, writes: int) -> list[float]
             took.append((time.perf_counter() - started) * 1e3)
     finally:
         storage.close()
-        LogDatabase.insert_entries = BATCHED  # type: ignore[method-assign]
+        LogDatabase.write = WRITE  # type: ignore[method-assign]
     return took
 
 
@@ -97,7 +121,7 @@ def main() -> None:
     )
     try:
         for batch in (int(b) for b in args.batches.split(",")):
-            results: dict[str, list[tuple[float, float]]] = {"per-row": [], "batched": []}
+            results: dict[str, list[tuple[float, float]]] = {mode: [] for mode in MODES}
             with tempfile.TemporaryDirectory() as tmp:
                 for r in range(args.rounds):
                     for mode in results:
@@ -106,7 +130,7 @@ def main() -> None:
             for mode, rows in results.items():
                 p50 = statistics.median(p for p, _ in rows)
                 p90 = statistics.median(p for _, p in rows)
-                print(f"  {batch:4d} {mode:8s} {p50:7.2f} / {p90:7.2f}")
+                print(f"  {batch:4d} {mode:13s} {p50:7.2f} / {p90:7.2f}")
     finally:
         running = False
         if busy is not None:

@@ -196,16 +196,16 @@ class DurableStorage:
                 info = None
                 if snapshot is not None:
                     info = self._snapshots.write(snapshot, time.time())
-                with self._db.transaction():
-                    if snapshot is not None:
-                        self._db.delete_all()
-                        self._db.put_base(snapshot.meta.index, snapshot.meta.term)
-                    if entries:
-                        if entries[0].index <= last_index:  # a conflicting suffix goes
+                if snapshot is None and not (entries and entries[0].index <= last_index):
+                    self._db.write(entries, hard_state)  # a plain append: atomic on its own
+                else:
+                    with self._db.transaction():
+                        if snapshot is not None:
+                            self._db.delete_all()
+                            self._db.put_base(snapshot.meta.index, snapshot.meta.term)
+                        elif entries:  # a conflicting suffix goes
                             self._db.delete_from(entries[0].index)
-                        self._db.insert_entries(entries)
-                    if hard_state is not None:
-                        self._db.put_hard_state(hard_state)
+                        self._db.write(entries, hard_state)
             if info is not None:
                 self._set_base(info)
                 self._last_index = info.index  # the received snapshot replaced the whole log
