@@ -8,6 +8,8 @@ Tables:
   changed in the same transaction that compacts or replaces the log, which makes that
   transaction the commit point of a snapshot: a snapshot file newer than ``log_base`` is the
   leftover of a write that crashed before committing.
+- ``log_append``: a view that only takes inserts; its trigger puts each row into the log or
+  the hard state, so that a whole append is one statement (``LogDatabase.write``).
 
 The database runs in WAL mode with ``synchronous=FULL``: a transaction is durable when COMMIT
 returns, at the cost of one fsync of the WAL.
