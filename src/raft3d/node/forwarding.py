@@ -36,6 +36,7 @@ from raft3d.node.errors import (
     NotLeaderError,
     OutcomeUnknownError,
 )
+from raft3d.node.proposals import Expired, expire
 from raft3d.node.ready import NodeCounters, ReadyStep
 from raft3d.node.seams import Transport
 from raft3d.transport import proposals as wire
@@ -155,13 +156,14 @@ class ProposalForwarding(Generic[R]):
             ForwardedProposal(leader, self._node_id, pid, data, time.monotonic() + budget)
         )
         self.counts["sent"] += 1
+        # Awaited as it is, not through a shield: a shield answers one turn of the loop
+        # later. The deadline fails the future (``expire``: a timer, cheaper than
+        # ``asyncio.timeout``), as the caller leaving cancels it; everything that settles
+        # it skips a future that is done.
+        timer = loop.call_at(deadline, expire, waiting.future)
         try:
-            # Awaited as it is, not through a shield: a shield answers one turn of the loop
-            # later. A timeout (or the caller leaving) cancels the future; everything that
-            # settles it skips a future that is done.
-            async with asyncio.timeout_at(deadline):
-                return await waiting.future
-        except TimeoutError:
+            return await waiting.future
+        except Expired:
             if not waiting.index:
                 self.counts["lost"] += 1
                 raise ForwardLostError(leader, f"no answer within {budget:.3g} s") from None
@@ -170,6 +172,7 @@ class ProposalForwarding(Generic[R]):
                 f"{budget:.3g} s"
             ) from None
         finally:
+            timer.cancel()
             del self._waiting[pid]
             if waiting.index:
                 self._node.step.proposals.forget(waiting.index, waiting.future)
