@@ -42,6 +42,12 @@ _PREFIX = struct.Struct("<8sHI")  # magic, version, header length
 _CHECKSUM_LEN = hashlib.sha256().digest_size
 _MAX_HEADER_LEN = 1 << 20  # a header is a few hundred bytes; anything huge is garbage
 _READ_CHUNK = 1 << 20
+# Written data is synced to disk every this many bytes, not only by the caller's fsync at the
+# end: a 117 MB file flushed by one fsync holds every log commit of the same file system
+# behind it for tens of ms (ext4 commits its journal in order). Beside a snapshot written
+# and fsynced in one piece, log commits took 13 ms at p99 and 57 ms at p99.9; synced every
+# 4 MiB, 6.6 and 20 ms (0.7 and 2 ms with no snapshot written).
+SYNC_EVERY_BYTES = 4 << 20
 
 
 class InvalidSnapshotFile(Exception):
@@ -77,8 +83,18 @@ def write_snapshot_file(f: BinaryIO, snapshot: Snapshot, created_at: float) -> i
     checksum.update(snapshot.data)
     f.write(prefix)
     f.write(checksum.digest())
-    f.write(snapshot.data)
+    data = memoryview(snapshot.data)
+    for start in range(0, len(data), SYNC_EVERY_BYTES):
+        f.write(data[start : start + SYNC_EVERY_BYTES])
+        if start + SYNC_EVERY_BYTES < len(data):
+            _sync_written(f)
     return len(prefix) + _CHECKSUM_LEN + len(snapshot.data)
+
+
+def _sync_written(f: BinaryIO) -> None:
+    """What ``f`` holds so far goes to disk now (see ``SYNC_EVERY_BYTES``)."""
+    f.flush()
+    os.fdatasync(f.fileno())
 
 
 # The widest data length the header of a streamed file has room for (20 digits).
@@ -97,11 +113,16 @@ class StreamedSnapshotFile:
         self._header_len = len(_header_bytes(meta, created_at, _MAX_DATA_LEN))
         self._data_offset = _PREFIX.size + self._header_len + _CHECKSUM_LEN
         self.data_len = 0
+        self._unsynced = 0
         f.seek(self._data_offset)
 
     def write(self, part: bytes) -> None:
         self._f.write(part)
         self.data_len += len(part)
+        self._unsynced += len(part)
+        if self._unsynced >= SYNC_EVERY_BYTES:
+            _sync_written(self._f)
+            self._unsynced = 0
 
     def finish(self) -> int:
         """Write the header and checksum; returns the file's size."""
