@@ -44,9 +44,9 @@ _MAX_HEADER_LEN = 1 << 20  # a header is a few hundred bytes; anything huge is g
 _READ_CHUNK = 1 << 20
 # Written data is synced to disk every this many bytes, not only by the caller's fsync at the
 # end: a 117 MB file flushed by one fsync holds every log commit of the same file system
-# behind it for tens of ms (ext4 commits its journal in order). Beside a snapshot written
-# and fsynced in one piece, log commits took 13 ms at p99 and 57 ms at p99.9; synced every
-# 4 MiB, 6.6 and 20 ms (0.7 and 2 ms with no snapshot written).
+# behind it for tens of ms (ext4 commits its journal in order). Beside 117 MiB snapshots
+# fsynced in one piece, log commits took 46 ms at p99.9 (55 ms at most); synced every 4 MiB,
+# 24 ms (29 at most); 2.2 ms with no snapshot written (``benchmarks/snapshot_sync_bench.py``).
 SYNC_EVERY_BYTES = 4 << 20
 
 
