@@ -4,7 +4,7 @@ Restores the ``stall_bench`` farm of ``--objects`` objects into a ``FarmStateMac
 reports the RSS the farm adds (``/proc/self/status``, with the snapshot's bytes freed), the
 sizes of its parts from ``sys.getsizeof`` walks (record bytes, the record chunks, the index
 buckets and directory), how many objects the cyclic collector tracks, and how long a full
-collection takes with the farm loaded.
+collection takes with the farm loaded, and the CPU a snapshot's encoding takes (three times).
 
     .venv/bin/python -m benchmarks.farm_memory_bench [--objects 1000000]
 """
@@ -77,6 +77,13 @@ def main() -> None:
         f"objects the collector tracks beyond the interpreter's: {tracked}; "
         f"a full collection: {full_ms:.1f} ms"
     )
+    for _ in range(3):  # what a snapshot's encoding costs the loop, all its slices together
+        started = time.process_time()
+        encoded = sum(len(part) for part in machine.capture().parts())
+        print(
+            f"encoding a snapshot ({encoded / 1e6:.1f} MB): "
+            f"{(time.process_time() - started) * 1000:.0f} ms of CPU"
+        )
 
 
 if __name__ == "__main__":
