@@ -8,13 +8,13 @@ and measured at c=1 most of what it added was not the fsync but waiting around i
   goes through a work item, a ``concurrent.futures.Future`` with its condition and lock,
   and a chained asyncio future; here a job is a tuple on a ``queue.SimpleQueue`` and its
   result comes back with one ``loop.call_soon_threadsafe`` (``run``);
-- every time the thread needs the GIL back (at its start, and after each sqlite call, which
-  lets go of it: BEGIN, the inserts, COMMIT and its fsync) it waits for the loop thread to
-  block or to be told to switch. CPython tells it after ``sys.getswitchinterval()``, 5 ms
-  by default: at c=8 a write of 1 ms took 7 ms at p99. ``SWITCH_INTERVAL_S`` is what a
-  node sets for its process (``tune_switch_interval``); the price is more switches when two
-  threads both want to run Python, measured at c=64 in the README ("The disk thread on a
-  write's critical path").
+- every time the thread needs the GIL back (at its start, and after each sqlite statement,
+  which lets go of it; a plain append is one statement, ``LogDatabase.write``) it waits for
+  the loop thread to block or to be told to switch. CPython tells it after
+  ``sys.getswitchinterval()``, 5 ms by default: at c=8 a write of 1 ms took 7 ms at p99.
+  ``SWITCH_INTERVAL_S`` is what a node sets for its process (``tune_switch_interval``); the
+  price is more switches when two threads both want to run Python, measured at c=64 in the
+  README ("The disk thread on a write's critical path").
 
 ``waiting`` says whether jobs are queued or running, so that work that holds the loop for
 long (a restore in slices, ``raft3d.node.restoring``) lets go of the GIL only when the disk
