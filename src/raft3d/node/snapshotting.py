@@ -12,8 +12,8 @@ does:
 - *encode* (``StateCapture.parts``): the farm's objects are stored as their snapshot bytes
   (``raft3d.domain.records``), so encoding is joining stored bytes, 44-48 ms of CPU in
   all (``benchmarks/farm_memory_bench.py``). It runs on the loop, ``ENCODE_SLICE_S`` at a
-  time; each slice's parts then go to
-  the file on the writer thread (``encode_into``) while the loop runs other work, so no
+  time; each slice's parts then go to the file on the writer thread (``encode_into``)
+  while the loop runs other work, so no
   request or heartbeat waits longer than a slice, and the snapshot is never held whole in
   memory (it was: 110 MB more per node while a snapshot was taken). It used to run on a
   thread at the lowest CPU priority: with per-object packing that was seconds of CPU

@@ -121,7 +121,7 @@ class LogDatabase:
             raise
         self._conn.execute("COMMIT")
 
-    # Writes: call inside ``transaction()``.
+    # Writes: call inside ``transaction()``, except ``write``, which is atomic on its own.
 
     def write(self, entries: Sequence[Entry], hard_state: HardState | None = None) -> None:
         """Append ``entries`` and replace the hard state (if given). Outside ``transaction()``
