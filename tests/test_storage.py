@@ -191,6 +191,7 @@ def test_snapshots_keep_prunes_old_files(data_dir: Path) -> None:
 
         listed = storage.list_snapshots()
         assert [(s.index, s.term) for s in listed] == [(40, 1), (30, 1)]
+        storage.flush_removals()  # the dropped files go on a thread of their own
         assert [s.path.name for s in listed] == sorted(snapshot_files(data_dir), reverse=True)
         for info in listed:
             assert info.size == info.path.stat().st_size

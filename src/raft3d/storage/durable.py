@@ -140,6 +140,7 @@ class DurableStorage:
             log.info("removing %d snapshot file(s) from interrupted writes", len(uncommitted))
         self._snapshots.remove([s.path for s in uncommitted] + invalid)
         self._catalog.prune()
+        self._snapshots.flush_removals()  # an opened directory holds only what it keeps
 
     # Loading ------------------------------------------------------------------------------
 
@@ -329,6 +330,11 @@ class DurableStorage:
         self._check_open()
         return self._catalog.read_base()
 
+    def flush_removals(self) -> None:
+        """Until the snapshot files dropped so far (removed on a thread of their own, off the
+        write lock: ``raft3d.storage.file_removal``) are gone from the directory."""
+        self._snapshots.flush_removals()
+
     def snapshot_data(self, index: int) -> SnapshotFileData | None:
         """The data of the snapshot the log continues from, if it is the one at ``index``,
         read from its file by byte range (``SnapshotFileData``); None otherwise."""
@@ -345,6 +351,7 @@ class DurableStorage:
             try:
                 self._reader.close()
                 self._db.close()
+                self._snapshots.close()  # the removals handed over are finished
             finally:
                 os.close(self._lock_fd)
 

@@ -13,6 +13,7 @@ from typing import BinaryIO
 
 from raft3d.consensus.types import Snapshot, SnapshotMeta
 from raft3d.storage.durable_files import ensure_directory, fsync_directory
+from raft3d.storage.file_removal import FileRemover
 from raft3d.storage.snapshot_file import (
     InvalidSnapshotFile,
     SnapshotInfo,
@@ -42,9 +43,11 @@ class SnapshotStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         ensure_directory(directory)
+        self._remover = FileRemover(directory)
 
     def remove_temp_leftovers(self) -> list[Path]:
-        """Remove files from writes that never reached their rename (a crash mid-write)."""
+        """Remove files from writes that never reached their rename (a crash mid-write),
+        and files a crash left half removed."""
         leftovers = [
             p
             for p in self.directory.iterdir()
@@ -105,16 +108,17 @@ class SnapshotStore:
         return StreamedWrite(self.directory, f, (temp, final), meta, created_at, on_finished, guard)
 
     def remove(self, paths: Iterable[Path]) -> None:
-        """Best-effort removal; a file that cannot be removed is only logged."""
-        removed = False
-        for path in paths:
-            try:
-                path.unlink(missing_ok=True)
-                removed = True
-            except OSError as exc:
-                log.warning("cannot remove snapshot file %s: %s", path, exc)
-        if removed:
-            fsync_directory(self.directory)
+        """Best-effort removal, on a thread of its own (``raft3d.storage.file_removal``): a
+        file that cannot be removed is only logged."""
+        self._remover.remove(paths)
+
+    def flush_removals(self) -> None:
+        """Until every file handed to ``remove`` so far is gone."""
+        self._remover.flush()
+
+    def close(self) -> None:
+        """Finish the removals handed over; the store is not used afterwards."""
+        self._remover.close()
 
 
 class StreamedWrite:
