@@ -11,7 +11,10 @@ transaction compacts or replaces the log and records the snapshot's (index, term
 base. That transaction is the commit point: after a crash, a snapshot file newer than the
 recorded base belongs to a call that never returned and is removed, so every ``persist`` and
 ``save_local_snapshot`` is all-or-nothing. Which files are committed, the base among them
-and the files staged ahead of their commit are kept by ``snapshot_catalog``.
+and the files staged ahead of their commit are kept by ``snapshot_catalog``. What a
+compaction drops leaves later, off the write path: the log's rows a step at a time with the
+appends that follow (``log_db.TRIM_STEP``), the old files on a thread of their own
+(``file_removal``).
 
 Threading: one thread writes at a time (the node's persist worker). The read API used by the
 event log endpoint (``read_entries``, ``first_index``, ``last_index``, ``list_snapshots``,
@@ -38,7 +41,7 @@ from types import TracebackType
 from raft3d.consensus.types import Entry, HardState, InitialState, Snapshot, SnapshotMeta
 from raft3d.storage.durable_files import ensure_directory, fsync_directory, lock_directory
 from raft3d.storage.errors import StorageCorruptError, StorageError
-from raft3d.storage.log_db import LogDatabase
+from raft3d.storage.log_db import LogDatabase, check_appendable
 from raft3d.storage.snapshot_catalog import SnapshotCatalog
 from raft3d.storage.snapshot_file import SnapshotFileData, SnapshotInfo
 from raft3d.storage.snapshot_store import SnapshotStore, StreamedWrite
@@ -136,6 +139,8 @@ class DurableStorage:
         if self._corruption is not None:
             log.error("storage in %s is corrupt: %s", self.data_dir, self._corruption)
             return  # leave every file in place for inspection
+        # Rows below the first index kept that a crash left before the appends deleted them.
+        self._first_index = max(self._first_index, self._db.finish_trim())
         if uncommitted:
             log.info("removing %d snapshot file(s) from interrupted writes", len(uncommitted))
         self._snapshots.remove([s.path for s in uncommitted] + invalid)
@@ -190,7 +195,7 @@ class DurableStorage:
                 self._check_snapshot_order(snapshot.meta)
                 base_index = last_index = snapshot.meta.index
             if entries:
-                _check_entries(entries, base_index, last_index)
+                check_appendable(entries, base_index, last_index)
             if hard_state is None and not entries and snapshot is None:
                 return
             with self._failing_on_error("persist"):
@@ -202,8 +207,7 @@ class DurableStorage:
                 else:
                     with self._db.transaction():
                         if snapshot is not None:
-                            self._db.delete_all()
-                            self._db.put_base(snapshot.meta.index, snapshot.meta.term)
+                            self._db.reset(snapshot.meta.index, snapshot.meta.term)
                         elif entries:  # a conflicting suffix goes
                             self._db.delete_from(entries[0].index)
                         self._db.write(entries, hard_state)
@@ -276,9 +280,8 @@ class DurableStorage:
             with self._failing_on_error("save_local_snapshot"):
                 info = staged or self._snapshots.write(snapshot, time.time())
                 keep_from = max(self._first_index, meta.index - self._trailing + 1)
-                with self._db.transaction():
-                    self._db.delete_through(keep_from - 1)
-                    self._db.put_base(meta.index, meta.term)
+                with self._db.transaction():  # the rows below go with the next appends
+                    self._db.put_base(meta.index, meta.term, keep_from)
             self._set_base(info)
             self._first_index = min(keep_from, meta.index + 1)
             self._catalog.prune()
@@ -318,8 +321,8 @@ class DurableStorage:
             raise ValueError("limit must be >= 0")
         with self._read_lock:
             self._check_open()
-            with _storage_errors("read_entries"):
-                return self._reader.entries_after(after, limit)
+            with _storage_errors("read_entries"):  # never the rows still to be trimmed
+                return self._reader.entries_after(max(after, self._first_index - 1), limit)
 
     def list_snapshots(self) -> list[SnapshotInfo]:
         """Committed snapshot files, newest first (verified when opened or written)."""
@@ -393,16 +396,3 @@ def _storage_errors(what: str) -> Iterator[None]:
         yield
     except (sqlite3.Error, OSError) as exc:
         raise StorageError(f"{what} failed: {exc}") from exc
-
-
-def _check_entries(entries: Sequence[Entry], base_index: int, last_index: int) -> None:
-    first = entries[0].index
-    if first <= base_index:
-        raise ValueError(f"entry {first} is at or below the snapshot index {base_index}")
-    if first > last_index + 1:
-        raise ValueError(f"entries start at {first} but the log ends at {last_index}: a gap")
-    for offset, entry in enumerate(entries):
-        if entry.index != first + offset:
-            raise ValueError(
-                f"entries are not contiguous: {entry.index} follows {first + offset - 1}"
-            )
