@@ -99,3 +99,15 @@ def test_a_log_compacted_by_an_older_node_opens_as_it_did(data_dir: Path) -> Non
         assert reopened.first_index() == 101  # its trailing rows are all kept, as before
         assert [e.index for e in reopened.load().entries] == list(range(251, 301))
         assert reopened.read_entries(0, 1)[0].index == 101
+
+
+def test_big_appends_delete_faster_than_they_add(data_dir: Path) -> None:
+    """Each append deletes at least twice what it adds: the prefix cannot outgrow it."""
+    storage = _compacted(data_dir)
+    next_index = LAST + 1
+    for _ in range(3):
+        batch = make_entries(next_index, next_index + 599, 1)  # more than one statement holds
+        storage.persist(HardState(1, "n1", batch[-1].index), batch)
+        next_index += 600
+    assert _rows(data_dir)[0] == LAST - TRAILING + 1
+    storage.close()

@@ -87,10 +87,12 @@ END
 """
 _HARD_STATE_ROW = -1  # (commit, term, -1, vote)
 _TRIM_ROW = -3  # (through, None, -3, None)
-# The most rows one append deletes below a compaction. Deleting 12,800 rows in the
-# compaction's own transaction took 12-17 ms of the disk thread, every append waiting; a
-# step of 512 costs each of the next appends a fraction of a millisecond.
-TRIM_STEP = 512
+# Rows one append deletes below a compaction: ``TRIM_STEP``, or twice the entries it adds if
+# that is more, so the deleting outpaces the log's growth. Deleting 12,800 rows in the
+# compaction's own transaction held the disk thread 12-17 ms, every append waiting; an
+# append of 64 entries that deletes 128 rows takes what one that deletes none does
+# (512 rows: about 0.45 ms more; ``benchmarks/compaction_bench.py``).
+TRIM_STEP = 128
 _PADDING = (None, None, -2, None)
 _APPEND = "INSERT INTO log_append (idx, term, type, data) VALUES "
 # The most rows one statement carries (4 parameters each, far below SQLite's limit).
@@ -167,8 +169,8 @@ class LogDatabase:
         if not rows:
             return
         trim = self._trimmed
-        if not self._conn.in_transaction and len(rows) < MAX_INSERT_ROWS:
-            trim = min(self._trim_to, trim + TRIM_STEP)
+        if not self._conn.in_transaction:  # the caller's transaction may yet roll back
+            trim = min(self._trim_to, trim + max(TRIM_STEP, 2 * len(entries)))
         if trim > self._trimmed:
             rows.append((trim, None, _TRIM_ROW, None))  # in the same statement: atomic with it
         if len(rows) <= MAX_INSERT_ROWS or self._conn.in_transaction:
@@ -201,7 +203,7 @@ class LogDatabase:
 
     def put_base(self, index: int, term: int, keep_from: int) -> None:
         """The snapshot the log continues from, and the first index kept: the rows below it
-        are deleted ``TRIM_STEP`` at a time by the appends that follow."""
+        are deleted a step at a time by the appends that follow (``TRIM_STEP``)."""
         self._conn.execute(_PUT_BASE, (index, term))
         self._conn.execute(_PUT_TRIM, (keep_from,))
         self._trim_to = max(self._trim_to, keep_from - 1)
