@@ -123,6 +123,7 @@ class RaftSettings:
     # Log entries kept after a snapshot, for event readers and slightly lagging followers.
     snapshot_trailing_entries: int = bounded(5_000, 0, 10_000_000)
     snapshots_keep: int = bounded(2, 1, 1000)
+    snapshot_stagger: bool = True  # members snapshot at different indexes, not all at once
     snapshot_chunk_bytes: int = bounded(256 * 1024, 1024, 4 * MIB)
 
     def check(self) -> None:

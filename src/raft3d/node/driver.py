@@ -105,6 +105,7 @@ class RaftNode(NodeMembership, NodeHistory[R], Generic[R]):
             applied=0,  # until the snapshot (if any) is restored, below
             snapshot_threshold=self.options.snapshot_threshold,
             snapshot_log_ratio=self.options.snapshot_log_ratio,
+            snapshot_phase=self.options.snapshot_phase,
             read_retry=self.options.read_retry_s,
             read_context_prefix=os.urandom(8),
             counters=self.counters,

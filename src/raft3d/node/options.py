@@ -26,6 +26,9 @@ class NodeOptions:
     read_retry_s: float = 0.1  # a ReadIndex unanswered this long is asked again
     # ...and only once their log bytes reach this share of the last snapshot's size.
     snapshot_log_ratio: float = 0.0
+    # Where this node's snapshots fall in each run of snapshot_threshold indexes, as a share
+    # of it (``ReadyStep.snapshot_due``); None: a threshold's entries after the last one.
+    snapshot_phase: float | None = None
     addresses: Mapping[str, MemberAddress] = field(default_factory=dict)
     # Identity and amnesia protection (``raft3d.node.recovery``); None: nothing on disk.
     data_dir: Path | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
@@ -55,6 +56,15 @@ def seed_cluster_id(settings: Settings) -> str:
     return bootstrap_cluster_id(members, settings.cluster_secret)
 
 
+def snapshot_phase(node_id: str, members: Sequence[str]) -> float:
+    """Where this node's snapshots fall (``ReadyStep.snapshot_due``): the configured members
+    spread evenly by id (n1, n2, n3: 0, 1/3, 2/3); a node not among them by a hash of its id."""
+    ranked = sorted(set(members))
+    if node_id in ranked:
+        return ranked.index(node_id) / len(ranked)
+    return zlib.crc32(node_id.encode()) % 1000 / 1000
+
+
 def node_options(settings: Settings, *, joining: bool | None = None) -> NodeOptions:
     """What the driver needs of a node's settings.
 
@@ -77,6 +87,9 @@ def node_options(settings: Settings, *, joining: bool | None = None) -> NodeOpti
         tick_s=raft.tick_ms / 1000,
         snapshot_threshold=raft.snapshot_threshold,
         snapshot_log_ratio=raft.snapshot_log_ratio,
+        snapshot_phase=snapshot_phase(settings.node_id, [m.node_id for m in settings.members])
+        if raft.snapshot_stagger
+        else None,
         default_timeout_s=settings.http_settings.request_timeout_s,
         addresses=addresses,
         data_dir=settings.data_dir,
