@@ -10,7 +10,7 @@ Tables:
   leftover of a write that crashed before committing.
 - ``log_trim``: a single row, the first index the log keeps since the last compaction (absent
   in databases older than it: then the first row is the first kept). Rows below it are
-  deleted a step at a time, with the appends that follow (``trim_through``).
+  deleted a step at a time, with the appends that follow (``write``, ``TRIM_STEP``).
 - ``log_append``: a view that only takes inserts; its trigger puts each row into the log or
   the hard state, so that a whole append is one statement (``LogDatabase.write``).
 
