@@ -1,9 +1,10 @@
 """How a big snapshot file being written slows the log's commits on the same file system.
 
 One thread writes snapshot files of ``--mb`` MiB through ``StreamedSnapshotFile`` (1 MiB
-parts, then the caller's fsync, as a node's writer thread does), pausing 0.5 s between
-files; meanwhile the main thread commits one-entry log writes (``DurableStorage.persist``,
-fsync on) every 2 ms and times each. Modes:
+parts, then the caller's fsync, as a node's writer thread does, past the page cache where
+the file system allows it; the file before the last removed by a ``FileRemover``, as a
+node removes it), pausing 0.5 s between files; meanwhile the main thread commits one-entry
+log writes (``DurableStorage.persist``, fsync on) every 2 ms and times each. Modes:
 
 - ``none``: no snapshot written (the baseline);
 - ``one-fsync``: the file reaches the disk only in the fsync at its end (as before);
@@ -23,7 +24,8 @@ from pathlib import Path
 
 from raft3d.consensus.types import Entry, HardState, SnapshotMeta
 from raft3d.storage import DurableStorage, snapshot_file
-from raft3d.storage.snapshot_file import StreamedSnapshotFile
+from raft3d.storage.file_removal import FileRemover
+from raft3d.storage.snapshot_stream import StreamedSnapshotFile, open_for
 
 NOW = snapshot_file.SYNC_EVERY_BYTES
 MODES = {"none": 0, "one-fsync": 1 << 62, "every-4mib": NOW}
@@ -33,16 +35,23 @@ def write_files(directory: Path, mb: int, stop: threading.Event) -> None:
     part = os.urandom(1 << 20)
     meta = SnapshotMeta(1, 1, ("n1",))
     k = 0
+    remover = FileRemover(directory)
     while not stop.is_set():
-        with (directory / f"snap{k % 2}").open("w+b") as f:
-            streamed = StreamedSnapshotFile(f, meta, time.time())
+        path = directory / f"snap{k}"
+        fd = open_for(path)
+        try:
+            streamed = StreamedSnapshotFile(fd, meta, time.time())
             for _ in range(mb):
                 streamed.write(part)
             streamed.finish()
-            f.flush()
-            os.fsync(f.fileno())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if k >= 2:  # two kept, the older removed as a node removes it
+            remover.remove([directory / f"snap{k - 2}"])
         k += 1
         stop.wait(0.5)
+    remover.close()
 
 
 def one_mode(directory: Path, mode: str, mb: int, seconds: float) -> list[float]:

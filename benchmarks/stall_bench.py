@@ -15,7 +15,8 @@ at ``--concurrency`` for ``--seconds``. Measured:
 - and from outside: the worst /healthz latency seen by a prober that asks every node every
   20 ms (it includes queueing behind the load's requests and the prober's own scheduling);
 - the snapshot log lines' ``capture_ms`` (what the loop paid) and ``total_ms``;
-- peak RSS per node (VmHWM) against the snapshot file size.
+- peak RSS per node (VmHWM) against the snapshot file size;
+- each node's CPU time (user and system) during the load, and all of it per write.
 
     .venv/bin/python -m benchmarks.stall_bench [--objects 1000000] [--seconds 60]
         [--threshold 10000] [--concurrency 64] [--logs DIR]
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import statistics
 import tempfile
@@ -190,9 +192,15 @@ async def run(args: argparse.Namespace) -> None:
             lags_before = {n.node_id: lag_buckets(n.url) for n in cluster.alive()}
             log_start = {n.node_id: n.log_path.stat().st_size for n in cluster.nodes.values()}
             rss_start = {n.node_id: vm_kb(n.proc.pid, "VmRSS") for n in cluster.alive() if n.proc}
+            cpu_start = {n.node_id: cpu_s(n.proc.pid) for n in cluster.alive() if n.proc}
             rate, p50, p99, bad = await asyncio.to_thread(
                 wrk_load, leader.url, args.concurrency, args.seconds, script
             )
+            cpu = {
+                n.node_id: cpu_s(n.proc.pid) - cpu_start[n.node_id]
+                for n in cluster.alive()
+                if n.proc
+            }
             stop.set()
             await prober
             after = {n.node_id: n.status() for n in cluster.alive()}
@@ -234,6 +242,12 @@ async def run(args: argparse.Namespace) -> None:
         f"load: wrk c={args.concurrency} {args.seconds:.0f} s: {rate:.0f} writes/s, "
         f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, non-2xx {bad}"
     )
+    writes = rate * args.seconds
+    print(
+        "CPU during the load (s): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items()))
+        + f"; all nodes {sum(cpu.values()) * 1e3 / max(writes, 1):.3f} ms per write"
+    )
     leaderships = sorted(seen["leaders"])
     print(
         f"terms before {before}, after {[s['term'] for s in after.values()]}; "
@@ -259,6 +273,12 @@ async def run(args: argparse.Namespace) -> None:
             f"peak RSS {rss[node_id] / 1024:.0f} MB, largest snapshot "
             f"{snaps[node_id] / 1e6:.1f} MB, ratio {rss[node_id] * 1024 / snaps[node_id]:.1f}"
         )
+
+
+def cpu_s(pid: int) -> float:
+    """The process's CPU time so far (user and system), seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _get(url: str) -> tuple[int, Any]:

@@ -21,8 +21,8 @@ from raft3d.node import snapshotting
 from raft3d.node.driver import RaftNode
 from raft3d.node.wiring import build_node
 from raft3d.storage import DurableStorage
-from raft3d.storage.snapshot_file import StreamedSnapshotFile
 from raft3d.storage.snapshot_store import SnapshotStore
+from raft3d.storage.snapshot_stream import StreamedSnapshotFile
 from tests.support.settings import node_settings
 from tests.support.waiting import eventually
 

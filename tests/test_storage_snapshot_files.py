@@ -7,13 +7,19 @@ import hashlib
 import json
 import struct
 import time
+import zlib
 from pathlib import Path
 
 import pytest
 
-from raft3d.consensus.types import HardState
+from raft3d.consensus.types import HardState, Snapshot
 from raft3d.storage import DurableStorage, SnapshotInfo, StorageCorruptError
-from raft3d.storage.snapshot_file import InvalidSnapshotFile, read_snapshot_file
+from raft3d.storage.snapshot_file import (
+    InvalidSnapshotFile,
+    SnapshotFileData,
+    read_snapshot_file,
+    verify_snapshot_file,
+)
 from raft3d.storage.snapshot_store import SnapshotStore
 from tests.support.durable import (
     VOTERS,
@@ -36,17 +42,45 @@ def test_snapshot_file_header_carries_its_metadata(storage: DurableStorage) -> N
     raw = path.read_bytes()
 
     magic, version, header_len = struct.unpack_from("<8sHI", raw)
-    assert (magic, version) == (b"R3DSNAP\x00", 1)
+    assert (magic, version) == (b"R3DSNAP\x00", 2)
     header = json.loads(raw[14 : 14 + header_len])
     assert header["index"] == 3
     assert header["term"] == 2
     assert header["voters"] == list(VOTERS)
     assert header["data_len"] == len(b"payload")
     assert isinstance(header["created_at"], float)
-    checksum = raw[14 + header_len : 14 + header_len + 32]
-    data = raw[14 + header_len + 32 :]
+    (checksum,) = struct.unpack_from("<I", raw, 14 + header_len)
+    data = raw[14 + header_len + 4 :]
     assert data == b"payload"
-    assert hashlib.sha256(raw[: 14 + header_len] + data).digest() == checksum
+    assert zlib.crc32(raw[: 14 + header_len], zlib.crc32(data)) == checksum
+
+
+def _version_1_file(path: Path, snapshot: Snapshot, created_at: float) -> None:
+    """A snapshot file as versions before 2 wrote it: SHA-256 over the header, then the data."""
+    header = json.dumps(
+        {
+            "index": snapshot.meta.index,
+            "term": snapshot.meta.term,
+            "voters": list(snapshot.meta.voters),
+            "created_at": created_at,
+            "data_len": len(snapshot.data),
+        }
+    ).encode()
+    prefix = struct.pack("<8sHI", b"R3DSNAP\x00", 1, len(header)) + header
+    path.write_bytes(prefix + hashlib.sha256(prefix + snapshot.data).digest() + snapshot.data)
+
+
+def test_a_version_1_file_still_reads_and_a_damaged_one_is_refused(tmp_path: Path) -> None:
+    snapshot = make_snapshot(9, 4, bytes(range(256)) * 4)
+    path = tmp_path / "v1.snap"
+    _version_1_file(path, snapshot, 1_700_000_000.5)
+    info, read = read_snapshot_file(path)
+    assert (read, info.index, info.term, info.size) == (snapshot, 9, 4, path.stat().st_size)
+    assert verify_snapshot_file(path) == info
+    assert SnapshotFileData(path)[0:10] == snapshot.data[:10]
+    flip_byte(path, path.stat().st_size - 3)
+    with pytest.raises(InvalidSnapshotFile, match="checksum"):
+        verify_snapshot_file(path)
 
 
 def test_any_damaged_byte_or_truncation_invalidates_a_snapshot_file(tmp_path: Path) -> None:

@@ -10,12 +10,8 @@ from pathlib import Path
 import pytest
 
 from raft3d.consensus.types import Snapshot, SnapshotMeta
-from raft3d.storage.snapshot_file import (
-    SYNC_EVERY_BYTES,
-    StreamedSnapshotFile,
-    read_snapshot_file,
-    write_snapshot_file,
-)
+from raft3d.storage.snapshot_file import SYNC_EVERY_BYTES, read_snapshot_file, write_snapshot_file
+from raft3d.storage.snapshot_stream import StreamedSnapshotFile, open_for
 
 META = SnapshotMeta(7, 2, ("n1", "n2", "n3"))
 SIZE = 3 * SYNC_EVERY_BYTES + 12_345
@@ -42,11 +38,14 @@ def _data() -> bytes:
 def test_a_streamed_file_is_synced_as_it_grows(tmp_path: Path, syncs: list[int]) -> None:
     data = _data()
     path = tmp_path / "s.snap"
-    with path.open("w+b") as f:
-        streamed = StreamedSnapshotFile(f, META, 1.0)
+    fd = open_for(path)
+    try:
+        streamed = StreamedSnapshotFile(fd, META, 1.0)
         for start in range(0, len(data), 100_000):
             streamed.write(data[start : start + 100_000])
         streamed.finish()
+    finally:
+        os.close(fd)
     assert len(syncs) == 3
     assert all(after > before for before, after in itertools.pairwise(syncs))
     assert read_snapshot_file(path)[1].data == data  # the same file as before

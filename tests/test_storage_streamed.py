@@ -4,6 +4,8 @@ when finished, nothing left behind when it fails."""
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -14,11 +16,6 @@ from raft3d.storage.errors import StorageError
 from raft3d.storage.snapshot_file import read_snapshot_file, verify_snapshot_file
 
 META = SnapshotMeta(3, 1, ("solo",))
-
-
-class FullDisk:
-    def write(self, data: bytes) -> int:
-        raise OSError(28, "No space left on device")
 
 
 def parts() -> list[bytes]:
@@ -51,15 +48,21 @@ def test_a_streamed_snapshot_is_the_same_file_format_and_commits(tmp_path: Path)
         assert state.snapshot == Snapshot(META, b"".join(parts()))
 
 
-def test_an_aborted_or_failed_stream_leaves_no_file(tmp_path: Path) -> None:
+def test_an_aborted_or_failed_stream_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with DurableStorage(tmp_path) as storage:
         log_to(storage, 5)
         sink = storage.open_local_snapshot(META)
         sink.write(b"half")
         sink.abort()
         failing = storage.open_local_snapshot(META)
-        failing._file._f = FullDisk()  # type: ignore[assignment]
+
+        def full_disk(fd: int, data: bytes, offset: int) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(os, "pwrite", full_disk)
         with pytest.raises(StorageError, match="stage_local_snapshot failed"):
-            failing.write(b"more")
+            failing.write(b"more" * (1 << 19))  # past the first block: a write to the file
     leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and "snap" in p.name]
     assert leftovers == []

@@ -22,10 +22,11 @@ does:
   large-farm benchmark).
   Forking a child to encode was considered and not done: the child touches every object's
   reference count, so copy-on-write duplicates the whole state's pages for each snapshot.
-- *write* (``Storage.open_local_snapshot``): the file part by part, then its header and
-  SHA-256 (the data read back from the page cache) and the fsyncs, on the writer thread;
-  all of it in C with the GIL released. On the disk thread, under the log's
-  write lock, it held every log append behind a 110 MB write and fsync for seconds.
+- *write* (``Storage.open_local_snapshot``): the file part by part, past the page cache
+  where the file system allows it, its CRC-32 summed as it goes, then its header and the
+  fsyncs, on the writer thread (``raft3d.storage.snapshot_stream``); all of it in C with
+  the GIL released. On the disk thread, under the log's write lock, it held every log
+  append behind a 110 MB write and fsync for seconds.
 - *commit* (``Storage.commit_local_snapshot``): one database transaction on the disk thread,
   in order with the appends; then the core drops its log prefix (keeping ``trailing_entries``
   below it for event readers), and serves laggards from the snapshot's file, chunk by chunk,

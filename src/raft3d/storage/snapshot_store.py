@@ -9,7 +9,6 @@ import secrets
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import BinaryIO
 
 from raft3d.consensus.types import Snapshot, SnapshotMeta
 from raft3d.storage.durable_files import ensure_directory, fsync_directory
@@ -17,10 +16,10 @@ from raft3d.storage.file_removal import FileRemover
 from raft3d.storage.snapshot_file import (
     InvalidSnapshotFile,
     SnapshotInfo,
-    StreamedSnapshotFile,
     verify_snapshot_file,
     write_snapshot_file,
 )
+from raft3d.storage.snapshot_stream import StreamedSnapshotFile, open_for
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +98,14 @@ class SnapshotStore:
         on_finished: Callable[[SnapshotInfo], None] = lambda info: None,
         guard: Callable[[], AbstractContextManager[None]] = nullcontext,
     ) -> StreamedWrite:
-        """Like ``write``, the data given part by part (``StreamedSnapshotFile``);
-        ``on_finished`` is told of the durable file, each step runs under ``guard()``."""
+        """Like ``write``, the data given part by part (``StreamedSnapshotFile``, past the
+        page cache); ``on_finished`` is told of the durable file, each step runs under
+        ``guard()``."""
         final = self.directory / snapshot_file_name(meta.index, meta.term)
         temp = self.directory / f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}{_TEMP_SUFFIX}"
-        fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        f = os.fdopen(fd, "w+b")
-        return StreamedWrite(self.directory, f, (temp, final), meta, created_at, on_finished, guard)
+        names = (temp, final)
+        fd = open_for(temp, 0o644)
+        return StreamedWrite(self.directory, fd, names, meta, created_at, on_finished, guard)
 
     def remove(self, paths: Iterable[Path]) -> None:
         """Best-effort removal, on a thread of its own (``raft3d.storage.file_removal``): a
@@ -129,18 +129,18 @@ class StreamedWrite:
     def __init__(
         self,
         directory: Path,
-        f: BinaryIO,
+        fd: int,
         names: tuple[Path, Path],
         meta: SnapshotMeta,
         created_at: float,
         on_finished: Callable[[SnapshotInfo], None],
         guard: Callable[[], AbstractContextManager[None]],
     ) -> None:
-        self._directory, self._f, (self._temp, self._final) = directory, f, names
+        self._directory, self._fd, (self._temp, self._final) = directory, fd, names
         self._meta, self._created_at = meta, created_at
         self._on_finished, self._guard = on_finished, guard
         try:
-            self._file = StreamedSnapshotFile(f, meta, created_at)
+            self._file = StreamedSnapshotFile(fd, meta, created_at)
         except BaseException:
             self.abort()
             raise
@@ -157,9 +157,8 @@ class StreamedWrite:
         try:
             with self._guard():
                 size = self._file.finish()
-                self._f.flush()
-                os.fsync(self._f.fileno())
-                self._f.close()
+                os.fsync(self._fd)
+                self._close()
                 os.replace(self._temp, self._final)
                 fsync_directory(self._directory)
         except BaseException:
@@ -169,5 +168,10 @@ class StreamedWrite:
         self._on_finished(SnapshotInfo(meta.index, meta.term, size, self._created_at, self._final))
 
     def abort(self) -> None:
-        self._f.close()
+        self._close()
         self._temp.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
