@@ -20,10 +20,10 @@ Version 1 files (written before) are read too: their checksum is 32 bytes of SHA
 magic..header and then the data. Version 2 puts the data first in the checksum so that a
 file written as its data is produced (``raft3d.storage.snapshot_stream``) is summed as it
 goes, never read back; and CRC-32 costs a third of SHA-256's CPU (19 against 65 ms for
-117 MB here). The checksum is there to catch damage (a flipped byte, a torn write); a file
-is truncated or padded only with a size the header contradicts, which is checked apart.
-Whoever can write the data directory could rewrite any checksum, so a cryptographic hash
-bought nothing.
+117 MB here). The checksum is there to catch damage (a flipped byte, a torn write); a
+truncated or lengthened file contradicts the size its header gives, which is checked
+apart. Whoever can write the data directory could rewrite any checksum, so a cryptographic
+hash bought nothing.
 
 A file is valid only if every field parses, its size is exactly what the header announces and
 the checksum matches. Anything else (a flipped byte, a truncated file) raises
@@ -119,7 +119,7 @@ class _Summer:
     """The checksum of a file being read, by its version: the data given chunk by chunk."""
 
     def __init__(self, version: int, prefix: bytes) -> None:
-        self._version, self._prefix = version, prefix
+        self._prefix = prefix
         self._sha = hashlib.sha256(prefix) if version == 1 else None
         self._crc = 0
 
