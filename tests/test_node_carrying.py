@@ -48,11 +48,12 @@ class JournalTransport(MemoryTransport):
     journal: Journal
     _unwritten: list[PeerMessage]
 
-    def send(self, msg: PeerMessage) -> None:
+    def send(self, msg: PeerMessage) -> bool:
         if not getattr(self, "_unwritten", None):
             self._unwritten = []
             asyncio.get_running_loop().call_soon(self.flush)
         self._unwritten.append(msg)
+        return True
 
     def flush(self) -> None:
         unwritten, self._unwritten = getattr(self, "_unwritten", []), []

@@ -87,9 +87,9 @@ def capture_sent(node: Node) -> list[PeerMessage]:
     sent: list[PeerMessage] = []
     send = node.transport.send
 
-    def recording(msg: PeerMessage) -> None:
+    def recording(msg: PeerMessage) -> bool:
         sent.append(msg)
-        send(msg)
+        return send(msg)
 
     node.transport.send = recording  # type: ignore[method-assign]
     return sent
@@ -232,6 +232,34 @@ async def test_without_a_link_to_the_leader_nothing_is_sent(cluster: Cluster) ->
     with pytest.raises(NotLeaderError):
         await follower.propose(b"x", 5.0)
     assert follower.counters.forwarded["sent"] == 0  # certainly not delivered: safe to retry
+
+
+async def test_a_proposal_dropped_by_a_full_send_queue_is_safe_to_retry_at_once(
+    cluster: Cluster,
+) -> None:
+    leader, follower = await roles(cluster)
+    send = follower.transport.send
+
+    def full_queue(msg: PeerMessage) -> bool:
+        if isinstance(msg, ForwardedProposal):
+            return False  # what the real transport does with its queue at the limit
+        return send(msg)
+
+    follower.transport.send = full_queue  # type: ignore[method-assign]
+    with pytest.raises(NotLeaderError) as caught:
+        # At once, and not in doubt: it was never sent (before, the 30 s deadline ran out
+        # and the write was reported outcome_unknown).
+        await asyncio.wait_for(follower.propose(b"x", 30.0), 5.0)
+    assert not isinstance(caught.value, OutcomeUnknownError)
+    assert caught.value.leader_id == leader.node_id  # named, for the HTTP path
+    assert follower.counters.forwarded["unsent"] == 1
+    assert follower.counters.forwarded["sent"] == 0
+    assert len(follower.forwarding) == 0  # nothing left waiting
+    follower.transport.send = send  # type: ignore[method-assign]
+    index, command = await follower.propose(b"y", 5.0)  # the queue has room again
+    assert command == b"y"
+    await eventually(lambda: leader.applied_index >= index, 5, "the leader to apply")
+    assert b"x" not in machine(cluster, leader).commands
 
 
 async def test_a_leader_lost_before_answering_leaves_the_outcome_unknown(

@@ -161,10 +161,12 @@ async def test_queue_is_bounded_while_the_peer_is_down() -> None:
         a = await cluster.add("a", ["b"], send_queue_limit=limit)  # b never comes up
         # send() is a plain call, not a coroutine: it cannot wait for the peer.
         assert not inspect.iscoroutinefunction(Transport.send)
-        for i in range(10 * limit):
-            a.transport.send(message("a", "b", i))
+        queued = [a.transport.send(message("a", "b", i)) for i in range(10 * limit)]
         assert a.transport.queued("b") == limit
         assert a.transport.dropped["queue_full"] == 9 * limit
+        # The sender is told which were dropped at once: never sent, so never in doubt.
+        assert queued == [True] * limit + [False] * (9 * limit)
+        assert a.transport.send(message("a", "nobody", 0)) is False
         assert not a.transport.reachable("b")
         assert a.transport.sent == 0
 

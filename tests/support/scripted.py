@@ -139,9 +139,11 @@ class RecordingTransport(SilentTransport):
         super().__init__()
         self.sent: list[Message] = []
 
-    def send(self, msg: PeerMessage) -> None:
+    def send(self, msg: PeerMessage) -> bool:
         if type(msg) is Message:
             self.sent.append(msg)
+            return True
+        return False
 
 
 def make_node(settings: Settings, machine: RecordingStateMachine) -> Node:

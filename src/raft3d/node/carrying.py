@@ -33,7 +33,7 @@ class ReadyCarrier(Generic[R]):
         core: RaftCore,
         step: ReadyStep[R],
         storage: Storage,
-        send: Callable[[Message], None],
+        send: Callable[[Message], bool],
         disk: DiskThread,
         state_machine: StateMachine[R],
         snapshots: Snapshotter[R],

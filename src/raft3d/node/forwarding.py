@@ -10,8 +10,9 @@ commit, and it is forwarded again, to whoever leads now, while the deadline allo
 
 What the proposer is told:
 
-- ``NotLeaderError``: it could not be forwarded (no leader known, or no link up to it), or a
-  leader refused it: nothing was appended, trying again is safe.
+- ``NotLeaderError``: it could not be forwarded (no leader known, no link up to it, or the
+  link's send queue full), or a leader refused it: nothing was appended, trying again is
+  safe.
 - ``ForwardLostError`` (an ``OutcomeUnknownError``): it was sent, and the leader or the link
   was lost before an answer came: the leader may have appended it.
 - ``TimeoutError``: the leader appended it, but it was not seen to commit in time.
@@ -47,7 +48,7 @@ log = logging.getLogger("raft3d.node")
 R = TypeVar("R")
 
 # Counted in ``NodeCounters.forwarded`` (``raft3d_forwarded_proposals_total{event}``).
-FORWARD_EVENTS = ("sent", "received", "refused", "lost", "replaced")
+FORWARD_EVENTS = ("sent", "received", "refused", "lost", "replaced", "unsent")
 
 
 @dataclass(slots=True)
@@ -152,9 +153,13 @@ class ProposalForwarding(Generic[R]):
         self._waiting[pid] = waiting
         # The link reckons in monotonic time; the loop's clock may be another (uvloop's).
         budget = deadline - loop.time()
-        self._node.transport.send(
-            ForwardedProposal(leader, self._node_id, pid, data, time.monotonic() + budget)
-        )
+        proposal = ForwardedProposal(leader, self._node_id, pid, data, time.monotonic() + budget)
+        if not self._node.transport.send(proposal):
+            # Dropped at once (the link's queue is full): certainly never delivered, so safe
+            # to retry, not in doubt; the leader is named for the HTTP path.
+            del self._waiting[pid]
+            self.counts["unsent"] += 1
+            raise NotLeaderError(leader)
         self.counts["sent"] += 1
         # Awaited as it is, not through a shield: a shield answers one turn of the loop
         # later. The deadline fails the future (``expire``: a timer, cheaper than

@@ -199,12 +199,15 @@ class MemoryTransport:
     async def stop(self) -> None:
         self._network._leave(self._node_id)
 
-    def send(self, msg: PeerMessage) -> None:
+    def send(self, msg: PeerMessage) -> bool:
         self.sent += 1
         if self.links is not None and msg.to not in self.links:
             self._dropped["unknown_peer"] += 1
-        elif not self._network._deliver(msg):
+            return False
+        if not self._network._deliver(msg):
             self._dropped["unreachable"] += 1
+            return False
+        return True
 
     def flush(self) -> None:
         pass  # ``send`` hands every message to the network at once
@@ -245,8 +248,8 @@ class SilentTransport:
     async def stop(self) -> None:
         pass
 
-    def send(self, msg: PeerMessage) -> None:
-        pass
+    def send(self, msg: PeerMessage) -> bool:
+        return False  # dropped: never delivered
 
     def flush(self) -> None:
         pass

@@ -13,7 +13,8 @@ Metrics (counters get prometheus_client's ``_total`` suffix):
   ``outcome_unknown`` (leadership lost or deadline passed first), ``not_leader``.
 - ``raft3d_forwarded_proposals_total{event}``: proposals forwarded over the peer link:
   ``sent`` by this follower, ``received`` and ``refused`` by this leader, ``lost`` (sent, no
-  answer: in doubt) and ``replaced`` (another entry took its index: sent again).
+  answer: in doubt), ``replaced`` (another entry took its index: sent again) and
+  ``unsent`` (dropped at once, the link's send queue full: safe to retry).
 - ``raft3d_apply_duration_seconds``: a summary: ``_count`` entries applied to the state
   machine, ``_sum`` seconds spent applying them. The node times whole batches, so there are
   no per-entry quantiles; ``rate(_sum) / rate(_count)`` is the mean time per entry.

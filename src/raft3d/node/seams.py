@@ -161,9 +161,10 @@ class Transport(Protocol):
 
     async def stop(self) -> None: ...
 
-    def send(self, msg: PeerMessage) -> None:
+    def send(self, msg: PeerMessage) -> bool:
         """Queue ``msg``; never blocks. Delivery is best effort (Raft retries; a forwarded
-        proposal whose answer is lost is in doubt)."""
+        proposal whose answer is lost is in doubt). False: dropped at once (no such peer,
+        its queue full), so certainly never delivered."""
         ...
 
     def flush(self) -> None:

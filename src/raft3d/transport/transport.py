@@ -168,13 +168,17 @@ class Transport:
 
     # ------------------------------------------------------------ sending
 
-    def send(self, msg: PeerMessage) -> None:
-        """Queue ``msg`` for ``msg.to``; never blocks, never raises. Drops are counted."""
+    def send(self, msg: PeerMessage) -> bool:
+        """Queue ``msg`` for ``msg.to``; never blocks, never raises. Drops are counted;
+        False for a message dropped here (unknown peer, queue full): never sent."""
         link = self._links.get(msg.to)
         if link is None:
             self.stats.drop(stats.UNKNOWN_PEER)
-        elif not link.enqueue(msg):
+            return False
+        if not link.enqueue(msg):
             self.stats.drop(stats.QUEUE_FULL)
+            return False
+        return True
 
     def flush(self) -> None:
         """Write every link's queued messages now (where its connection is idle), instead of
