@@ -14,8 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from raft3d.consensus.types import Entry, HardState, SnapshotMeta
-from raft3d.storage import DurableStorage
+from raft3d.consensus.types import Entry, HardState, Snapshot, SnapshotMeta
+from raft3d.storage import DurableStorage, snapshot_store
+from raft3d.storage import snapshot_stream as stream
 from raft3d.storage.snapshot_file import read_snapshot_file, verify_snapshot_file
 from raft3d.storage.snapshot_stream import BLOCK, StreamedSnapshotFile, is_direct, open_for
 
@@ -64,6 +65,25 @@ def test_a_local_snapshot_is_written_write_only_and_past_the_page_cache(
         storage.commit_local_snapshot(META)
         [info] = storage.list_snapshots()
         assert read_snapshot_file(info.path)[1].data == b"".join(parts)
+
+
+def test_a_received_snapshot_is_written_the_same_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[tuple[int, bool]] = []
+
+    def recording(path: Path, mode: int = 0o600) -> int:
+        fd = stream.open_for(path, mode)
+        opened.append((fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE, is_direct(fd)))
+        return fd
+
+    monkeypatch.setattr(snapshot_store, "open_for", recording)
+    data = bytes(range(256)) * 9000  # 2.3 MB: more than one part and block
+    with DurableStorage(tmp_path) as storage:
+        storage.persist(HardState(2, None, 9), [], Snapshot(SnapshotMeta(9, 2, META.voters), data))
+        [info] = storage.list_snapshots()
+        assert read_snapshot_file(info.path)[1].data == data
+    assert opened == [(os.O_WRONLY, direct_supported(tmp_path))]
 
 
 @settings(max_examples=40, deadline=None)

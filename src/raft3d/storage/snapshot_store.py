@@ -17,7 +17,6 @@ from raft3d.storage.snapshot_file import (
     InvalidSnapshotFile,
     SnapshotInfo,
     verify_snapshot_file,
-    write_snapshot_file,
 )
 from raft3d.storage.snapshot_stream import StreamedSnapshotFile, open_for
 
@@ -25,6 +24,7 @@ log = logging.getLogger(__name__)
 
 _FINAL_NAME = re.compile(r"snapshot-(\d{20})-(\d{20})\.snap")
 _TEMP_SUFFIX = ".tmp"
+_WRITE_PART = 1 << 20  # a snapshot in memory goes to its file this much at a time
 
 
 def snapshot_file_name(index: int, term: int) -> str:
@@ -70,25 +70,18 @@ class SnapshotStore:
         return newest_first(valid), invalid
 
     def write(self, snapshot: Snapshot, created_at: float) -> SnapshotInfo:
-        """Write ``snapshot`` durably: temp file, fsync, rename, fsync the directory.
+        """Write ``snapshot`` durably: temp file (as ``streamed`` writes it, past the page
+        cache), fsync, rename, fsync the directory.
 
         A file with the same index and term is replaced atomically.
         """
-        meta = snapshot.meta
-        final = self.directory / snapshot_file_name(meta.index, meta.term)
-        temp = self.directory / f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}{_TEMP_SUFFIX}"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                size = write_snapshot_file(f, snapshot, created_at)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, final)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        fsync_directory(self.directory)
-        return SnapshotInfo(meta.index, meta.term, size, created_at, final)
+        written: list[SnapshotInfo] = []
+        sink = self.streamed(snapshot.meta, created_at, on_finished=written.append)
+        data = memoryview(snapshot.data)
+        for start in range(0, len(data), _WRITE_PART):
+            sink.write(data[start : start + _WRITE_PART])
+        sink.finish()
+        return written[0]
 
     def streamed(
         self,
@@ -145,7 +138,7 @@ class StreamedWrite:
             self.abort()
             raise
 
-    def write(self, part: bytes) -> None:
+    def write(self, part: bytes | memoryview) -> None:
         try:
             with self._guard():
                 self._file.write(part)

@@ -1,4 +1,6 @@
-"""One snapshot file written as its data is produced, part by part, past the page cache.
+"""One snapshot file written as its data is produced, part by part, past the page cache
+(a node's own as it is encoded; one received from the leader a slice at a time,
+``SnapshotStore.write``).
 
 The format is ``raft3d.storage.snapshot_file``'s. The data is never held whole: parts are
 copied into one aligned block buffer, and each full block goes to the file with ``pwrite``
@@ -74,7 +76,7 @@ class StreamedSnapshotFile:
         self._unsynced = 0
         self.data_len = 0
 
-    def write(self, part: bytes) -> None:
+    def write(self, part: bytes | memoryview) -> None:
         self._crc = zlib.crc32(part, self._crc)
         self.data_len += len(part)
         view = memoryview(part)
