@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import statistics
 import tempfile
@@ -43,7 +42,7 @@ import uvloop
 from tests.support.procs import ProcessCluster
 
 from benchmarks.http_bench import WRK_SCRIPT, wrk_load
-from benchmarks.vs_etcd import LIMITS
+from benchmarks.vs_etcd import LIMITS, cpu_seconds
 from raft3d.consensus.types import HardState, Snapshot, SnapshotMeta
 from raft3d.domain.snapshot import SNAPSHOT_FORMAT
 from raft3d.storage import DurableStorage
@@ -192,12 +191,12 @@ async def run(args: argparse.Namespace) -> None:
             lags_before = {n.node_id: lag_buckets(n.url) for n in cluster.alive()}
             log_start = {n.node_id: n.log_path.stat().st_size for n in cluster.nodes.values()}
             rss_start = {n.node_id: vm_kb(n.proc.pid, "VmRSS") for n in cluster.alive() if n.proc}
-            cpu_start = {n.node_id: cpu_s(n.proc.pid) for n in cluster.alive() if n.proc}
+            cpu_start = {n.node_id: cpu_seconds([n.proc.pid]) for n in cluster.alive() if n.proc}
             rate, p50, p99, bad = await asyncio.to_thread(
                 wrk_load, leader.url, args.concurrency, args.seconds, script
             )
             cpu = {
-                n.node_id: cpu_s(n.proc.pid) - cpu_start[n.node_id]
+                n.node_id: cpu_seconds([n.proc.pid]) - cpu_start[n.node_id]
                 for n in cluster.alive()
                 if n.proc
             }
@@ -273,12 +272,6 @@ async def run(args: argparse.Namespace) -> None:
             f"peak RSS {rss[node_id] / 1024:.0f} MB, largest snapshot "
             f"{snaps[node_id] / 1e6:.1f} MB, ratio {rss[node_id] * 1024 / snaps[node_id]:.1f}"
         )
-
-
-def cpu_s(pid: int) -> float:
-    """The process's CPU time so far (user and system), seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _get(url: str) -> tuple[int, Any]:

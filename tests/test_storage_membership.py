@@ -13,20 +13,15 @@ import pytest
 from raft3d.consensus import ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMeta
 from raft3d.consensus.membership import ConfChange, ConfChangeType, encode_conf_entry
 from raft3d.storage import DurableStorage
-from raft3d.storage.snapshot_file import (
-    InvalidSnapshotFile,
-    read_snapshot_file,
-    write_snapshot_file,
-)
+from raft3d.storage.snapshot_file import InvalidSnapshotFile, read_snapshot_file
+from raft3d.storage.snapshot_store import SnapshotStore
 from tests.support.cores import make_core
 
 META = SnapshotMeta(7, 2, ("n1", "n2", "n3"), ("n4", "n5"), ("n5",))
 
 
 def test_snapshot_file_keeps_voters_learners_and_manual_learners(tmp_path: Path) -> None:
-    path = tmp_path / "snap"
-    with path.open("wb") as f:
-        write_snapshot_file(f, Snapshot(META, b"state"), created_at=1.0)
+    path = SnapshotStore(tmp_path).write(Snapshot(META, b"state"), created_at=1.0).path
     _, loaded = read_snapshot_file(path)
     assert loaded.meta == META and loaded.meta.conf_state == ConfState(
         ("n1", "n2", "n3"), ("n4", "n5"), ("n5",)
@@ -70,9 +65,7 @@ def test_a_restarted_core_recovers_the_configuration_from_a_stored_snapshot(
 
 def test_snapshot_file_keeps_member_contexts(tmp_path: Path) -> None:
     meta = SnapshotMeta(7, 2, ("n1", "n2"), ("n3",), (), (("n1", b"\x00a"), ("n3", b"\xffc")))
-    path = tmp_path / "snap"
-    with path.open("wb") as f:
-        write_snapshot_file(f, Snapshot(meta, b"state"), created_at=1.0)
+    path = SnapshotStore(tmp_path).write(Snapshot(meta, b"state"), created_at=1.0).path
     _, loaded = read_snapshot_file(path)
     assert loaded.meta == meta and loaded.meta.conf_state.context_of("n3") == b"\xffc"
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from raft3d.consensus.types import Snapshot, SnapshotMeta
-from raft3d.storage.snapshot_file import SYNC_EVERY_BYTES, read_snapshot_file, write_snapshot_file
+from raft3d.storage.snapshot_file import SYNC_EVERY_BYTES, read_snapshot_file
+from raft3d.storage.snapshot_store import SnapshotStore
 from raft3d.storage.snapshot_stream import StreamedSnapshotFile, open_for
 
 META = SnapshotMeta(7, 2, ("n1", "n2", "n3"))
@@ -53,15 +54,13 @@ def test_a_streamed_file_is_synced_as_it_grows(tmp_path: Path, syncs: list[int])
 
 def test_a_received_snapshot_is_synced_as_it_is_written(tmp_path: Path, syncs: list[int]) -> None:
     data = _data()
-    path = tmp_path / "r.snap"
-    with path.open("wb") as f:
-        size = write_snapshot_file(f, Snapshot(META, data), 1.0)
+    info = SnapshotStore(tmp_path).write(Snapshot(META, data), 1.0)
+    path, size = info.path, info.size
     assert len(syncs) == 3
     assert path.stat().st_size == size
     assert read_snapshot_file(path)[1].data == data
 
 
 def test_a_small_file_is_left_to_the_callers_fsync(tmp_path: Path, syncs: list[int]) -> None:
-    with (tmp_path / "small.snap").open("wb") as f:
-        write_snapshot_file(f, Snapshot(META, b"state"), 1.0)
+    SnapshotStore(tmp_path).write(Snapshot(META, b"state"), 1.0)
     assert syncs == []

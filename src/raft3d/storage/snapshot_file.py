@@ -1,4 +1,5 @@
-"""The on-disk format of one snapshot file, and reading/writing a single file.
+"""The on-disk format of one snapshot file, and reading a single file (written by
+``raft3d.storage.snapshot_stream``).
 
 Layout (format version 2, integers little-endian)::
 
@@ -83,23 +84,6 @@ class _Header:
     created_at: float
     data_len: int
     version: int
-
-
-def write_snapshot_file(f: BinaryIO, snapshot: Snapshot, created_at: float) -> int:
-    """Write ``snapshot`` in the file format to ``f``; returns the number of bytes written.
-
-    The caller owns durability (fsync, rename).
-    """
-    prefix = prefix_bytes(snapshot.meta, created_at, len(snapshot.data))
-    f.write(prefix)
-    f.write(checksum_of(zlib.crc32(snapshot.data), prefix))
-    data = memoryview(snapshot.data)
-    for start in range(0, len(data), SYNC_EVERY_BYTES):
-        f.write(data[start : start + SYNC_EVERY_BYTES])
-        if start + SYNC_EVERY_BYTES < len(data):
-            f.flush()
-            os.fdatasync(f.fileno())  # see SYNC_EVERY_BYTES
-    return len(prefix) + CHECKSUM.size + len(snapshot.data)
 
 
 def prefix_bytes(meta: SnapshotMeta, created_at: float, data_len: int, length: int = 0) -> bytes:

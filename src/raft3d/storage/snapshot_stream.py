@@ -94,15 +94,13 @@ class StreamedSnapshotFile:
         prefix = prefix_bytes(self._meta, self._created_at, self.data_len, self._room)
         head = prefix + checksum_of(self._crc, prefix)
         end = self._written + self._filled  # the file image's end
-        if self._first is None:  # everything is in the first block
-            self._first, tail = self._block, 0
-        else:
-            tail = self._filled
-        if tail:
-            self._pwrite(self._block, _aligned(tail), self._written)
         first = self._first
+        if first is None:  # everything is in the first block
+            first = self._block
+        elif self._filled:
+            self._pwrite(self._block, _aligned(self._filled), self._written)
         first[: len(head)] = head
-        self._pwrite(first, _aligned(end) if tail == 0 and first is self._block else len(first), 0)
+        self._pwrite(first, min(len(first), _aligned(end)), 0)
         os.ftruncate(self._fd, end)
         self._block.close()
         if first is not self._block:
