@@ -12,12 +12,11 @@ from prometheus_client.registry import Collector
 from raft3d.api import auth, cluster, events, farm, members, members_alias, snapshots, stream
 from raft3d.api.forwarding import LeaderForwarder
 from raft3d.api.metrics import create_metrics
-from raft3d.api.middleware import add_node_headers, serving_middleware
+from raft3d.api.middleware import add_answer_headers, serving_middleware
 from raft3d.api.objects import get_filament, get_print_job, get_printer
 from raft3d.api.openapi import install as install_openapi
 from raft3d.api.openapi import openapi_document
 from raft3d.api.options import ApiOptions
-from raft3d.api.origins import add_cors_headers
 from raft3d.api.pages import api_docs, dashboard, static_asset
 from raft3d.api.ports import NodePort
 from raft3d.api.snapshot_render import SnapshotRenderer
@@ -59,13 +58,12 @@ def create_app(
         # Metrics, CORS preflight, errors and authentication, in that order, as one step.
         middlewares=[serving_middleware],
     )
-    app.on_response_prepare.append(add_cors_headers)
+    app.on_response_prepare.append(add_answer_headers)
     install_openapi(app)
     app[OPTIONS_KEY] = options
     app[NODE_KEY] = node
     app[STATE_KEY] = state
     app[METRICS_KEY] = create_metrics(node, collectors)
-    app.on_response_prepare.append(add_node_headers)
     app[CLIENT_SSL_KEY] = client_ssl
     app.cleanup_ctx.append(_forwarding_session)
     auth.install(app, middleware=False)  # serving_middleware authorizes

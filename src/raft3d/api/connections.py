@@ -170,6 +170,11 @@ class _GuardedConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._in_request = 0
         self._lingering = False
+        # Loop time of the first byte of a head not yet handled. The head's timer is not
+        # cancelled when a request starts (arming one per request on a keep-alive connection
+        # cost a timer's creation and cancellation on every request): it looks at this when
+        # it fires, and is armed again for what is left of a newer head's time.
+        self._head_since: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -193,10 +198,11 @@ class _GuardedConnection(asyncio.Protocol):
             return  # a refused connection: its request is read and dropped
         if self._guard.on_activity is not None:
             self._guard.on_activity()
-        if self._in_request == 0 and self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(
-                self._guard.header_timeout_s, self._head_timed_out
-            )
+        if self._in_request == 0 and self._head_since is None:
+            loop = asyncio.get_running_loop()
+            self._head_since = loop.time()
+            if self._timer is None:
+                self._timer = loop.call_later(self._guard.header_timeout_s, self._head_timed_out)
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -228,9 +234,7 @@ class _GuardedConnection(asyncio.Protocol):
 
     def request_started(self) -> None:
         self._in_request += 1
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._head_since = None
 
     def request_finished(self) -> None:
         self._in_request -= 1
@@ -238,7 +242,13 @@ class _GuardedConnection(asyncio.Protocol):
     def _head_timed_out(self) -> None:
         self._timer = None
         transport = self._transport
-        if self._in_request or transport is None or transport.is_closing():
+        since = self._head_since
+        if since is None or self._in_request or transport is None or transport.is_closing():
+            return  # no head pending: the next one's first byte arms the timer again
+        loop = asyncio.get_running_loop()
+        left = since + self._guard.header_timeout_s - loop.time()
+        if left > 0:  # the head pending now began after this timer was armed
+            self._timer = loop.call_later(left, self._head_timed_out)
             return
         self._guard._header_timed_out()
         transport.write(self._guard.header_timeout_response)

@@ -94,7 +94,6 @@ async def on_leader(request: web.Request, attempt: Attempt, wording: Wording) ->
     loop = asyncio.get_running_loop()
     budget = request_budget(request)
     deadline = loop.time() + budget
-    body = await request.read()  # already read and cached by the handler; forwarded as is
     was_forwarded = headers.FORWARDED_BY in request.headers
     what = wording.what
     last_problem = "no leader is known"
@@ -125,6 +124,7 @@ async def on_leader(request: web.Request, attempt: Attempt, wording: Wording) ->
                 else f"the address of leader {leader_id} is not known"
             )
         else:
+            body = await request.read()  # read and cached by the handler; forwarded as is
             outcome = await request.app[FORWARDER_KEY].forward(
                 request, body, url, deadline - loop.time(), identity_of(request)
             )

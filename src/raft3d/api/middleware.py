@@ -20,7 +20,7 @@ from raft3d.api.errors import (
     error_body,
 )
 from raft3d.api.metrics import route_label
-from raft3d.api.origins import is_preflight, preflight_response
+from raft3d.api.origins import cors_headers, is_preflight, preflight_response
 from raft3d.api.typedefs import GUARD_KEY, METRICS_KEY, NODE_KEY
 from raft3d.node.errors import (
     EntryTooLargeError,
@@ -103,7 +103,8 @@ async def serving_middleware(request: web.Request, handler: Handler) -> web.Stre
     first, when the app has a ``GUARD_KEY``.
     """
     started = time.perf_counter()
-    guard = request.app.get(GUARD_KEY)
+    app = request.app
+    guard = app.get(GUARD_KEY)
     conn = None if guard is None else guard.request_started(request)
     status = 500  # if an unexpected exception escapes, aiohttp answers 500
     try:
@@ -129,7 +130,7 @@ async def serving_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = response.status
         return response
     finally:
-        request.app[METRICS_KEY].observe(
+        app[METRICS_KEY].observe(
             route_label(request), request.method, status, time.perf_counter() - started
         )
         if conn is not None:
@@ -137,7 +138,19 @@ async def serving_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 async def add_node_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: say which node answered and how far it has applied.
+    """on_response_prepare: ``node_headers``."""
+    node_headers(request, response)
+
+
+async def add_answer_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The node app's on_response_prepare: ``cors_headers``, then ``node_headers``, in one
+    receiver (each receiver is a coroutine call on every response)."""
+    cors_headers(request, response)
+    node_headers(request, response)
+
+
+def node_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Say which node answered and how far it has applied.
 
     ``setdefault`` keeps the values a handler set itself: a read states the index it read at,
     a forwarded write relays the leader's headers.

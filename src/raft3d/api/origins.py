@@ -75,8 +75,8 @@ def preflight_response(request: web.Request) -> web.Response:
     return response
 
 
-async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: name a member origin as allowed, on every answer to it."""
+def cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Name a member origin as allowed, on every answer to it."""
     if hdrs.ORIGIN not in request.headers:
         return  # not a cross-origin call (curl, a same-origin page load): nothing to say
     response.headers.add(hdrs.VARY, hdrs.ORIGIN)

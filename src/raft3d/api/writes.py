@@ -22,12 +22,12 @@ async def submit(
     """Commit ``command`` (on this node or through the leader) and render its result."""
     node = request.app[NODE_KEY]
     payload = encode_command(command)
-    budget = request_budget(request)
 
     async def attempt(remaining: float) -> web.StreamResponse:
         try:
             result = await node.propose(payload, remaining)
         except TimeoutError:
+            budget = request_budget(request)
             raise ServiceUnavailable(
                 "timeout",
                 f"the write was not seen to commit within {budget:g} s; it may still be "
