@@ -154,6 +154,27 @@ def test_a_request_that_completes_its_head_in_time_is_not_cut(strict_node: NodeP
         sock.close()
 
 
+def test_each_head_on_a_keep_alive_connection_gets_its_own_full_header_timeout(
+    strict_node: NodeProcess,
+) -> None:
+    # The head timer is not cancelled when a request starts; one armed by the first head
+    # fires while the second is pending and must give that head what is left of its own
+    # second, then cut it: not at the first head's deadline, and not never.
+    sock = connect(strict_node)
+    try:
+        sock.sendall(GET_STATUS)
+        assert read_response(sock)[0] == 200
+        time.sleep(0.6)  # the client's pace: the next head starts 0.6 s into the first timer
+        began = time.monotonic()
+        sock.sendall(b"GET /cluster/status HTTP/1.1\r\n")
+        status, _, body = parse(read_until_closed(sock, 10))
+        waited = time.monotonic() - began
+        assert status == 408 and body["error"]["code"] == "header_timeout"
+        assert waited >= 0.9, f"cut {waited:.2f} s after its first byte (limit 1 s)"
+    finally:
+        sock.close()
+
+
 def test_a_body_slower_than_the_header_timeout_is_not_cut_once_its_head_is_in(
     strict_node: NodeProcess,
 ) -> None:
